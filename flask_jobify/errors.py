@@ -1,0 +1,180 @@
+"""Every exception Flask-Jobify raises, rooted at :class:`JobifyError`.
+
+HTTP errors also subclass the matching Werkzeug exception and render
+themselves as the one JSON error shape Flask-Jobify uses everywhere::
+
+    {"error": {"code": "job_not_found", "message": "No job ..."}}
+
+so they read the same whether a handler catches them or not.
+"""
+from __future__ import annotations
+
+import json
+import typing as t
+
+from werkzeug.exceptions import (
+    BadRequest,
+    Conflict,
+    HTTPException,
+    NotFound,
+    ServiceUnavailable,
+    UnprocessableEntity,
+)
+from werkzeug.wrappers import Response
+
+
+
+def error_body(code: str, message: str, details: t.Any = None) -> dict[str, t.Any]:
+    """Return the JSON error document: ``{"error": {"code", "message"}}``."""
+    error: dict[str, t.Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: t.Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Build a JSON error response in the shape used everywhere."""
+    body = json.dumps(error_body(code, message, details))
+    response = Response(body, status=status, mimetype="application/json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def http_exception_response(exc: HTTPException) -> Response:
+    """Render any Werkzeug HTTP exception in Flask-Jobify's JSON shape."""
+    if isinstance(exc, JobifyHTTPError):
+        return exc.get_response()
+    code = (exc.name or "error").lower().replace(" ", "_").replace("-", "_")
+    details = None
+    data = getattr(exc, "data", None)  # webargs puts validation messages here
+    if isinstance(data, dict) and "messages" in data:
+        details = data["messages"]
+    response = error_response(exc.code or 500, code, exc.description or "", details=details)
+    # Keep what the exception says about itself, e.g. Allow on a 405.
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+class JobifyError(Exception):
+    """Root of every Flask-Jobify exception."""
+
+
+class JobCancelled(JobifyError):
+    """Raised inside a job by ``current_job.progress()`` once cancellation was
+    requested. Let it propagate: the job then ends as ``cancelled``."""
+
+
+class StoreError(JobifyError):
+    """A job store could not do what was asked (bad URL, unreachable...)."""
+
+
+class JobifyHTTPError(JobifyError, HTTPException):
+    """An HTTP error that renders itself as Flask-Jobify's JSON error."""
+
+    #: Short machine-readable code, the ``error.code`` of the body.
+    error_code = "error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        details: t.Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.extra_headers = headers or {}
+        self.details = details
+
+    def get_response(  # type: ignore[override]
+        self, environ: t.Any = None, scope: t.Any = None
+    ) -> Response:
+        return error_response(
+            self.code or 500,
+            self.error_code,
+            self.description or "",
+            details=self.details,
+            headers=self.extra_headers,
+        )
+
+    def get_headers(self, *args: t.Any, **kwargs: t.Any) -> list[tuple[str, str]]:
+        return [("Content-Type", "application/json"), *self.extra_headers.items()]
+
+
+class InvalidJobFlag(JobifyHTTPError, BadRequest):
+    """The ``X-Job-Flag`` or ``Prefer`` header could not be understood."""
+
+    error_code = "invalid_job_flag"
+
+
+class InvalidJobId(JobifyHTTPError, BadRequest):
+    """A job id in the URL does not have the shape of a job id."""
+
+    error_code = "invalid_job_id"
+    description = "This is not a job id: job ids are 22 URL-safe characters."
+
+
+class JobNotFound(JobifyHTTPError, NotFound):
+    """No such job, it expired, or the caller may not see it."""
+
+    error_code = "job_not_found"
+    description = (
+        "No job with this id: it never existed, it expired, or it is not yours."
+    )
+
+
+class JobNotFinished(JobifyHTTPError, Conflict):
+    """The result was asked for before the job ended (409 + ``Retry-After``)."""
+
+    error_code = "job_not_finished"
+
+
+class NoResult(JobifyHTTPError, Conflict):
+    """The job ended without a response to replay (cancelled, timed out...)."""
+
+    error_code = "no_result"
+
+
+class QueueFull(JobifyHTTPError, ServiceUnavailable):
+    """Too many jobs are waiting; retry after ``Retry-After`` seconds."""
+
+    error_code = "queue_full"
+    description = "Too many jobs are waiting to run; retry later."
+
+
+class ShuttingDown(JobifyHTTPError, ServiceUnavailable):
+    """This process is stopping and accepts no new jobs."""
+
+    error_code = "shutting_down"
+    description = "This server is shutting down and accepts no new jobs; retry."
+
+
+class InvalidArgument(JobifyHTTPError, UnprocessableEntity):
+    """A query argument or body field is invalid."""
+
+    error_code = "invalid_argument"
+
+
+__all__ = [
+    "JobifyError",
+    "JobCancelled",
+    "StoreError",
+    "JobifyHTTPError",
+    "InvalidJobFlag",
+    "InvalidJobId",
+    "JobNotFound",
+    "JobNotFinished",
+    "NoResult",
+    "QueueFull",
+    "ShuttingDown",
+    "InvalidArgument",
+]

@@ -1,0 +1,149 @@
+"""The job record: what a store keeps about one job.
+
+The record is a plain dataclass so that every store, the executor and the
+HTTP layer share one typed description of a job; :mod:`flask_jobify.schemas`
+describes it on the wire.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import secrets
+import time
+import typing as t
+from datetime import datetime, timezone
+
+#: Length of a job id: ``secrets.token_urlsafe(16)`` gives 22 characters that
+#: carry 128 random bits (a UUID4 carries 122).
+JOB_ID_LENGTH = 22
+_JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
+
+
+def new_job_id() -> str:
+    """Return a new unguessable job id (128 bits from :mod:`secrets`)."""
+    return secrets.token_urlsafe(16)
+
+
+def is_valid_job_id(value: str) -> bool:
+    """Tell whether ``value`` has the shape of a job id, without a store lookup."""
+    return bool(_JOB_ID_RE.match(value))
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life.
+
+    ``pending`` and ``running`` are *active*; every other status is *final*
+    and never changes again.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in ACTIVE_STATUSES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Statuses that may still change.
+ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
+#: Statuses that never change again.
+FINAL_STATUSES = frozenset(set(JobStatus) - ACTIVE_STATUSES)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobProgress:
+    """Progress published from inside a job through ``current_job``."""
+
+    percent: float | None = None
+    message: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobError:
+    """Why a job did not succeed.
+
+    ``type`` is a short machine-readable word (``exception``, ``http_error``,
+    ``timeout``, ``cancelled``, ``shutdown``, ``lost``...) or, for an
+    exception, its class name; ``message`` is for people.
+    """
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredResponse:
+    """A view's full response, kept so it can be replayed byte for byte."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclasses.dataclass
+class Job:
+    """One job, as a store keeps it.
+
+    Timestamps are POSIX seconds (``time.time()``); :func:`isoformat` renders
+    them as ISO 8601 UTC on the wire. ``version`` grows by one on every
+    change, so a waiter can tell that something happened.
+    """
+
+    id: str
+    operation: str
+    method: str
+    path: str
+    status: JobStatus = JobStatus.PENDING
+    progress: JobProgress = dataclasses.field(default_factory=JobProgress)
+    created_at: float = dataclasses.field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: When a finished job is forgotten (POSIX seconds); ``None`` while active.
+    expires_at: float | None = None
+    #: Seconds a finished job is kept; copied from the operation's options.
+    result_ttl: float = 3600.0
+    attempts: int = 0
+    error: JobError | None = None
+    #: HTTP status of the stored result, once there is one.
+    http_status: int | None = None
+    cancel_requested: bool = False
+    owner: str | None = None
+    version: int = 0
+    #: Free-form data for extensions (webhook deliveries, idempotency...).
+    meta: dict[str, t.Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+    def to_dict(self) -> dict[str, t.Any]:
+        """Return a JSON-compatible dict; :meth:`from_dict` reverses it."""
+        data = dataclasses.asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, t.Any]) -> Job:
+        data = dict(data)
+        data["status"] = JobStatus(data["status"])
+        data["progress"] = JobProgress(**(data.get("progress") or {}))
+        error = data.get("error")
+        data["error"] = JobError(**error) if error else None
+        return cls(**data)
+
+
+def isoformat(timestamp: float | None) -> str | None:
+    """Render POSIX seconds as ISO 8601 UTC (``2026-01-31T12:00:00.123Z``)."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

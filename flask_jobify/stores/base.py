@@ -1,0 +1,136 @@
+"""The contract every job store keeps.
+
+A store keeps job records (:class:`~flask_jobify.models.Job`) and the
+responses of finished jobs (:class:`~flask_jobify.models.StoredResponse`).
+Every method is atomic: two threads, or two processes for stores that say
+so, never see half of an update, and a compare-and-set on the status
+(``only_if``) is how the executor, the timeout monitor and a cancelling
+client agree on who ends a job.
+"""
+from __future__ import annotations
+
+import abc
+import time
+import typing as t
+
+from ..models import ACTIVE_STATUSES, Job, JobStatus, StoredResponse
+
+#: A listing cursor: ``(created_at, id)`` of the last job of the previous page.
+Cursor = t.Tuple[float, str]
+
+
+class JobStore(abc.ABC):
+    """Abstract job store.
+
+    Implementations must be safe to share between threads. Those whose
+    :attr:`shared_across_processes` is true are also safe to share between
+    processes (several gunicorn workers, a Celery worker).
+    """
+
+    #: True when a job written by one process is visible to every other.
+    shared_across_processes: t.ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def create(self, job: Job) -> None:
+        """Insert a new job.
+
+        :raises StoreError: if a job with this id exists already.
+        """
+
+    @abc.abstractmethod
+    def get(self, job_id: str) -> Job | None:
+        """Return the job, or ``None`` if it is unknown or has expired.
+
+        Must not slow down as the number of jobs grows (O(1) or O(log n)).
+        """
+
+    @abc.abstractmethod
+    def update(
+        self,
+        job_id: str,
+        changes: t.Mapping[str, t.Any],
+        *,
+        only_if: t.Iterable[JobStatus] | None = None,
+        result: StoredResponse | None = None,
+    ) -> Job | None:
+        """Apply ``changes`` (``Job`` field names to new values) atomically.
+
+        Nothing happens, and ``None`` is returned, if the job is unknown or
+        expired, or if ``only_if`` is given and the job's status is not one of
+        them. Otherwise ``version`` grows by one; if ``status`` becomes final,
+        ``finished_at`` defaults to now and ``expires_at`` becomes
+        ``finished_at + result_ttl``; ``result``, if given, is saved in the
+        same atomic step. Waiters in :meth:`wait` are woken. Returns the job
+        as it is after the change.
+        """
+
+    @abc.abstractmethod
+    def get_result(self, job_id: str) -> StoredResponse | None:
+        """Return the saved response of a job, or ``None``."""
+
+    @abc.abstractmethod
+    def delete(self, job_id: str) -> bool:
+        """Forget a job and its result. Return whether it existed."""
+
+    @abc.abstractmethod
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        operation: str | None = None,
+        owner: str | None = None,
+        limit: int = 50,
+        after: Cursor | None = None,
+    ) -> list[Job]:
+        """Return up to ``limit`` unexpired jobs, newest first.
+
+        ``after`` is the ``(created_at, id)`` of the last job of the previous
+        page: only jobs strictly older (in ``(created_at, id)`` order) are
+        returned. ``owner``, when given, keeps only that owner's jobs.
+        """
+
+    @abc.abstractmethod
+    def wait(self, job_id: str, version: int, timeout: float) -> Job | None:
+        """Block until the job's ``version`` differs from ``version``, or
+        ``timeout`` seconds pass. Return the job as it is then (``None`` if it
+        is gone). Returns at once if the version already differs.
+        """
+
+    @abc.abstractmethod
+    def purge_expired(self, now: float | None = None) -> int:
+        """Forget every job whose ``expires_at`` has passed; return how many."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. The store must not be used afterwards."""
+
+
+def apply_changes(job: Job, changes: t.Mapping[str, t.Any], now: float | None = None) -> None:
+    """Apply ``changes`` to ``job`` in place, as :meth:`JobStore.update` says.
+
+    Shared by the stores so that they derive ``finished_at``, ``expires_at``
+    and ``version`` in the same way.
+    """
+    for name, value in changes.items():
+        if not hasattr(job, name):
+            raise AttributeError(f"Job has no field {name!r}")
+        setattr(job, name, value)
+    if "status" in changes and job.status.is_final:
+        if job.finished_at is None:
+            job.finished_at = time.time() if now is None else now
+        job.expires_at = job.finished_at + job.result_ttl
+    job.version += 1
+
+
+def status_allowed(job: Job, only_if: t.Iterable[JobStatus] | None) -> bool:
+    """Tell whether ``job`` passes an ``only_if`` status condition."""
+    return only_if is None or job.status in set(only_if)
+
+
+def is_expired(job: Job, now: float | None = None) -> bool:
+    """Tell whether a finished job has passed its ``expires_at``."""
+    return job.expires_at is not None and job.expires_at <= (
+        time.time() if now is None else now
+    )
+
+
+__all__ = ["ACTIVE_STATUSES", "Cursor", "JobStore", "apply_changes", "is_expired"]

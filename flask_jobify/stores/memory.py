@@ -1,0 +1,134 @@
+"""A job store in this process's memory: fast, and lost on restart."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+import time
+import typing as t
+
+from ..errors import StoreError
+from ..models import Job, JobStatus, StoredResponse
+from .base import Cursor, JobStore, apply_changes, is_expired, status_allowed
+
+
+def _copy(job: Job) -> Job:
+    meta = copy.deepcopy(job.meta) if job.meta else {}
+    return dataclasses.replace(job, meta=meta)
+
+
+class MemoryStore(JobStore):
+    """Jobs in a dict guarded by one lock, with a condition for waiters.
+
+    Safe to share between threads. Not shared between processes: each
+    gunicorn worker would see only its own jobs, so use it for one-process
+    servers, tests and demos (``JOBIFY_STORE = "memory://"``).
+    Records are copied on the way in and out, so callers never share a
+    mutable record with the store.
+    """
+
+    shared_across_processes = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # Insertion order is creation order, which listing relies on.
+        self._jobs: dict[str, Job] = {}
+        self._results: dict[str, StoredResponse] = {}
+
+    def _live(self, job_id: str) -> Job | None:
+        job = self._jobs.get(job_id)
+        if job is None or is_expired(job):
+            return None
+        return job
+
+    def create(self, job: Job) -> None:
+        with self._lock:
+            if job.id in self._jobs:
+                raise StoreError(f"A job with id {job.id!r} exists already.")
+            self._jobs[job.id] = _copy(job)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            job = self._live(job_id)
+            return None if job is None else _copy(job)
+
+    def update(
+        self,
+        job_id: str,
+        changes: t.Mapping[str, t.Any],
+        *,
+        only_if: t.Iterable[JobStatus] | None = None,
+        result: StoredResponse | None = None,
+    ) -> Job | None:
+        with self._lock:
+            job = self._live(job_id)
+            if job is None or not status_allowed(job, only_if):
+                return None
+            apply_changes(job, changes)
+            if result is not None:
+                self._results[job_id] = result
+            self._changed.notify_all()
+            return _copy(job)
+
+    def get_result(self, job_id: str) -> StoredResponse | None:
+        with self._lock:
+            if self._live(job_id) is None:
+                return None
+            return self._results.get(job_id)
+
+    def delete(self, job_id: str) -> bool:
+        with self._lock:
+            self._results.pop(job_id, None)
+            existed = self._jobs.pop(job_id, None) is not None
+            self._changed.notify_all()
+            return existed
+
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        operation: str | None = None,
+        owner: str | None = None,
+        limit: int = 50,
+        after: Cursor | None = None,
+    ) -> list[Job]:
+        now = time.time()
+        with self._lock:
+            candidates = sorted(
+                (
+                    job
+                    for job in self._jobs.values()
+                    if not is_expired(job, now)
+                    and (status is None or job.status == status)
+                    and (operation is None or job.operation == operation)
+                    and (owner is None or job.owner == owner)
+                    and (after is None or (job.created_at, job.id) < tuple(after))
+                ),
+                key=lambda job: (job.created_at, job.id),
+                reverse=True,
+            )
+            return [_copy(job) for job in candidates[:limit]]
+
+    def wait(self, job_id: str, version: int, timeout: float) -> Job | None:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                job = self._live(job_id)
+                if job is None or job.version != version:
+                    return None if job is None else _copy(job)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return _copy(job)
+                self._changed.wait(remaining)
+
+    def purge_expired(self, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        with self._lock:
+            expired = [job_id for job_id, job in self._jobs.items() if is_expired(job, now)]
+            for job_id in expired:
+                del self._jobs[job_id]
+                self._results.pop(job_id, None)
+            if expired:
+                self._changed.notify_all()
+            return len(expired)
