@@ -1,0 +1,91 @@
+"""Real HTTP servers for tests: a werkzeug server in a thread, and gunicorn."""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import typing as t
+
+import requests
+from werkzeug.serving import make_server
+
+
+@contextlib.contextmanager
+def serve_app(app: t.Any, *, threaded: bool = True) -> t.Iterator[str]:
+    """Serve ``app`` on a free loopback port in a thread; yield its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=threaded)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def run_gunicorn(
+    app_spec: str,
+    *,
+    workers: int = 4,
+    threads: int = 4,
+    env: dict[str, str] | None = None,
+    extra_args: t.Sequence[str] = (),
+    ready_path: str = "/jobs",
+    startup_timeout: float = 30.0,
+) -> t.Iterator[str]:
+    """Run ``gunicorn app_spec`` as a subprocess on a free port; yield its URL.
+
+    Waits until ``ready_path`` answers, and stops gunicorn (SIGTERM, then
+    SIGKILL) afterwards.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers),
+        "--threads", str(threads),
+        "--worker-class", "gthread",
+        "--graceful-timeout", "10",
+        *extra_args,
+        app_spec,
+    ]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited early:\n{process.stdout.read()}")
+            try:
+                requests.get(url + ready_path, timeout=1)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not start in time") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
