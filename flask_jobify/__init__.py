@@ -1,7 +1,52 @@
 """Flask-Jobify: any Flask view becomes a background job when the client asks."""
 from __future__ import annotations
 
-from .errors import JobCancelled, JobifyError
-from .models import Job, JobError, JobProgress, JobStatus
+from .context import JobHandle, current_job
+from .errors import (
+    InvalidJobFlag,
+    InvalidJobId,
+    JobCancelled,
+    JobifyError,
+    JobifyHTTPError,
+    JobNotFinished,
+    JobNotFound,
+    NoResult,
+    QueueFull,
+    ShuttingDown,
+    StoreError,
+)
+from .extension import Jobify
+from .models import Job, JobError, JobProgress, JobStatus, StoredResponse
+from .options import JobOptions
+from .signals import job_accepted, job_finished, job_started
+from .stores import JobStore, store_from_url
 
-__all__ = ["Job", "JobCancelled", "JobError", "JobifyError", "JobProgress", "JobStatus"]
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "InvalidJobFlag",
+    "InvalidJobId",
+    "Job",
+    "JobCancelled",
+    "JobError",
+    "JobHandle",
+    "JobNotFinished",
+    "JobNotFound",
+    "JobOptions",
+    "JobProgress",
+    "JobStatus",
+    "JobStore",
+    "Jobify",
+    "JobifyError",
+    "JobifyHTTPError",
+    "NoResult",
+    "QueueFull",
+    "ShuttingDown",
+    "StoreError",
+    "StoredResponse",
+    "current_job",
+    "job_accepted",
+    "job_finished",
+    "job_started",
+    "store_from_url",
+]

@@ -53,11 +53,13 @@ def http_exception_response(exc: HTTPException) -> Response:
     if isinstance(exc, JobifyHTTPError):
         return exc.get_response()
     code = (exc.name or "error").lower().replace(" ", "_").replace("-", "_")
+    message = exc.description or ""
     details = None
     data = getattr(exc, "data", None)  # webargs puts validation messages here
     if isinstance(data, dict) and "messages" in data:
         details = data["messages"]
-    response = error_response(exc.code or 500, code, exc.description or "", details=details)
+        code, message = InvalidArgument.error_code, "Invalid arguments; see details."
+    response = error_response(exc.code or 500, code, message, details=details)
     # Keep what the exception says about itself, e.g. Allow on a 405.
     for name, value in exc.get_headers():
         if name.lower() != "content-type":

@@ -1,0 +1,54 @@
+"""Default configuration. Every key is read once, in ``Jobify.init_app``,
+with ``app.config.setdefault("JOBIFY_" + name, default)``."""
+from __future__ import annotations
+
+#: Where jobs are kept, as a URL: ``memory://``, ``sqlite:///path/jobs.db``
+#: or ``redis://host:port/db``. ``None`` means an SQLite file in the app's
+#: instance folder, which every gunicorn worker of the app shares.
+STORE = None
+
+#: Threads that run jobs, per process.
+MAX_WORKERS = 4
+
+#: Jobs that may wait for a free thread, per process. One more gets a 503.
+MAX_QUEUED = 100
+
+#: Longest long-poll (``GET /jobs/<id>?wait=S``) and ``Prefer: wait=N``, in
+#: seconds. ``0`` turns long-polling off.
+MAX_WAIT = 30.0
+
+#: Seconds a finished job and its result are kept. Per operation:
+#: ``@jobify.job(result_ttl=...)``.
+RESULT_TTL = 3600.0
+
+#: Default time limit of a job, in seconds, counted from when it starts to
+#: run. ``None``: no limit. Per operation: ``@jobify.job(timeout=...)``.
+DEFAULT_TIMEOUT = None
+
+#: ``Retry-After`` seconds sent with 202 answers and unfinished jobs.
+RETRY_AFTER = 1
+
+#: Make every view jobifiable, not only those decorated with ``@jobify.job``.
+ALL_VIEWS = False
+
+#: Where the jobs blueprint is mounted.
+URL_PREFIX = "/jobs"
+
+#: Seconds running jobs get to finish when the process stops.
+SHUTDOWN_GRACE = 10.0
+
+#: Seconds between two sweeps of expired jobs.
+CLEANUP_INTERVAL = 60.0
+
+#: Seconds between two looks at the store for a cancellation requested by
+#: another process, from ``current_job.cancelled``.
+CANCEL_CHECK_INTERVAL = 0.25
+
+#: Put exception messages (and tracebacks) in job records. ``None``: only
+#: when ``app.debug`` is on. Messages may hold secrets; keep this off in
+#: production.
+EXPOSE_ERRORS = None
+
+#: Headers of a captured request dropped before it is handed to another
+#: process (the Celery executor). Lower-case names.
+DROP_HEADERS: tuple[str, ...] = ()

@@ -1,0 +1,135 @@
+"""``current_job``: the running job, as seen from inside a view.
+
+Like Flask's own proxies, :data:`current_job` is a ``ContextVar`` behind a
+``LocalProxy``. It is set while a view runs as a job; elsewhere it points at
+a stand-in whose methods do nothing, so a view can publish progress
+whether or not it runs as a job.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import typing as t
+from contextvars import ContextVar
+
+from werkzeug.local import LocalProxy
+
+from .errors import JobCancelled
+from .models import JobProgress, JobStatus
+
+if t.TYPE_CHECKING:
+    from .stores.base import JobStore
+
+
+class JobHandle:
+    """What a view sees of its own job through :data:`current_job`.
+
+    One handle belongs to one job run; it is used from the thread running
+    the job and, for :meth:`request_cancel`, from any other thread.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        store: JobStore,
+        *,
+        cancel_check_interval: float = 0.25,
+    ) -> None:
+        #: The job's id.
+        self.id: str | None = job_id
+        self._store = store
+        self._cancel = threading.Event()
+        self._check_interval = cancel_check_interval
+        self._next_check = 0.0
+        #: Set once the handle raised :class:`JobCancelled` for this run.
+        self.raised_cancel = False
+
+    @property
+    def is_job(self) -> bool:
+        """``True`` while the view runs as a job."""
+        return True
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job should stop: cancellation was requested, or its
+        time ran out. Looks at the store at most every
+        ``JOBIFY_CANCEL_CHECK_INTERVAL`` seconds."""
+        if self._cancel.is_set():
+            return True
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self._check_interval
+            job = self._store.get(t.cast(str, self.id))
+            if job is None or job.cancel_requested or job.status is not JobStatus.RUNNING:
+                self._cancel.set()
+        return self._cancel.is_set()
+
+    def progress(self, percent: float | None = None, message: str | None = None) -> None:
+        """Publish how far the job has come.
+
+        :param percent: from 0 to 100, or ``None`` to keep it unset.
+        :param message: a short text for people, or ``None``.
+        :raises JobCancelled: if cancellation was requested; let it
+            propagate and the job ends as ``cancelled``.
+        :raises ValueError: for a percent outside 0..100.
+        """
+        if percent is not None and not 0 <= percent <= 100:
+            raise ValueError(f"percent must be within 0..100, not {percent!r}")
+        self.raise_if_cancelled()
+        job = self._store.update(
+            t.cast(str, self.id),
+            {"progress": JobProgress(percent, message)},
+            only_if=[JobStatus.RUNNING],
+        )
+        if job is None or job.cancel_requested:
+            self._cancel.set()
+            self.raise_if_cancelled()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` if :attr:`cancelled` is true."""
+        if self.cancelled:
+            self.raised_cancel = True
+            raise JobCancelled(f"Job {self.id} was cancelled or timed out.")
+
+    def request_cancel(self) -> None:
+        """Make :attr:`cancelled` true at once (same-process cancellation)."""
+        self._cancel.set()
+
+
+class _NoJob(JobHandle):
+    """The stand-in :data:`current_job` points at outside a job."""
+
+    def __init__(self) -> None:  # noqa: D107 - nothing to keep
+        self.id = None
+        self.raised_cancel = False
+
+    @property
+    def is_job(self) -> bool:
+        return False
+
+    @property
+    def cancelled(self) -> bool:
+        return False
+
+    def progress(self, percent: float | None = None, message: str | None = None) -> None:
+        if percent is not None and not 0 <= percent <= 100:
+            raise ValueError(f"percent must be within 0..100, not {percent!r}")
+
+    def raise_if_cancelled(self) -> None:
+        return None
+
+    def request_cancel(self) -> None:
+        return None
+
+
+_NO_JOB = _NoJob()
+_current_job_var: ContextVar[JobHandle] = ContextVar("flask_jobify.current_job")
+
+#: The job the current view runs as. Outside a job, a stand-in whose
+#: ``progress()`` does nothing and whose ``cancelled`` is ``False``; check
+#: ``current_job.is_job`` to tell the two apart.
+current_job: JobHandle = t.cast(
+    JobHandle, LocalProxy(lambda: _current_job_var.get(_NO_JOB))
+)

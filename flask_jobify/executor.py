@@ -1,0 +1,124 @@
+"""Running jobs in the background: a bounded pool of threads per process.
+
+Why not :class:`concurrent.futures.ThreadPoolExecutor`: at interpreter exit
+it runs *every queued item* to completion before ``atexit`` handlers run, so
+a gunicorn worker told to stop would hang until its whole backlog is done,
+and nothing could mark the jobs it gives up on. This pool uses daemon
+threads and an explicit :meth:`ThreadExecutor.shutdown` with a grace period
+instead.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import typing as t
+
+logger = logging.getLogger("flask_jobify")
+
+Task = t.Callable[[], None]
+
+
+class ThreadExecutor:
+    """A fixed number of daemon threads pulling tasks from a bounded queue.
+
+    Thread-safe: :meth:`submit` and :meth:`shutdown` may be called from any
+    thread. Per process: threads are started lazily on the first
+    :meth:`submit` and started again in a forked child (gunicorn
+    ``--preload``), which inherits no threads.
+
+    :param max_workers: threads that run tasks.
+    :param max_queued: tasks that may wait for a free thread; :meth:`submit`
+        refuses more.
+    """
+
+    def __init__(self, max_workers: int = 4, max_queued: int = 100, *, name: str = "jobify") -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self.max_workers = max_workers
+        self.max_queued = max_queued
+        self._name = name
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._queue: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        self._queued = 0
+        self._running = 0
+        self._closed = False
+        self._pid: int | None = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def queued(self) -> int:
+        """Tasks waiting for a thread."""
+        return self._queued
+
+    @property
+    def running(self) -> int:
+        """Tasks being run."""
+        return self._running
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def submit(self, task: Task) -> bool:
+        """Queue ``task``; return ``False`` if the queue is full or closed."""
+        with self._lock:
+            if self._closed or self._queued >= self.max_queued:
+                return False
+            self._start_threads()
+            self._queued += 1
+        self._queue.put(task)
+        return True
+
+    def close(self) -> None:
+        """Refuse new tasks from now on; queued and running ones go on."""
+        with self._lock:
+            self._closed = True
+
+    def shutdown(self, grace: float) -> bool:
+        """Stop accepting tasks and wait up to ``grace`` seconds for queued
+        and running ones. Return ``True`` if all of them finished."""
+        deadline = time.monotonic() + grace
+        with self._lock:
+            self._closed = True
+            while self._queued or self._running:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._idle.wait(remaining)
+            done = not (self._queued or self._running)
+        for _ in self._threads:
+            self._queue.put(None)
+        return done
+
+    def _start_threads(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        self._pid = pid
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{self._name}-{n}", daemon=True)
+            for n in range(self.max_workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            task = self._queue.get()
+            if task is None:
+                return
+            with self._lock:
+                self._queued -= 1
+                self._running += 1
+            try:
+                task()
+            except BaseException:  # a task must never kill its thread
+                logger.exception("A Flask-Jobify task raised")
+            finally:
+                with self._lock:
+                    self._running -= 1
+                    self._idle.notify_all()

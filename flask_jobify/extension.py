@@ -1,0 +1,270 @@
+"""The :class:`Jobify` extension."""
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import time
+import typing as t
+import weakref
+
+from flask import Flask, Response, current_app, g, request, url_for
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from .capture import capture_request
+from .context import _current_job_var
+from .errors import InvalidJobFlag, QueueFull, ShuttingDown, http_exception_response
+from .models import Job, new_job_id
+from .options import OPTIONS_ATTR, JobOptions, options_of
+from .runner import replay_response
+from .schemas import AcceptedJobSchema
+from .signals import job_accepted
+from .state import JobifyState, Settings
+from .stores.base import JobStore
+from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, VARY_HEADERS, JobTrigger, parse_trigger
+from .views import create_jobs_blueprint
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+OwnerLoader = t.Callable[[], t.Optional[str]]
+
+_ACCEPTED_SCHEMA = AcceptedJobSchema()
+
+
+class Jobify:
+    """Run Flask views as background jobs when the client asks.
+
+    A request to a jobifiable view (decorated with :meth:`job`, or any view
+    with ``JOBIFY_ALL_VIEWS``) that carries ``X-Job-Flag: ON`` or
+    ``Prefer: respond-async`` is answered at once with ``202 Accepted``; the
+    view runs in the background and its response is kept for
+    ``GET /jobs/<id>/result``. Without the header the view runs as before.
+
+    Configuration keys, read once in :meth:`init_app` (defaults in
+    :mod:`flask_jobify.config`): ``JOBIFY_STORE``, ``JOBIFY_MAX_WORKERS``,
+    ``JOBIFY_MAX_QUEUED``, ``JOBIFY_MAX_WAIT``, ``JOBIFY_RESULT_TTL``,
+    ``JOBIFY_DEFAULT_TIMEOUT``, ``JOBIFY_RETRY_AFTER``, ``JOBIFY_ALL_VIEWS``,
+    ``JOBIFY_URL_PREFIX``, ``JOBIFY_SHUTDOWN_GRACE``,
+    ``JOBIFY_CLEANUP_INTERVAL``, ``JOBIFY_CANCEL_CHECK_INTERVAL``,
+    ``JOBIFY_EXPOSE_ERRORS``, ``JOBIFY_DROP_HEADERS``.
+
+    One instance may serve several apps; each app's state lives in
+    ``app.extensions["jobify"]``.
+
+    :param app: the app to register with now, or ``None`` for
+        :meth:`init_app` later (app factory).
+    :param store: a store instance to use instead of ``JOBIFY_STORE``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, app: Flask | None = None, *, store: JobStore | None = None) -> None:
+        self._store = store
+        self._owner_loader: OwnerLoader | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register the extension with ``app``: read the config, open the
+        store, mount the jobs blueprint and add the request hooks."""
+        if "jobify" in app.extensions:
+            raise RuntimeError(
+                "Flask-Jobify is already registered with this app: call"
+                " init_app() once per app, or use a new Flask app."
+            )
+        settings = Settings.from_app(app)
+        state = JobifyState(app, settings, store=self._store, load_owner=self.load_owner)
+        app.extensions["jobify"] = state
+        app.register_blueprint(create_jobs_blueprint(), url_prefix=settings.url_prefix)
+        app.before_request(self._before_request)
+        app.after_request(self._after_request)
+        _shutdown_at_exit(state)
+
+    # -- public API ------------------------------------------------------------
+    @t.overload
+    def job(self, view: F) -> F: ...
+
+    @t.overload
+    def job(
+        self, view: None = None, *, timeout: float | None = None, result_ttl: float | None = None
+    ) -> t.Callable[[F], F]: ...
+
+    def job(
+        self,
+        view: t.Callable[..., t.Any] | None = None,
+        *,
+        timeout: float | None = None,
+        result_ttl: float | None = None,
+    ) -> t.Any:
+        """Make a view jobifiable: it runs as a job when the client asks.
+
+        Use it below ``@app.route`` and below decorators that guard the view
+        (``@login_required``), so that those run before a job is accepted::
+
+            @app.post("/reports")
+            @login_required
+            @jobify.job(timeout=600)
+            def make_report(): ...
+
+        :param timeout: seconds the job may run (``JOBIFY_DEFAULT_TIMEOUT``).
+        :param result_ttl: seconds the finished job is kept
+            (``JOBIFY_RESULT_TTL``).
+        """
+        options = JobOptions(timeout=timeout, result_ttl=result_ttl)
+
+        def decorator(func: F) -> F:
+            return t.cast(F, self._wrap(func, options))
+
+        return decorator(view) if view is not None else decorator
+
+    def owner_loader(self, loader: OwnerLoader) -> OwnerLoader:
+        """Register the function that names the caller (``str`` or ``None``).
+
+        Jobs record their owner, and the jobs endpoints answer 404 to anyone
+        else. Without a loader, knowing a job's id is enough to see it.
+        """
+        self._owner_loader = loader
+        return loader
+
+    def load_owner(self) -> str | None:
+        """The caller's identity from the owner loader, or ``None``."""
+        if self._owner_loader is None:
+            return None
+        owner = current_app.ensure_sync(self._owner_loader)()
+        return None if owner is None else str(owner)
+
+    def get_state(self, app: Flask | None = None) -> JobifyState:
+        """The Flask-Jobify state of ``app`` (default: the current app)."""
+        app = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        try:
+            return app.extensions["jobify"]
+        except KeyError:
+            raise RuntimeError(
+                "Flask-Jobify is not registered with this app. Did you forget"
+                " to call init_app()?"
+            ) from None
+
+    def shutdown(self, app: Flask | None = None, grace: float | None = None) -> None:
+        """Stop accepting jobs and wind down, as at interpreter exit."""
+        self.get_state(app).shutdown(grace)
+
+    # -- request handling --------------------------------------------------------
+    def _wrap(self, view: t.Callable[..., t.Any], options: JobOptions) -> t.Callable[..., t.Any]:
+        @functools.wraps(view)
+        def jobified(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            response = self._maybe_accept(options)
+            if response is not None:
+                return response
+            return current_app.ensure_sync(view)(*args, **kwargs)
+
+        setattr(jobified, OPTIONS_ATTR, options)
+        return jobified
+
+    def _maybe_accept(self, options: JobOptions) -> Response | None:
+        """Accept the current request as a job if it asks to be one."""
+        g._jobify_vary = True
+        if _current_job_var.get(None) is not None:
+            return None  # this is the job's own run
+        try:
+            trigger = parse_trigger(request.headers)
+        except InvalidJobFlag as exc:
+            return exc.get_response()
+        if trigger is None:
+            return None
+        return self._accept(self.get_state(), trigger, options)
+
+    def _accept(self, state: JobifyState, trigger: JobTrigger, options: JobOptions) -> Response:
+        retry_after = {"Retry-After": str(state.settings.retry_after)}
+        if state.executor.closed:
+            return ShuttingDown(headers=retry_after).get_response()
+        job = Job(
+            id=new_job_id(),
+            operation=request.endpoint or "",
+            method=request.method,
+            path=request.path,
+            result_ttl=state.result_ttl_of(options),
+            owner=self.load_owner(),
+        )
+        if not state.submit(job, capture_request(request), options):
+            return QueueFull(headers=retry_after).get_response()
+        job_accepted.send(current_app._get_current_object(), job=job)  # type: ignore[attr-defined]
+        if trigger.wait and state.settings.max_wait > 0:
+            finished = _wait_until_final(state, job, min(trigger.wait, state.settings.max_wait))
+            stored = state.store.get_result(job.id) if finished else None
+            if stored is not None:
+                return replay_response(stored)
+        return _accepted_response(job, trigger, retry_after)
+
+    def _before_request(self) -> Response | None:
+        state = self.get_state()
+        routing_error = request.routing_exception
+        if routing_error is not None:
+            prefix = state.settings.url_prefix
+            if isinstance(routing_error, (NotFound, MethodNotAllowed)) and (
+                request.path == prefix or request.path.startswith(prefix.rstrip("/") + "/")
+            ):
+                return http_exception_response(routing_error)
+            return None
+        if state.settings.all_views:
+            self._wrap_all_views(state)
+        return None
+
+    def _after_request(self, response: Response) -> Response:
+        if g.get("_jobify_vary"):
+            for header in VARY_HEADERS:
+                response.vary.add(header)
+        return response
+
+    def _wrap_all_views(self, state: JobifyState) -> None:
+        """Make every view jobifiable (``JOBIFY_ALL_VIEWS``), once per app.
+
+        Done at the first request: Flask refuses new routes after it, so
+        every view is known by then. The jobs blueprint and static files
+        are left alone.
+        """
+        if state.all_views_wrapped:
+            return
+        with state.wrap_lock:
+            if state.all_views_wrapped:
+                return
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            options = JobOptions()
+            for endpoint, view in list(app.view_functions.items()):
+                if endpoint == "static" or endpoint.startswith("jobify.") or options_of(view):
+                    continue
+                app.view_functions[endpoint] = self._wrap(view, options)
+            state.all_views_wrapped = True
+
+
+def _wait_until_final(state: JobifyState, job: Job, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    current: Job | None = job
+    while current is not None and not current.is_final:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        current = state.store.wait(job.id, current.version, remaining)
+    return current is not None
+
+
+def _accepted_response(job: Job, trigger: JobTrigger, headers: dict[str, str]) -> Response:
+    body = _ACCEPTED_SCHEMA.dump(job)
+    response = Response(json.dumps(body), status=202, mimetype="application/json")
+    response.headers.update(headers)
+    response.headers["Location"] = url_for("jobify.job_status", job_id=job.id)
+    response.headers[JOB_FLAG_HEADER] = "ON"
+    response.headers[JOB_ID_HEADER] = job.id
+    if trigger.via == "prefer":
+        response.headers["Preference-Applied"] = "respond-async"
+    return response
+
+
+def _shutdown_at_exit(state: JobifyState) -> None:
+    """Wind ``state`` down at interpreter exit without keeping it alive."""
+    ref = weakref.ref(state)
+
+    def shutdown() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.shutdown()
+
+    atexit.register(shutdown)

@@ -1,0 +1,114 @@
+"""Marshmallow schemas: the job API on the wire, in one place."""
+from __future__ import annotations
+
+import typing as t
+from datetime import datetime, timezone
+
+from flask import url_for
+from marshmallow import Schema, fields, validate
+
+from .models import JobStatus
+
+STATUS_VALUES = [status.value for status in JobStatus]
+
+
+class Timestamp(fields.DateTime):
+    """POSIX seconds dumped as ISO 8601 UTC."""
+
+    def _serialize(self, value: t.Any, attr: t.Any, obj: t.Any, **kwargs: t.Any) -> t.Any:
+        if value is None:
+            return None
+        moment = datetime.fromtimestamp(value, tz=timezone.utc)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JobUrl(fields.String):
+    """The URL of one of a job's endpoints, built from the job's id."""
+
+    def __init__(self, endpoint: str, **kwargs: t.Any) -> None:
+        super().__init__(attribute="id", dump_only=True, **kwargs)
+        self.endpoint = endpoint
+
+    def _serialize(self, value: t.Any, attr: t.Any, obj: t.Any, **kwargs: t.Any) -> t.Any:
+        return url_for(self.endpoint, job_id=value)
+
+
+class ProgressSchema(Schema):
+    percent = fields.Float(allow_none=True, metadata={"description": "0 to 100"})
+    message = fields.String(allow_none=True)
+
+
+class JobErrorSchema(Schema):
+    type = fields.String(
+        required=True,
+        metadata={"description": "exception class name, or http_error, timeout, "
+                  "cancelled, shutdown, lost"},
+    )
+    message = fields.String(required=True)
+    traceback = fields.String(metadata={"description": "only when errors are exposed"})
+
+
+class JobSchema(Schema):
+    """A job record, as ``GET /jobs/<id>`` returns it."""
+
+    id = fields.String(required=True)
+    operation = fields.String(required=True, metadata={"description": "the view's endpoint"})
+    method = fields.String(required=True)
+    path = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUS_VALUES))
+    progress = fields.Nested(ProgressSchema, required=True)
+    createdAt = Timestamp(attribute="created_at", required=True)
+    startedAt = Timestamp(attribute="started_at", allow_none=True)
+    finishedAt = Timestamp(attribute="finished_at", allow_none=True)
+    expiresAt = Timestamp(attribute="expires_at", allow_none=True)
+    attempts = fields.Integer(required=True)
+    error = fields.Nested(JobErrorSchema, allow_none=True)
+    httpStatus = fields.Integer(attribute="http_status", allow_none=True)
+    cancelRequested = fields.Boolean(attribute="cancel_requested", required=True)
+    version = fields.Integer(required=True, metadata={"description": "grows on every change"})
+    statusUrl = JobUrl("jobify.job_status", required=True)
+    resultUrl = JobUrl("jobify.job_result", required=True)
+
+
+class AcceptedJobSchema(Schema):
+    """The body of a ``202 Accepted`` answer."""
+
+    jobId = fields.String(attribute="id", required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUS_VALUES))
+    statusUrl = JobUrl("jobify.job_status", required=True)
+    resultUrl = JobUrl("jobify.job_result", required=True)
+
+
+class JobPageSchema(Schema):
+    jobs = fields.List(fields.Nested(JobSchema), required=True)
+    nextCursor = fields.String(
+        allow_none=True, required=True,
+        metadata={"description": "pass as ?cursor= for the next page; null on the last"},
+    )
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True, metadata={"description": "machine-readable, snake_case"})
+    message = fields.String(required=True)
+    details = fields.Raw(metadata={"description": "per-field messages, when there are any"})
+
+
+class ErrorSchema(Schema):
+    """The one error shape: ``{"error": {"code", "message"}}``."""
+
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+class WaitArgsSchema(Schema):
+    wait = fields.Float(
+        load_default=0.0,
+        validate=validate.Range(min=0),
+        metadata={"description": "long-poll: seconds to wait for a change (capped by the server)"},
+    )
+
+
+class ListArgsSchema(Schema):
+    status = fields.String(validate=validate.OneOf(STATUS_VALUES))
+    operation = fields.String()
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(metadata={"description": "nextCursor of the previous page"})

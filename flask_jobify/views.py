@@ -1,0 +1,156 @@
+"""The jobs blueprint: status, long-poll, result, cancel and list."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import typing as t
+
+from flask import Response, current_app
+from flask_smorest import Blueprint
+from werkzeug.exceptions import HTTPException
+
+from .errors import (
+    InvalidArgument,
+    InvalidJobId,
+    JobNotFinished,
+    JobNotFound,
+    NoResult,
+    http_exception_response,
+)
+from .models import Job, JobStatus, is_valid_job_id
+from .runner import replay_response
+from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
+
+if t.TYPE_CHECKING:
+    from .state import JobifyState
+
+
+def _state() -> JobifyState:
+    return current_app.extensions["jobify"]
+
+
+def _visible_job(job_id: str) -> Job:
+    """The job, if it exists and the caller may see it; else 404."""
+    if not is_valid_job_id(job_id):
+        raise InvalidJobId()
+    state = _state()
+    job = state.store.get(job_id)
+    if job is None or not state.may_see(job):
+        raise JobNotFound()
+    return job
+
+
+def _retry_after(job: Job) -> dict[str, str]:
+    return {} if job.is_final else {"Retry-After": str(_state().settings.retry_after)}
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at, job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, job_id = json.loads(raw)
+        return float(created_at), str(job_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidArgument(
+            "cursor is not a nextCursor this server gave out.",
+            details={"cursor": ["Invalid cursor."]},
+        ) from None
+
+
+def create_jobs_blueprint() -> Blueprint:
+    """Build the jobs blueprint (one per app, so apps share no state)."""
+    bp = Blueprint(
+        "jobify", __name__, description="Jobs: status, long-poll, result, cancel and list."
+    )
+    bp.register_error_handler(HTTPException, http_exception_response)
+    errors = {404: "No such job (or not yours)", 400: "Not a job id"}
+
+    @bp.route("", methods=["GET"])
+    @bp.arguments(ListArgsSchema, location="query", as_kwargs=True)
+    @bp.response(200, JobPageSchema)
+    @bp.alt_response(422, schema=ErrorSchema, description="Invalid query argument")
+    def list_jobs(limit: int, status: str | None = None, operation: str | None = None,
+                  cursor: str | None = None) -> dict[str, t.Any]:
+        """List jobs, newest first.
+
+        Only the caller's own jobs when an owner loader is set.
+        """
+        state = _state()
+        jobs = state.store.list(
+            status=JobStatus(status) if status else None,
+            operation=operation,
+            owner=state.current_owner(),
+            limit=limit + 1,
+            after=decode_cursor(cursor) if cursor else None,
+        )
+        next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
+        return {"jobs": jobs[:limit], "nextCursor": next_cursor}
+
+    @bp.route("/<job_id>", methods=["GET"])
+    @bp.arguments(WaitArgsSchema, location="query", as_kwargs=True)
+    @bp.response(200, JobSchema)
+    @bp.alt_response(404, schema=ErrorSchema, description=errors[404])
+    @bp.alt_response(400, schema=ErrorSchema, description=errors[400])
+    @bp.alt_response(422, schema=ErrorSchema, description="Invalid query argument")
+    def job_status(job_id: str, wait: float) -> t.Any:
+        """Get a job's record.
+
+        With ``?wait=S`` (long-poll), answer as soon as the job's status or
+        progress changes or the job ends, or after ``S`` seconds (capped by
+        ``JOBIFY_MAX_WAIT``).
+        """
+        job = _visible_job(job_id)
+        wait = min(wait, _state().settings.max_wait)
+        if wait > 0 and not job.is_final:
+            changed = _state().store.wait(job.id, job.version, wait)
+            if changed is None:
+                raise JobNotFound()
+            job = changed
+        return job, 200, _retry_after(job)
+
+    @bp.route("/<job_id>/result", methods=["GET"])
+    @bp.response(200, description="The view's own response, replayed: status, headers, body")
+    @bp.alt_response(409, schema=ErrorSchema, description="Not finished yet, or no result")
+    @bp.alt_response(404, schema=ErrorSchema, description=errors[404])
+    @bp.alt_response(400, schema=ErrorSchema, description=errors[400])
+    def job_result(job_id: str) -> Response:
+        """Get the response of a finished job, as the view gave it."""
+        job = _visible_job(job_id)
+        if not job.is_final:
+            raise JobNotFinished(
+                f"Job {job.id} is {job.status.value}; ask again after Retry-After seconds.",
+                headers=_retry_after(job),
+            )
+        stored = _state().store.get_result(job.id)
+        if stored is None:
+            raise NoResult(f"Job {job.id} ended as {job.status.value} and has no response.")
+        return replay_response(stored)
+
+    @bp.route("/<job_id>", methods=["DELETE"])
+    @bp.response(200, JobSchema, description="A pending job, now cancelled")
+    @bp.alt_response(202, schema=JobSchema, description="A running job, asked to stop")
+    @bp.alt_response(204, description="A finished job, now forgotten")
+    @bp.alt_response(404, schema=ErrorSchema, description=errors[404])
+    @bp.alt_response(400, schema=ErrorSchema, description=errors[400])
+    def cancel_job(job_id: str) -> t.Any:
+        """Cancel a job, or forget a finished one.
+
+        Pending: cancelled, never runs (200). Running: cancellation
+        requested; the job ends as ``cancelled`` once the view notices (202).
+        Finished: removed with its result (204).
+        """
+        state = _state()
+        job = _visible_job(job_id)
+        if not job.is_final:
+            changed = state.cancel(job)
+            if changed is not None:
+                return changed, 200 if changed.is_final else 202
+        state.store.delete(job.id)
+        return Response(status=204)
+
+    return bp
