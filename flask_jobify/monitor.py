@@ -54,7 +54,10 @@ class Monitor:
                 heapq.heapify(self._heap)
 
     def start(self) -> None:
-        """Start the sweeping thread now rather than at the first deadline."""
+        """Make sure the thread runs (cheap when it does)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
         with self._lock:
             self._ensure_thread()
 

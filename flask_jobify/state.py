@@ -103,6 +103,7 @@ class JobifyState:
     def submit(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
         """Store ``job`` and queue it to run; ``False`` (and nothing stored)
         when the queue is full or the process is stopping."""
+        self.monitor.start()  # sweeps expired jobs even if none has a timeout
         self.store.create(job)
         with self._lock:
             self._local[job.id] = None
