@@ -52,3 +52,11 @@ EXPOSE_ERRORS = None
 #: Headers of a captured request dropped before it is handed to another
 #: process (the Celery executor). Lower-case names.
 DROP_HEADERS: tuple[str, ...] = ()
+
+#: Serve a Swagger UI page of the jobs API at ``{URL_PREFIX}/docs``. The
+#: spec itself is always at ``{URL_PREFIX}/openapi.json``.
+SWAGGER_UI = False
+
+#: Where the Swagger UI page loads ``swagger-ui.css`` and
+#: ``swagger-ui-bundle.js`` from.
+SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"

@@ -15,6 +15,7 @@ from .capture import capture_request
 from .context import _current_job_var
 from .errors import InvalidJobFlag, QueueFull, ShuttingDown, http_exception_response
 from .models import Job, new_job_id
+from .openapi import add_spec_routes, register_api
 from .options import OPTIONS_ATTR, JobOptions, options_of
 from .runner import replay_response
 from .schemas import AcceptedJobSchema
@@ -23,6 +24,9 @@ from .state import JobifyState, Settings
 from .stores.base import JobStore
 from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, VARY_HEADERS, JobTrigger, parse_trigger
 from .views import create_jobs_blueprint
+
+if t.TYPE_CHECKING:
+    from flask_smorest import Api
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 OwnerLoader = t.Callable[[], t.Optional[str]]
@@ -45,7 +49,8 @@ class Jobify:
     ``JOBIFY_DEFAULT_TIMEOUT``, ``JOBIFY_RETRY_AFTER``, ``JOBIFY_ALL_VIEWS``,
     ``JOBIFY_URL_PREFIX``, ``JOBIFY_SHUTDOWN_GRACE``,
     ``JOBIFY_CLEANUP_INTERVAL``, ``JOBIFY_CANCEL_CHECK_INTERVAL``,
-    ``JOBIFY_EXPOSE_ERRORS``, ``JOBIFY_DROP_HEADERS``.
+    ``JOBIFY_EXPOSE_ERRORS``, ``JOBIFY_DROP_HEADERS``, ``JOBIFY_SWAGGER_UI``,
+    ``JOBIFY_SWAGGER_UI_URL``.
 
     One instance may serve several apps; each app's state lives in
     ``app.extensions["jobify"]``.
@@ -74,7 +79,9 @@ class Jobify:
         settings = Settings.from_app(app)
         state = JobifyState(app, settings, store=self._store, load_owner=self.load_owner)
         app.extensions["jobify"] = state
-        app.register_blueprint(create_jobs_blueprint(), url_prefix=settings.url_prefix)
+        jobs_blueprint = create_jobs_blueprint()
+        add_spec_routes(jobs_blueprint, settings)
+        app.register_blueprint(jobs_blueprint, url_prefix=settings.url_prefix)
         app.before_request(self._before_request)
         app.after_request(self._after_request)
         _shutdown_at_exit(state)
@@ -131,6 +138,30 @@ class Jobify:
             return None
         owner = current_app.ensure_sync(self._owner_loader)()
         return None if owner is None else str(owner)
+
+    def register_api(self, api: Api, app: Flask | None = None) -> None:
+        """Document the jobs endpoints in a flask-smorest ``Api``'s spec, and
+        give every jobifiable operation in it the ``X-Job-Flag`` and
+        ``Prefer`` header parameters and the ``202``/``400``/``503``
+        responses. Operations registered with the Api before or after this
+        call are both covered::
+
+            api = Api(app)
+            jobify = Jobify(app)
+            jobify.register_api(api)
+            api.register_blueprint(reports)
+
+        Without an ``Api``, the spec is served at
+        ``{JOBIFY_URL_PREFIX}/openapi.json``.
+
+        :param api: an ``Api`` already registered with the app.
+        :param app: the Api's app (default: the one it was initialised with).
+
+        .. versionadded:: 0.1
+        """
+        app = app if app is not None else getattr(api, "_app", None)
+        register_api(app if app is not None else current_app._get_current_object(),  # type: ignore[attr-defined]
+                     self.get_state(app), api)
 
     def get_state(self, app: Flask | None = None) -> JobifyState:
         """The Flask-Jobify state of ``app`` (default: the current app)."""

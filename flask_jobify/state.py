@@ -45,6 +45,8 @@ class Settings:
     cancel_check_interval: float
     expose_errors: bool
     drop_headers: tuple[str, ...]
+    swagger_ui: bool
+    swagger_ui_url: str
 
     @classmethod
     def from_app(cls, app: Flask) -> Settings:

@@ -1,0 +1,257 @@
+"""The OpenAPI spec: served by Flask-Jobify, or merged into a smorest Api's."""
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+from flask import Flask
+from flask_smorest import Api, Blueprint
+from marshmallow import Schema, fields
+from openapi_spec_validator import validate
+
+from flask_jobify import Jobify
+
+JOB_PARAMS = [
+    {"$ref": "#/components/parameters/JobFlag"},
+    {"$ref": "#/components/parameters/Prefer"},
+]
+JOB_RESPONSES = {
+    "202": {"$ref": "#/components/responses/JobAccepted"},
+    "400": {"$ref": "#/components/responses/InvalidJobFlag"},
+    "503": {"$ref": "#/components/responses/JobQueueFull"},
+}
+JOBS_PATHS = {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/result"}
+ERROR_REF = {"$ref": "#/components/schemas/JobifyError"}
+
+
+class ReportSchema(Schema):
+    year = fields.Integer(required=True)
+
+
+def plain_app(**config: t.Any) -> tuple[Flask, Jobify]:
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE="memory://", **config)
+    jobify = Jobify(app)
+
+    @app.post("/reports/<int:year>")
+    @jobify.job
+    def make_report(year: int) -> dict[str, int]:
+        """Make a report.
+
+        Slow: ask for a job.
+        """
+        return {"year": year}
+
+    @app.get("/ping")
+    def ping() -> str:
+        return "pong"
+
+    return app, jobify
+
+
+def api_app(*, register_first: bool) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        JOBIFY_STORE="memory://", API_TITLE="Reports", API_VERSION="1",
+        OPENAPI_VERSION="3.0.3", OPENAPI_URL_PREFIX="/",
+    )
+    api = Api(app)
+    jobify = Jobify(app)
+    blp = Blueprint("reports", __name__, url_prefix="/reports")
+
+    @blp.route("/<int:year>", methods=["POST"])
+    @blp.response(200, ReportSchema)
+    @jobify.job
+    def make_report(year: int) -> dict[str, int]:
+        """Make a report."""
+        return {"year": year}
+
+    @blp.route("/latest")
+    @blp.response(200, ReportSchema)
+    def latest() -> dict[str, int]:
+        return {"year": 2026}
+
+    if register_first:
+        jobify.register_api(api)
+        api.register_blueprint(blp)
+    else:
+        api.register_blueprint(blp)
+        jobify.register_api(api)
+    return app
+
+
+def get_spec(app: Flask, url: str) -> dict[str, t.Any]:
+    response = app.test_client().get(url)
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    spec = response.get_json()
+    validate(spec)
+    assert spec["openapi"].startswith("3.")
+    return spec
+
+
+def assert_jobs_endpoints(spec: dict[str, t.Any]) -> None:
+    paths = spec["paths"]
+    assert JOBS_PATHS <= set(paths)
+    assert set(paths["/jobs/{job_id}"]) >= {"get", "delete"}
+    status = paths["/jobs/{job_id}"]["get"]
+    assert status["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Job"
+    }
+    for code in ("400", "404", "422"):
+        assert status["responses"][code]["content"]["application/json"]["schema"] == ERROR_REF
+    assert status["responses"]["default"] == {"$ref": "#/components/responses/JobifyDefaultError"}
+    cancel = paths["/jobs/{job_id}"]["delete"]["responses"]
+    assert {"200", "202", "204", "400", "404"} <= set(cancel)
+    result = paths["/jobs/{job_id}/result"]["get"]["responses"]
+    assert result["409"]["content"]["application/json"]["schema"] == ERROR_REF
+    listing = paths["/jobs"]["get"]
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/JobPage"
+    }
+    assert {p["name"] for p in listing["parameters"]} == {"status", "operation", "limit", "cursor"}
+    # The spec and docs routes stay out of the spec.
+    assert not any("openapi" in path or path.endswith("/docs") for path in paths)
+
+
+def assert_components(spec: dict[str, t.Any]) -> None:
+    components = spec["components"]
+    assert {"Job", "AcceptedJob", "JobPage", "JobifyError"} <= set(components["schemas"])
+    assert set(components["schemas"]["AcceptedJob"]["properties"]) == {
+        "jobId", "status", "statusUrl", "resultUrl"
+    }
+    assert components["schemas"]["JobifyError"]["required"] == ["error"]
+    assert components["parameters"]["JobFlag"] == {
+        "in": "header",
+        "name": "X-Job-Flag",
+        "required": False,
+        "schema": {"type": "string", "enum": ["ON", "OFF"]},
+        "description": components["parameters"]["JobFlag"]["description"],
+    }
+    assert components["parameters"]["Prefer"]["in"] == "header"
+    accepted = components["responses"]["JobAccepted"]
+    assert accepted["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AcceptedJob"
+    }
+    assert set(accepted["headers"]) == {"Location", "Retry-After", "X-Job-Id"}
+    assert all(header["required"] for header in accepted["headers"].values())
+    for name in ("InvalidJobFlag", "JobQueueFull"):
+        assert components["responses"][name]["content"]["application/json"]["schema"] == ERROR_REF
+
+
+def test_openapi_plain_app_serves_spec():
+    app, _ = plain_app()
+    spec = get_spec(app, "/jobs/openapi.json")
+    assert_jobs_endpoints(spec)
+    assert_components(spec)
+    assert spec["paths"]["/reports/{year}"] == {
+        "parameters": [{
+            "in": "path", "name": "year", "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+        }],
+        "post": {
+            "summary": "Make a report.",
+            "description": "Slow: ask for a job.",
+            "parameters": JOB_PARAMS,
+            "responses": {"default": {"description": "The view's own response"}, **JOB_RESPONSES},
+        },
+    }
+    assert "/ping" not in spec["paths"]
+
+
+def test_openapi_all_views_documents_every_view():
+    app, _ = plain_app(JOBIFY_ALL_VIEWS=True)
+    spec = get_spec(app, "/jobs/openapi.json")
+    assert spec["paths"]["/ping"]["get"]["parameters"] == JOB_PARAMS
+    assert "/static/{filename}" not in spec["paths"]
+
+
+def test_openapi_spec_route_wins_over_job_id():
+    app, _ = plain_app()
+    client = app.test_client()
+    assert client.get("/jobs/openapi.json").status_code == 200
+    response = client.get("/jobs/openapi.jsonx")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_job_id"
+
+
+def test_openapi_prefix_is_followed():
+    app, _ = plain_app(JOBIFY_URL_PREFIX="/api/jobs")
+    spec = get_spec(app, "/api/jobs/openapi.json")
+    assert {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/result"} <= set(spec["paths"])
+
+
+def test_openapi_swagger_ui_off_by_default():
+    app, _ = plain_app()
+    response = app.test_client().get("/jobs/docs")
+    assert response.status_code in (400, 404)
+    assert response.get_json()["error"]["code"] in ("invalid_job_id", "job_not_found")
+
+
+def test_openapi_swagger_ui_page_references_spec():
+    app, _ = plain_app(
+        JOBIFY_SWAGGER_UI=True, JOBIFY_SWAGGER_UI_URL="https://cdn.example.com/swagger"
+    )
+    response = app.test_client().get("/jobs/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert '"/jobs/openapi.json"' in page
+    assert "https://cdn.example.com/swagger/swagger-ui-bundle.js" in page
+    assert "https://cdn.example.com/swagger/swagger-ui.css" in page
+
+
+@pytest.mark.parametrize("register_first", [True, False], ids=["before", "after"])
+def test_openapi_api_spec_has_jobs_and_job_operations(register_first):
+    app = api_app(register_first=register_first)
+    spec = get_spec(app, "/openapi.json")
+    assert_jobs_endpoints(spec)
+    assert_components(spec)
+    operation = spec["paths"]["/reports/{year}"]["post"]
+    assert operation["parameters"] == JOB_PARAMS
+    assert operation["responses"] == {
+        "200": {
+            "description": "OK",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Report"}}},
+        },
+        "default": {"$ref": "#/components/responses/DEFAULT_ERROR"},
+        **JOB_RESPONSES,
+    }
+    latest = spec["paths"]["/reports/latest"]["get"]
+    assert "parameters" not in latest
+    assert "202" not in latest["responses"]
+    # flask-smorest's own Error schema is left alone.
+    assert "Error" in spec["components"]["schemas"]
+    assert {tag["name"] for tag in spec["tags"]} == {"jobify", "reports"}
+
+
+def test_openapi_register_api_twice_is_refused():
+    app = api_app(register_first=True)
+    api = app.extensions["flask-smorest"]["apis"][""]["ext_obj"]
+    with pytest.raises(RuntimeError, match="already"):
+        Jobify().register_api(api)
+
+
+def test_openapi_own_operation_doc_wins():
+    app = Flask(__name__)
+    app.config.update(
+        JOBIFY_STORE="memory://", API_TITLE="T", API_VERSION="1", OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+    )
+    api = Api(app)
+    jobify = Jobify(app)
+    jobify.register_api(api)
+    blp = Blueprint("things", __name__, url_prefix="/things")
+
+    @blp.route("", methods=["POST"])
+    @blp.response(200, ReportSchema)
+    @blp.alt_response(400, schema=ReportSchema, description="Mine")
+    @jobify.job
+    def make() -> dict[str, int]:
+        return {"year": 1}
+
+    api.register_blueprint(blp)
+    spec = get_spec(app, "/openapi.json")
+    responses = spec["paths"]["/things"]["post"]["responses"]
+    assert responses["400"]["description"] == "Mine"
+    assert responses["202"] == JOB_RESPONSES["202"]
