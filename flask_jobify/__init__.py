@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from .context import JobHandle, current_job
 from .errors import (
+    IdempotencyMismatch,
+    InvalidCallback,
+    InvalidIdempotencyKey,
     InvalidJobFlag,
     InvalidJobId,
     JobCancelled,
@@ -14,6 +17,7 @@ from .errors import (
     QueueFull,
     ShuttingDown,
     StoreError,
+    WebhookSignatureError,
 )
 from .extension import Jobify
 from .models import Job, JobError, JobProgress, JobStatus, StoredResponse
@@ -24,6 +28,9 @@ from .stores import JobStore, store_from_url
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "IdempotencyMismatch",
+    "InvalidCallback",
+    "InvalidIdempotencyKey",
     "InvalidJobFlag",
     "InvalidJobId",
     "Job",
@@ -44,6 +51,7 @@ __all__ = [
     "ShuttingDown",
     "StoreError",
     "StoredResponse",
+    "WebhookSignatureError",
     "current_job",
     "job_accepted",
     "job_finished",

@@ -53,6 +53,31 @@ EXPOSE_ERRORS = None
 #: process (the Celery executor). Lower-case names.
 DROP_HEADERS: tuple[str, ...] = ()
 
+#: Key that signs webhooks (``X-Jobify-Signature``, HMAC-SHA256). ``None``:
+#: webhooks are off and a callback URL is refused with a 400.
+WEBHOOK_SECRET = None
+
+#: Deliveries of one webhook, the first included, before giving up.
+WEBHOOK_MAX_ATTEMPTS = 5
+
+#: Seconds before the first retry; each retry doubles it (with jitter), up
+#: to ``WEBHOOK_MAX_BACKOFF``.
+WEBHOOK_BACKOFF = 1.0
+
+#: Longest wait between two deliveries of one webhook, in seconds.
+WEBHOOK_MAX_BACKOFF = 60.0
+
+#: Seconds to connect and to wait for the receiver's answer.
+WEBHOOK_TIMEOUT = 10.0
+
+#: Threads that deliver webhooks, per process (not the job threads).
+WEBHOOK_WORKERS = 2
+
+#: Host names (or IP literals) a callback may point to even though they are
+#: not public: loopback, private, link-local... Callback URLs to other
+#: non-public addresses are refused (SSRF). Lower-case.
+WEBHOOK_ALLOWED_HOSTS: tuple[str, ...] = ()
+
 #: Serve a Swagger UI page of the jobs API at ``{URL_PREFIX}/docs``. The
 #: spec itself is always at ``{URL_PREFIX}/openapi.json``.
 SWAGGER_UI = False

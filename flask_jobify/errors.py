@@ -166,6 +166,34 @@ class InvalidArgument(JobifyHTTPError, UnprocessableEntity):
     error_code = "invalid_argument"
 
 
+class InvalidCallback(JobifyHTTPError, BadRequest):
+    """A webhook URL (``X-Job-Callback``) was refused: not http(s), not
+    public, or webhooks are off on this server."""
+
+    error_code = "invalid_callback"
+
+
+class InvalidIdempotencyKey(JobifyHTTPError, BadRequest):
+    """An ``Idempotency-Key`` header is empty, too long or not printable."""
+
+    error_code = "invalid_idempotency_key"
+
+
+class IdempotencyMismatch(JobifyHTTPError, UnprocessableEntity):
+    """An ``Idempotency-Key`` was sent again with a different request."""
+
+    error_code = "idempotency_key_reused"
+    description = (
+        "This Idempotency-Key was used for a different request (method, path,"
+        " query or body); use a new key for a new request."
+    )
+
+
+class WebhookSignatureError(JobifyError):
+    """A webhook's ``X-Jobify-Signature`` does not match its body, or its
+    timestamp is too old (a replay). Answer the delivery with a 400."""
+
+
 __all__ = [
     "JobifyError",
     "JobCancelled",
@@ -179,4 +207,8 @@ __all__ = [
     "QueueFull",
     "ShuttingDown",
     "InvalidArgument",
+    "InvalidCallback",
+    "InvalidIdempotencyKey",
+    "IdempotencyMismatch",
+    "WebhookSignatureError",
 ]

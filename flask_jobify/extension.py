@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import json
 import time
@@ -13,8 +14,16 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from .capture import capture_request
 from .context import _current_job_var
-from .errors import InvalidJobFlag, QueueFull, ShuttingDown, http_exception_response
-from .models import Job, new_job_id
+from .errors import (
+    IdempotencyMismatch,
+    InvalidJobFlag,
+    JobifyHTTPError,
+    QueueFull,
+    ShuttingDown,
+    http_exception_response,
+)
+from .idempotency import fingerprint, idempotency_key, job_id_for_key, secret_of, submit_once
+from .models import Job, JobStatus, new_job_id
 from .openapi import add_spec_routes, register_api
 from .options import OPTIONS_ATTR, JobOptions, options_of
 from .runner import replay_response
@@ -24,6 +33,7 @@ from .state import JobifyState, Settings
 from .stores.base import JobStore
 from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, VARY_HEADERS, JobTrigger, parse_trigger
 from .views import create_jobs_blueprint
+from .webhooks import CALLBACK_HEADER, callback_meta
 
 if t.TYPE_CHECKING:
     from flask_smorest import Api
@@ -92,7 +102,8 @@ class Jobify:
 
     @t.overload
     def job(
-        self, view: None = None, *, timeout: float | None = None, result_ttl: float | None = None
+        self, view: None = None, *, timeout: float | None = None,
+        result_ttl: float | None = None, callback: str | None = None,
     ) -> t.Callable[[F], F]: ...
 
     def job(
@@ -101,6 +112,7 @@ class Jobify:
         *,
         timeout: float | None = None,
         result_ttl: float | None = None,
+        callback: str | None = None,
     ) -> t.Any:
         """Make a view jobifiable: it runs as a job when the client asks.
 
@@ -115,8 +127,10 @@ class Jobify:
         :param timeout: seconds the job may run (``JOBIFY_DEFAULT_TIMEOUT``).
         :param result_ttl: seconds the finished job is kept
             (``JOBIFY_RESULT_TTL``).
+        :param callback: webhook URL called when a job ends, unless the
+            request names one with ``X-Job-Callback``.
         """
-        options = JobOptions(timeout=timeout, result_ttl=result_ttl)
+        options = JobOptions(timeout=timeout, result_ttl=result_ttl, callback=callback)
 
         def decorator(func: F) -> F:
             return t.cast(F, self._wrap(func, options))
@@ -207,23 +221,47 @@ class Jobify:
         retry_after = {"Retry-After": str(state.settings.retry_after)}
         if state.executor.closed:
             return ShuttingDown(headers=retry_after).get_response()
+        owner = self.load_owner()
+        captured = capture_request(request)
+        try:
+            callback = request.headers.get(CALLBACK_HEADER) or options.callback
+            meta = callback_meta(callback, state.settings, request.url_root)
+            key = idempotency_key(request.headers)
+        except JobifyHTTPError as exc:
+            return exc.get_response()
         job = Job(
-            id=new_job_id(),
+            id=new_job_id() if key is None else job_id_for_key(
+                secret_of(current_app.secret_key, state.settings.webhook_secret), owner, key
+            ),
             operation=request.endpoint or "",
             method=request.method,
             path=request.path,
             result_ttl=state.result_ttl_of(options),
-            owner=self.load_owner(),
+            owner=owner,
+            meta=meta,
         )
-        if not state.submit(job, capture_request(request), options):
+        if key is None:
+            outcome: tuple[Job, bool] | None = (
+                (job, True) if state.submit(job, captured, options) else None
+            )
+        else:
+            print_ = fingerprint(request.method, request.path,
+                                 request.query_string.decode("latin-1"), captured.body)
+            try:
+                outcome = submit_once(state, job, captured, options, print_)
+            except IdempotencyMismatch as exc:
+                return exc.get_response()
+        if outcome is None:
             return QueueFull(headers=retry_after).get_response()
-        job_accepted.send(current_app._get_current_object(), job=job)  # type: ignore[attr-defined]
+        job, created = outcome
+        if created:
+            job_accepted.send(current_app._get_current_object(), job=job)  # type: ignore[attr-defined]
         if trigger.wait and state.settings.max_wait > 0:
             finished = _wait_until_final(state, job, min(trigger.wait, state.settings.max_wait))
             stored = state.store.get_result(job.id) if finished else None
             if stored is not None:
                 return replay_response(stored)
-        return _accepted_response(job, trigger, retry_after)
+        return _accepted_response(job, trigger, retry_after, replayed=not created)
 
     def _before_request(self) -> Response | None:
         state = self.get_state()
@@ -277,8 +315,12 @@ def _wait_until_final(state: JobifyState, job: Job, seconds: float) -> bool:
     return current is not None
 
 
-def _accepted_response(job: Job, trigger: JobTrigger, headers: dict[str, str]) -> Response:
-    body = _ACCEPTED_SCHEMA.dump(job)
+def _accepted_response(
+    job: Job, trigger: JobTrigger, headers: dict[str, str], *, replayed: bool = False
+) -> Response:
+    # A replayed Idempotency-Key gets the very body the first request got.
+    body = _ACCEPTED_SCHEMA.dump(job if not replayed else dataclasses.replace(
+        job, status=JobStatus.PENDING))
     response = Response(json.dumps(body), status=202, mimetype="application/json")
     response.headers.update(headers)
     response.headers["Location"] = url_for("jobify.job_status", job_id=job.id)
@@ -286,6 +328,8 @@ def _accepted_response(job: Job, trigger: JobTrigger, headers: dict[str, str]) -
     response.headers[JOB_ID_HEADER] = job.id
     if trigger.via == "prefer":
         response.headers["Preference-Applied"] = "respond-async"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return response
 
 

@@ -20,6 +20,9 @@ class JobOptions:
     timeout: float | None = None
     #: Seconds a finished job is kept (``JOBIFY_RESULT_TTL``).
     result_ttl: float | None = None
+    #: URL POSTed to when a job ends, unless the request names one with
+    #: ``X-Job-Callback``. Checked at each submission, like the header.
+    callback: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout", "result_ttl"):

@@ -48,6 +48,14 @@ class JobErrorSchema(Schema):
     traceback = fields.String(metadata={"description": "only when errors are exposed"})
 
 
+class WebhookSchema(Schema):
+    url = fields.String(required=True)
+    attempts = fields.Integer(required=True, metadata={"description": "deliveries tried so far"})
+    lastStatus = fields.Integer(allow_none=True, metadata={"description": "receiver's last HTTP status"})
+    lastError = fields.String(allow_none=True)
+    delivered = fields.Boolean(required=True)
+
+
 class JobSchema(Schema):
     """A job record, as ``GET /jobs/<id>`` returns it."""
 
@@ -68,6 +76,10 @@ class JobSchema(Schema):
     version = fields.Integer(required=True, metadata={"description": "grows on every change"})
     statusUrl = JobUrl("jobify.job_status", required=True)
     resultUrl = JobUrl("jobify.job_result", required=True)
+    webhook = fields.Nested(
+        WebhookSchema, attribute="meta.webhook",
+        metadata={"description": "only when a callback was asked: its deliveries"},
+    )
 
 
 class AcceptedJobSchema(Schema):

@@ -25,6 +25,7 @@ from .runner import run_request
 from .signals import job_finished, job_started
 from .stores import store_from_url
 from .stores.base import JobStore
+from .webhooks import WebhookDispatcher
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,13 @@ class Settings:
     drop_headers: tuple[str, ...]
     swagger_ui: bool
     swagger_ui_url: str
+    webhook_secret: str | None
+    webhook_max_attempts: int
+    webhook_backoff: float
+    webhook_max_backoff: float
+    webhook_timeout: float
+    webhook_workers: int
+    webhook_allowed_hosts: tuple[str, ...]
 
     @classmethod
     def from_app(cls, app: Flask) -> Settings:
@@ -59,6 +67,9 @@ class Settings:
         if values["expose_errors"] is None:
             values["expose_errors"] = bool(app.debug)
         values["drop_headers"] = tuple(h.lower() for h in values["drop_headers"])
+        values["webhook_allowed_hosts"] = tuple(
+            h.lower() for h in values["webhook_allowed_hosts"]
+        )
         return cls(**values)
 
 
@@ -91,6 +102,8 @@ class JobifyState:
         #: Guards the one-time wrapping of every view (``JOBIFY_ALL_VIEWS``).
         self.wrap_lock = threading.Lock()
         self.all_views_wrapped = False
+        #: Sends webhooks when jobs end (see :mod:`flask_jobify.webhooks`).
+        self.webhooks = WebhookDispatcher(app, self.store, settings)
 
     def current_owner(self) -> str | None:
         """The caller's identity, from the extension's owner loader."""
@@ -105,8 +118,13 @@ class JobifyState:
     def submit(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
         """Store ``job`` and queue it to run; ``False`` (and nothing stored)
         when the queue is full or the process is stopping."""
-        self.monitor.start()  # sweeps expired jobs even if none has a timeout
         self.store.create(job)
+        return self.enqueue(job, captured, options)
+
+    def enqueue(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
+        """Queue a stored ``job`` to run; ``False`` (and the job deleted)
+        when the queue is full or the process is stopping."""
+        self.monitor.start()  # sweeps expired jobs even if none has a timeout
         with self._lock:
             self._local[job.id] = None
         task = functools.partial(self.run, job.id, captured, options)
@@ -234,6 +252,7 @@ class JobifyState:
         self.executor.shutdown(grace)
         self._fail_local(pending_only=False)
         self.monitor.stop()
+        self.webhooks.close()
 
     def _fail_local(self, *, pending_only: bool) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ import abc
 import time
 import typing as t
 
+from ..errors import StoreError
 from ..models import ACTIVE_STATUSES, Job, JobStatus, StoredResponse
 
 #: A listing cursor: ``(created_at, id)`` of the last job of the previous page.
@@ -99,6 +100,31 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def purge_expired(self, now: float | None = None) -> int:
         """Forget every job whose ``expires_at`` has passed; return how many."""
+
+    def create_once(self, job: Job) -> Job | None:
+        """Insert ``job`` unless a live job has its id: an atomic claim.
+
+        Return ``None`` when ``job`` was inserted, else the job that holds
+        the id. Idempotency keys rely on it: their job ids are derived from
+        the key, so of concurrent creations (threads or processes) exactly
+        one inserts. Built on :meth:`create`, whose duplicate check is
+        atomic in every store; a store may override it with one native
+        step (``INSERT OR IGNORE``, ``SET NX``).
+
+        :raises StoreError: if the store fails, as :meth:`create`.
+        """
+        for _ in range(3):
+            try:
+                self.create(job)
+                return None
+            except StoreError:
+                existing = self.get(job.id)
+                if existing is not None:
+                    return existing
+                # Expired but not yet swept: sweeping only removes expired
+                # jobs, so it cannot remove a job a concurrent claim created.
+                self.purge_expired()
+        raise StoreError(f"Could not claim the job id {job.id!r}; try again.")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The store must not be used afterwards."""

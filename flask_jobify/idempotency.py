@@ -1,0 +1,131 @@
+"""Idempotency keys: a retried submission gets the first job back.
+
+A flagged request with ``Idempotency-Key: <key>`` becomes the job whose id
+is derived from the key and the caller (:func:`job_id_for_key`). Creating
+a job whose id exists fails atomically in every store
+(:meth:`~flask_jobify.stores.base.JobStore.create_once`), so of concurrent
+submissions, in threads or processes sharing the store, exactly one
+starts the work; the others, and later retries while the job is kept
+(until ``result_ttl`` after it ends), get the same ``202`` back. The same
+key with a different request (method, path, query or body) is a ``422``.
+
+Why the id is an HMAC: keys are chosen by clients and often guessable
+("1", an order number), and the job id is a capability when there is no
+owner loader. Keyed by the app's ``SECRET_KEY`` (else
+``JOBIFY_WEBHOOK_SECRET``), the id cannot be computed by anyone else, two
+owners using the same key get different jobs, and every process of the
+app derives the same id, which the cross-process guarantee needs. A random
+per-process salt would break that, so without a secret the key is refused
+with a ``RuntimeError`` (a server misconfiguration), as Flask does for
+sessions.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import typing as t
+
+from .errors import IdempotencyMismatch, InvalidIdempotencyKey
+
+if t.TYPE_CHECKING:
+    from .capture import CapturedRequest
+    from .models import Job
+    from .options import JobOptions
+    from .state import JobifyState
+
+#: Request header carrying the client's idempotency key.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: Longest key accepted.
+MAX_KEY_LENGTH = 255
+#: Where a job keeps the fingerprint of the request that made it.
+META_KEY = "idempotency"
+
+
+def idempotency_key(headers: t.Any) -> str | None:
+    """The request's idempotency key, or ``None``.
+
+    :raises InvalidIdempotencyKey: if it is empty, too long or not
+        printable ASCII.
+    """
+    key = headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
+        raise InvalidIdempotencyKey(
+            f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII"
+            " characters; a UUID4 is a good choice."
+        )
+    return key
+
+
+def secret_of(app_secret: str | bytes | None, webhook_secret: str | None) -> bytes:
+    """The key that derives job ids from idempotency keys.
+
+    :raises RuntimeError: if the app has neither secret.
+    """
+    secret = app_secret or webhook_secret
+    if not secret:
+        raise RuntimeError(
+            "Idempotency-Key needs a secret to derive unguessable job ids: set the"
+            " app's SECRET_KEY (the same in every process) or JOBIFY_WEBHOOK_SECRET."
+        )
+    return secret if isinstance(secret, bytes) else secret.encode()
+
+
+def job_id_for_key(secret: bytes, owner: str | None, key: str) -> str:
+    """The job id of ``key`` sent by ``owner``: 128 bits of an HMAC, in the
+    shape of any other job id."""
+    who = "-" if owner is None else f"{len(owner)}:{owner}"
+    message = f"flask-jobify/idempotency\0{who}\0{key}".encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
+    """A hash of what makes two requests the same request."""
+    digest = hashlib.sha256()
+    for part in (method.upper(), path, query):
+        digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def check_same_request(meta: t.Mapping[str, t.Any], print_: str) -> None:
+    """Refuse a key reused for another request.
+
+    :raises IdempotencyMismatch: if the job was made by a request with
+        another fingerprint.
+    """
+    recorded = (meta.get(META_KEY) or {}).get("fingerprint")
+    if recorded is None or not hmac.compare_digest(recorded, print_):
+        raise IdempotencyMismatch()
+
+
+
+
+def submit_once(
+    state: JobifyState, job: Job, captured: CapturedRequest, options: JobOptions, print_: str
+) -> tuple[Job, bool] | None:
+    """Store and queue ``job`` unless its id is claimed already.
+
+    Return ``(job, True)`` when this call started it, ``(existing, False)``
+    when an earlier request with the same key and the same fingerprint
+    did, and ``None`` when the queue is full (the claim is then released).
+
+    :raises IdempotencyMismatch: if the earlier request was another one.
+    """
+    job.meta[META_KEY] = {"fingerprint": print_}
+    existing = state.store.create_once(job)
+    if existing is not None:
+        check_same_request(existing.meta, print_)
+        if existing.owner != job.owner:  # cannot happen: the owner is in the id
+            raise IdempotencyMismatch()
+        return existing, False
+    if not state.enqueue(job, captured, options):
+        return None
+    return job, True
+
+
+__all__ = ["IDEMPOTENCY_HEADER", "fingerprint", "idempotency_key", "job_id_for_key", "submit_once"]

@@ -1,0 +1,340 @@
+"""Webhooks: tell a client's URL when its job ends, signed.
+
+A client asks with ``X-Job-Callback: https://...`` on the flagged request
+(or an operation names a default, ``@jobify.job(callback=...)``). When the
+job reaches a final status, the job record (as ``GET /jobs/<id>`` gives
+it, with absolute ``statusUrl`` and ``resultUrl``) is POSTed there with::
+
+    X-Jobify-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">
+
+keyed by ``JOBIFY_WEBHOOK_SECRET``, as Stripe signs its events. Receivers
+check it with :func:`verify`.
+
+Callback URLs are checked twice against SSRF: at submission (a 400
+``invalid_callback``) and again at each delivery, whose connection goes to
+the very address that was checked (no second DNS lookup to rebind) and
+never follows redirects.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import json
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+import typing as t
+from urllib.parse import urljoin, urlsplit
+
+from flask import Flask
+
+from .errors import InvalidCallback, WebhookSignatureError
+from .executor import ThreadExecutor
+from .models import Job
+from .schemas import JobSchema
+from .signals import job_finished
+from .stores.base import JobStore
+
+if t.TYPE_CHECKING:
+    from .state import Settings
+
+logger = logging.getLogger("flask_jobify")
+
+#: Request header naming the URL to call when the job ends.
+CALLBACK_HEADER = "X-Job-Callback"
+#: Header of a delivery that carries its signature.
+SIGNATURE_HEADER = "X-Jobify-Signature"
+#: Where a job keeps its webhook and its delivery record, in ``job.meta``.
+META_KEY = "webhook"
+#: Longest callback URL accepted.
+MAX_URL_LENGTH = 2048
+#: Receiver answers worth another try besides 5xx.
+_RETRY_STATUSES = frozenset({408, 429})
+
+
+# -- signing -------------------------------------------------------------------
+def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """Return the ``X-Jobify-Signature`` value for ``payload``.
+
+    :param timestamp: Unix seconds (default: now).
+    """
+    stamp = int(time.time()) if timestamp is None else int(timestamp)
+    return f"t={stamp},v1={_digest(payload, secret, stamp)}"
+
+
+def verify(
+    payload: bytes, header: str, secret: str, tolerance: float = 300, *, now: float | None = None
+) -> int:
+    """Check a delivery's signature, for receivers; return its timestamp.
+
+    Use the raw body (``request.get_data()``), not parsed JSON::
+
+        verify(request.get_data(), request.headers["X-Jobify-Signature"], SECRET)
+
+    :param tolerance: seconds a delivery stays valid; older ones are
+        refused as replays (and so are ones that far in the future).
+    :raises WebhookSignatureError: on a malformed header, a signature that
+        does not match, or a stale timestamp.
+    """
+    stamp: int | None = None
+    candidates: list[str] = []
+    for item in (header or "").split(","):
+        name, _, value = item.strip().partition("=")
+        if name == "t":
+            try:
+                stamp = int(value)
+            except ValueError:
+                stamp = None
+        elif name == "v1":
+            candidates.append(value)
+    if stamp is None or not candidates:
+        raise WebhookSignatureError(
+            f"{SIGNATURE_HEADER} must read 't=<unix seconds>,v1=<hex>'; it does not."
+        )
+    expected = _digest(payload, secret, stamp)
+    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+        raise WebhookSignatureError(
+            "The webhook signature does not match its body: check the secret, and"
+            " verify the raw body before parsing it."
+        )
+    age = (time.time() if now is None else now) - stamp
+    if abs(age) > tolerance:
+        raise WebhookSignatureError(
+            f"The webhook was signed {int(age)} seconds ago, more than the {tolerance:g}"
+            " seconds allowed: refused as a possible replay."
+        )
+    return stamp
+
+
+def _digest(payload: bytes, secret: str, stamp: int) -> str:
+    message = str(stamp).encode() + b"." + payload
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+# -- SSRF checks -----------------------------------------------------------------
+def callback_meta(url: str | None, settings: Settings, base_url: str) -> dict[str, t.Any]:
+    """Check a requested callback URL and return the ``job.meta`` entries
+    for it (empty without a callback).
+
+    :param base_url: the request's root URL, to make the links absolute.
+    :raises InvalidCallback: if webhooks are off or the URL is refused.
+    """
+    if not url:
+        return {}
+    if not settings.webhook_secret:
+        raise InvalidCallback(
+            "This server sends no webhooks (JOBIFY_WEBHOOK_SECRET is not set);"
+            f" drop the {CALLBACK_HEADER} header and poll the job instead."
+        )
+    host, port = _split_callback(url)
+    try:
+        resolve_public(host, port, settings.webhook_allowed_hosts)
+    except OSError:
+        raise InvalidCallback(f"The callback host {host!r} does not resolve.") from None
+    record = {"url": url, "attempts": 0, "lastStatus": None, "delivered": False}
+    return {META_KEY: {**record, "baseUrl": base_url}}
+
+
+def _split_callback(url: str) -> tuple[str, int]:
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidCallback(f"The callback URL is longer than {MAX_URL_LENGTH} characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise InvalidCallback("The callback URL cannot be parsed.") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise InvalidCallback("The callback must be an http:// or https:// URL with a host.")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidCallback("The callback URL must not carry credentials; it is stored in the job.")
+    default = 443 if parts.scheme.lower() == "https" else 80
+    return parts.hostname.lower().rstrip("."), port or default
+
+
+def resolve_public(host: str, port: int, allowed_hosts: t.Collection[str]) -> list[str]:
+    """Resolve ``host`` and return its addresses, if all of them are public.
+
+    :raises InvalidCallback: if one of them is loopback, private,
+        link-local (the cloud metadata service), multicast, reserved or
+        unspecified, and ``host`` is not in ``allowed_hosts``.
+    :raises OSError: if ``host`` does not resolve.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[str] = []
+    for info in infos:
+        address = str(info[4][0]).split("%", 1)[0]
+        if host not in allowed_hosts and not _is_public(ipaddress.ip_address(address)):
+            raise InvalidCallback(
+                f"The callback host {host!r} resolves to {address}, which is not a public"
+                " address; the server operator can allow it in JOBIFY_WEBHOOK_ALLOWED_HOSTS."
+            )
+        addresses.append(address)
+    if not addresses:
+        raise OSError(f"{host} has no address")
+    return addresses
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (
+        ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
+        or ip.is_reserved or ip.is_unspecified
+    )
+
+
+# -- delivering ------------------------------------------------------------------
+class WebhookDispatcher:
+    """Delivers one app's webhooks when its jobs end.
+
+    Listens to :data:`~flask_jobify.signals.job_finished` for its app and
+    hands each delivery to its own small pool of daemon threads
+    (``JOBIFY_WEBHOOK_WORKERS``), so job threads never wait on a receiver.
+    Retries (connection errors, timeouts, 408, 429, 5xx) sleep in that
+    pool, with exponential backoff and jitter, up to
+    ``JOBIFY_WEBHOOK_MAX_ATTEMPTS``. Every attempt is recorded in
+    ``job.meta["webhook"]`` with :meth:`JobStore.update`; the job's status
+    is never touched.
+
+    Thread-safe. Per process: the process that ends a job delivers its
+    webhook; deliveries still waiting when the process exits are lost.
+    """
+
+    def __init__(self, app: Flask, store: JobStore, settings: Settings) -> None:
+        self.app = app
+        self.store = store
+        self.settings = settings
+        self._stop = threading.Event()
+        self._executor = ThreadExecutor(
+            max(1, settings.webhook_workers), max_queued=10_000, name="jobify-webhook"
+        )
+        job_finished.connect(self._on_finished, sender=app)
+
+    def close(self, grace: float = 1.0) -> None:
+        """Stop delivering: retries waiting for their turn give up."""
+        self._stop.set()
+        self._executor.shutdown(grace)
+
+    def _on_finished(self, sender: t.Any, job: Job, **kwargs: t.Any) -> None:
+        hook = job.meta.get(META_KEY)
+        if not hook or hook.get("delivered") or not self.settings.webhook_secret:
+            return
+        if not self._executor.submit(lambda: self.deliver(job.id)):
+            logger.warning("Webhook of job %s dropped: the process is stopping.", job.id)
+
+    def deliver(self, job_id: str) -> bool:
+        """Deliver the webhook of the finished job ``job_id``, with retries,
+        in the calling thread. Return whether the receiver took it."""
+        job = self.store.get(job_id)
+        if job is None or META_KEY not in job.meta:
+            return False
+        hook = job.meta[META_KEY]
+        body = self._payload(job, hook.get("baseUrl") or "http://localhost/")
+        attempts = int(hook.get("attempts") or 0)
+        while attempts < self.settings.webhook_max_attempts and not self._stop.is_set():
+            attempts += 1
+            status, error, retry = self._attempt(hook["url"], body, job_id)
+            delivered = status is not None and 200 <= status < 300
+            if not self._record(job_id, attempts, status, error, delivered):
+                return delivered  # the job is gone
+            if delivered or not retry:
+                return delivered
+            if attempts < self.settings.webhook_max_attempts:
+                self._stop.wait(self._backoff(attempts))
+        return False
+
+    def _attempt(self, url: str, body: bytes, job_id: str) -> tuple[int | None, str | None, bool]:
+        """POST once: ``(status, error, worth_retrying)``."""
+        assert self.settings.webhook_secret
+        try:
+            host, port = _split_callback(url)
+            address = resolve_public(host, port, self.settings.webhook_allowed_hosts)[0]
+            parts = urlsplit(url)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            connection = _connection(parts.scheme.lower(), host, port, address,
+                                     self.settings.webhook_timeout)
+            try:
+                connection.request("POST", target, body=body, headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "Flask-Jobify-Webhook",
+                    "X-Job-Id": job_id,
+                    SIGNATURE_HEADER: sign(body, self.settings.webhook_secret),
+                })
+                status = connection.getresponse().status
+            finally:
+                connection.close()
+        except InvalidCallback as exc:
+            return None, str(exc.description), False
+        except (OSError, http.client.HTTPException) as exc:
+            return None, f"{type(exc).__name__}: {exc}", True
+        retry = status >= 500 or status in _RETRY_STATUSES
+        return status, None if status < 300 else f"HTTP {status}", retry
+
+    def _record(
+        self, job_id: str, attempts: int, status: int | None, error: str | None, delivered: bool
+    ) -> bool:
+        for _ in range(3):
+            job = self.store.get(job_id)
+            if job is None:
+                return False
+            meta = dict(job.meta)
+            meta[META_KEY] = {
+                **meta.get(META_KEY, {}), "attempts": attempts, "lastStatus": status,
+                "lastError": error, "delivered": delivered,
+            }
+            if self.store.update(job_id, {"meta": meta}, only_if=[job.status]) is not None:
+                return True
+        return False
+
+    def _backoff(self, attempts: int) -> float:
+        delay = min(self.settings.webhook_max_backoff,
+                    self.settings.webhook_backoff * 2 ** (attempts - 1))
+        return random.uniform(delay / 2, delay)
+
+    def _payload(self, job: Job, base_url: str) -> bytes:
+        """The job record as ``GET /jobs/<id>`` gives it, links made absolute."""
+        with self.app.test_request_context("/", base_url=base_url):
+            record = JobSchema().dump(job)
+        record.pop(META_KEY, None)
+        for name in ("statusUrl", "resultUrl"):
+            record[name] = urljoin(base_url, record[name])
+        return json.dumps(record, separators=(",", ":")).encode()
+
+
+def _connection(
+    scheme: str, host: str, port: int, address: str, timeout: float
+) -> http.client.HTTPConnection:
+    if scheme == "https":
+        return _PinnedHTTPSConnection(host, port, address, timeout)
+    return _PinnedHTTPConnection(host, port, address, timeout)
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to an address checked beforehand, whatever DNS says now."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """TLS to a checked address; the certificate is checked for ``host``."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+__all__ = ["CALLBACK_HEADER", "SIGNATURE_HEADER", "WebhookDispatcher", "sign", "verify"]

@@ -1,0 +1,265 @@
+"""Webhooks: signed deliveries to a real receiver, retries, SSRF refusals."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import typing as t
+
+import pytest
+from flask import Flask, request
+
+from flask_jobify import Jobify, WebhookSignatureError
+from flask_jobify.webhooks import SIGNATURE_HEADER, sign, verify
+
+from servers import serve_app
+
+SECRET = "whsec-test"
+FLAG = {"X-Job-Flag": "ON"}
+
+
+class Receiver:
+    """A second Flask app that checks signatures and answers with the
+    statuses it is given, in order (then 200)."""
+
+    def __init__(self, statuses: t.Sequence[int] = (), *, redirect_to: str | None = None) -> None:
+        self.statuses = list(statuses)
+        self.redirect_to = redirect_to
+        self.calls: list[dict[str, t.Any]] = []
+        self.done = threading.Event()
+        self.app = Flask("receiver")
+        self.app.add_url_rule("/hook", "hook", self.hook, methods=["POST"])
+
+    def hook(self) -> t.Any:
+        body = request.get_data()
+        try:
+            verify(body, request.headers.get(SIGNATURE_HEADER, ""), SECRET)
+            valid = True
+        except WebhookSignatureError:
+            valid = False
+        self.calls.append({"body": json.loads(body), "valid": valid})
+        if self.redirect_to:
+            self.done.set()
+            return "", 302, {"Location": self.redirect_to}
+        status = self.statuses.pop(0) if self.statuses else 200
+        if status < 300:
+            self.done.set()
+        return "", status
+
+
+def make_app(**config: t.Any) -> tuple[Flask, Jobify]:
+    app = Flask(__name__)
+    app.config.update({
+        "JOBIFY_STORE": "memory://",
+        "JOBIFY_WEBHOOK_SECRET": SECRET,
+        "JOBIFY_WEBHOOK_ALLOWED_HOSTS": ("127.0.0.1",),
+        "JOBIFY_WEBHOOK_BACKOFF": 0.01,
+        "JOBIFY_WEBHOOK_MAX_BACKOFF": 0.02,
+        "JOBIFY_WEBHOOK_TIMEOUT": 5.0,
+        **config,
+    })
+    jobify = Jobify(app)
+
+    @app.post("/work")
+    @jobify.job
+    def work() -> t.Any:
+        if request.args.get("fail"):
+            return {"error": "nope"}, 500
+        return {"answer": 42}
+
+    return app, jobify
+
+
+def wait_for_webhook(app: Flask, job_id: str, timeout: float = 10.0) -> dict[str, t.Any]:
+    """Wait (on the store's change notifications) until the job's webhook
+    is delivered or given up; return its record from GET /jobs/<id>."""
+    store = app.extensions["jobify"].store
+    finished = threading.Event()
+    job = store.get(job_id)
+    deadline = threading.Timer(timeout, finished.set)
+    deadline.start()
+    try:
+        while not finished.is_set():
+            assert job is not None
+            hook = job.meta.get("webhook", {})
+            attempts = hook.get("attempts", 0)
+            settled = hook.get("delivered") or (
+                attempts and (hook.get("lastStatus") or 0) < 500 and hook.get("lastError")
+                and "HTTP 5" not in hook["lastError"]
+            ) or attempts >= app.config.get("JOBIFY_WEBHOOK_MAX_ATTEMPTS", 5)
+            if job.is_final and settled:
+                break
+            job = store.wait(job_id, job.version, 0.5)
+    finally:
+        deadline.cancel()
+    with app.test_client() as client:
+        return client.get(f"/jobs/{job_id}").get_json()
+
+
+def submit(app: Flask, callback: str | None, path: str = "/work") -> t.Any:
+    headers = dict(FLAG)
+    if callback is not None:
+        headers["X-Job-Callback"] = callback
+    return app.test_client().post(path, headers=headers)
+
+
+def test_webhooks_deliver_signed_job_record_to_real_receiver() -> None:
+    receiver = Receiver()
+    app, _ = make_app()
+    with serve_app(receiver.app) as url:
+        response = submit(app, url + "/hook")
+        assert response.status_code == 202
+        job_id = response.get_json()["jobId"]
+        assert receiver.done.wait(10)
+        record = wait_for_webhook(app, job_id)
+    [call] = receiver.calls
+    assert call["valid"]
+    body = call["body"]
+    assert body["id"] == job_id and body["status"] == "succeeded"
+    assert body["resultUrl"] == f"http://localhost/jobs/{job_id}/result"
+    assert "webhook" not in body
+    assert record["status"] == "succeeded"
+    assert record["webhook"] == {
+        "url": url + "/hook", "attempts": 1, "lastStatus": 200, "lastError": None,
+        "delivered": True,
+    }
+
+
+def test_webhooks_retry_until_delivered_without_changing_status() -> None:
+    receiver = Receiver([503, 503])
+    app, _ = make_app()
+    with serve_app(receiver.app) as url:
+        job_id = submit(app, url + "/hook").get_json()["jobId"]
+        assert receiver.done.wait(10)
+        record = wait_for_webhook(app, job_id)
+    assert len(receiver.calls) == 3 and all(call["valid"] for call in receiver.calls)
+    assert record["webhook"]["attempts"] == 3
+    assert record["webhook"]["delivered"] is True
+    assert record["webhook"]["lastStatus"] == 200
+    assert record["status"] == "succeeded"
+
+
+def test_webhooks_give_up_after_max_attempts_and_keep_status() -> None:
+    receiver = Receiver([500] * 10)
+    app, _ = make_app(JOBIFY_WEBHOOK_MAX_ATTEMPTS=2)
+    with serve_app(receiver.app) as url:
+        response = app.test_client().post(
+            "/work?fail=1", headers={**FLAG, "X-Job-Callback": url + "/hook"}
+        )
+        record = wait_for_webhook(app, response.get_json()["jobId"])
+    assert len(receiver.calls) == 2
+    assert receiver.calls[0]["body"]["status"] == "failed"
+    assert record["status"] == "failed"
+    assert record["webhook"]["attempts"] == 2
+    assert record["webhook"]["delivered"] is False
+    assert record["webhook"]["lastStatus"] == 500
+
+
+def test_webhooks_do_not_follow_redirects() -> None:
+    elsewhere = Receiver()
+    app, _ = make_app()
+    with serve_app(elsewhere.app) as other:
+        receiver = Receiver(redirect_to=other + "/hook")
+        with serve_app(receiver.app) as url:
+            job_id = submit(app, url + "/hook").get_json()["jobId"]
+            record = wait_for_webhook(app, job_id)
+    assert record["webhook"]["attempts"] == 1
+    assert record["webhook"]["lastStatus"] == 302
+    assert record["webhook"]["delivered"] is False
+    assert elsewhere.calls == []
+
+
+def test_webhooks_operation_default_callback() -> None:
+    receiver = Receiver()
+    with serve_app(receiver.app) as url:
+        app, jobify = make_app()
+
+        @app.post("/hooked")
+        @jobify.job(callback=url + "/hook")
+        def hooked() -> t.Any:
+            return {"ok": True}
+
+        job_id = submit(app, None, "/hooked").get_json()["jobId"]
+        assert receiver.done.wait(10)
+        record = wait_for_webhook(app, job_id)
+    assert record["webhook"]["delivered"] is True
+    assert receiver.calls[0]["body"]["operation"] == "hooked"
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        "http://127.0.0.1/hook",
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "file:///etc/passwd",
+        "http://localhost/hook",
+        "http://[::1]/hook",
+        "http://0.0.0.0/hook",
+        "gopher://example.com/",
+        "http://user:pw@example.com/hook",
+        "http://",
+    ],
+)
+def test_webhooks_refuse_non_public_callbacks_at_submission(callback: str) -> None:
+    app, _ = make_app(JOBIFY_WEBHOOK_ALLOWED_HOSTS=())
+    response = submit(app, callback)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_callback"
+    assert app.extensions["jobify"].store.list() == []
+
+
+def test_webhooks_refused_without_secret() -> None:
+    app, _ = make_app(JOBIFY_WEBHOOK_SECRET=None)
+    response = submit(app, "https://example.com/hook")
+    assert response.status_code == 400
+    assert "JOBIFY_WEBHOOK_SECRET" in response.get_json()["error"]["message"]
+
+
+def test_webhooks_recheck_address_at_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: public at submission, loopback at delivery: refused."""
+    real = socket.getaddrinfo
+    answers = iter(["93.184.216.34", "127.0.0.1"])
+
+    def fake(host: str, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        if host == "rebind.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), 80))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    app, _ = make_app(JOBIFY_WEBHOOK_ALLOWED_HOSTS=())
+    response = submit(app, "http://rebind.example/hook")
+    assert response.status_code == 202
+    record = wait_for_webhook(app, response.get_json()["jobId"])
+    assert record["status"] == "succeeded"
+    assert record["webhook"]["attempts"] == 1
+    assert record["webhook"]["delivered"] is False
+    assert "not a public address" in record["webhook"]["lastError"]
+
+
+def test_webhooks_verify_accepts_a_valid_signature() -> None:
+    body = b'{"id":"x"}'
+    assert verify(body, sign(body, SECRET, 1_000), SECRET, now=1_010) == 1_000
+
+
+def test_webhooks_verify_rejects_tampered_body() -> None:
+    header = sign(b'{"status":"failed"}', SECRET)
+    with pytest.raises(WebhookSignatureError, match="does not match"):
+        verify(b'{"status":"succeeded"}', header, SECRET)
+
+
+def test_webhooks_verify_rejects_wrong_secret() -> None:
+    with pytest.raises(WebhookSignatureError):
+        verify(b"{}", sign(b"{}", "other"), SECRET)
+
+
+def test_webhooks_verify_rejects_stale_timestamp() -> None:
+    header = sign(b"{}", SECRET, timestamp=1_000)
+    with pytest.raises(WebhookSignatureError, match="replay"):
+        verify(b"{}", header, SECRET, tolerance=300, now=1_000 + 301)
+
+
+@pytest.mark.parametrize("header", ["", "v1=abc", "t=soon,v1=abc", "t=1000"])
+def test_webhooks_verify_rejects_malformed_header(header: str) -> None:
+    with pytest.raises(WebhookSignatureError):
+        verify(b"{}", header, SECRET)
