@@ -41,6 +41,26 @@ def _visible_job(job_id: str) -> Job:
     return job
 
 
+def _visible_jobs(
+    state: JobifyState, limit: int, after: tuple[float, str] | None, **filters: t.Any
+) -> list[Job]:
+    """Up to ``limit`` jobs the caller may see, newest first.
+
+    The store filters by owner; a caller without one (anonymous, while
+    other callers have one) may see only jobs without an owner, which the
+    store cannot filter, so pages are read until enough are found.
+    """
+    owner = state.current_owner()
+    visible: list[Job] = []
+    while len(visible) < limit:
+        page = state.store.list(owner=owner, limit=limit, after=after, **filters)
+        visible.extend(job for job in page if job.owner is None or job.owner == owner)
+        if len(page) < limit:
+            break
+        after = (page[-1].created_at, page[-1].id)
+    return visible[:limit]
+
+
 def _retry_after(job: Job) -> dict[str, str]:
     return {} if job.is_final else {"Retry-After": str(_state().settings.retry_after)}
 
@@ -80,13 +100,12 @@ def create_jobs_blueprint() -> Blueprint:
 
         Only the caller's own jobs when an owner loader is set.
         """
-        state = _state()
-        jobs = state.store.list(
+        jobs = _visible_jobs(
+            _state(),
+            limit + 1,
+            decode_cursor(cursor) if cursor else None,
             status=JobStatus(status) if status else None,
             operation=operation,
-            owner=state.current_owner(),
-            limit=limit + 1,
-            after=decode_cursor(cursor) if cursor else None,
         )
         next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
         return {"jobs": jobs[:limit], "nextCursor": next_cursor}

@@ -1,0 +1,204 @@
+"""Idempotency-Key: a retried submission gets the first job back."""
+from __future__ import annotations
+
+import threading
+import typing as t
+
+import pytest
+import requests
+from flask import Flask, request
+
+from conftest import store_url
+from flask_jobify import Jobify, Job
+from flask_jobify.idempotency import job_id_for_key
+from flask_jobify.stores import store_from_url
+from flask_jobify.stores.base import JobStore
+from servers import serve_app
+
+FLAG = {"X-Job-Flag": "ON"}
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs = 0
+
+    def add(self) -> None:
+        with self.lock:
+            self.runs += 1
+
+
+def make_app(url: str = "memory://", **config: t.Any) -> tuple[Flask, Counter]:
+    app = Flask(__name__)
+    app.config.update({"JOBIFY_STORE": url, "SECRET_KEY": "app-secret", **config})
+    jobify = Jobify(app)
+    counter = Counter()
+
+    @jobify.owner_loader
+    def load_owner() -> str | None:
+        return request.headers.get("X-User")
+
+    @app.post("/orders")
+    @jobify.job
+    def order() -> t.Any:
+        counter.add()
+        return {"ok": True}
+
+    @app.post("/refunds")
+    @jobify.job(result_ttl=0)
+    def refund() -> t.Any:
+        counter.add()
+        return {"ok": True}
+
+    return app, counter
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def backend_url(request: pytest.FixtureRequest, tmp_path: t.Any) -> str:
+    url = store_url(request.param, tmp_path)
+    try:
+        store_from_url(url).close()
+    except ImportError as exc:
+        pytest.skip(f"{request.param} store not available: {exc}")
+    return url
+
+
+def post(client: t.Any, path: str, key: str, body: t.Any = None, **headers: str) -> t.Any:
+    return client.post(path, json=body, headers={**FLAG, "Idempotency-Key": key, **headers})
+
+
+def test_idempotency_same_key_returns_same_job() -> None:
+    app, counter = make_app()
+    client = app.test_client()
+    first = post(client, "/orders", "k-1", {"n": 1})
+    again = post(client, "/orders", "k-1", {"n": 1})
+    assert first.status_code == again.status_code == 202
+    assert first.get_json() == again.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert first.headers["Location"] == again.headers["Location"]
+    assert len(app.extensions["jobify"].store.list()) == 1
+
+
+def test_idempotency_different_body_is_422() -> None:
+    app, _ = make_app()
+    client = app.test_client()
+    assert post(client, "/orders", "k-2", {"n": 1}).status_code == 202
+    reused = post(client, "/orders", "k-2", {"n": 2})
+    assert reused.status_code == 422
+    assert reused.get_json()["error"]["code"] == "idempotency_key_reused"
+
+
+@pytest.mark.parametrize("path", ["/orders?x=1", "/refunds"])
+def test_idempotency_different_path_or_query_is_422(path: str) -> None:
+    app, _ = make_app()
+    client = app.test_client()
+    assert post(client, "/orders", "k-3", {"n": 1}).status_code == 202
+    assert post(client, path, "k-3", {"n": 1}).status_code == 422
+
+
+def test_idempotency_keys_are_per_owner() -> None:
+    app, _ = make_app()
+    client = app.test_client()
+    alice = post(client, "/orders", "same", {"n": 1}, **{"X-User": "alice"}).get_json()
+    bob = post(client, "/orders", "same", {"n": 2}, **{"X-User": "bob"}).get_json()
+    assert alice["jobId"] != bob["jobId"]
+
+
+def test_idempotency_key_free_again_once_the_job_expired() -> None:
+    app, counter = make_app()
+    client = app.test_client()
+    first = post(client, "/refunds", "k-4").get_json()["jobId"]
+    store = app.extensions["jobify"].store
+    job = store.get(first)
+    while job is not None and not job.is_final:  # woken by the store, not a sleep
+        job = store.wait(first, job.version, 10)
+    # result_ttl=0: the finished job has expired, and the key with it.
+    second = post(client, "/refunds", "k-4")
+    assert second.status_code == 202
+    assert "Idempotent-Replayed" not in second.headers
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9"])
+def test_idempotency_invalid_key_is_400(key: str) -> None:
+    app, _ = make_app()
+    response = app.test_client().post(
+        "/orders", headers={**FLAG, "Idempotency-Key": key.encode().decode("latin-1")}
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_idempotency_key"
+
+
+def test_idempotency_needs_a_secret() -> None:
+    app, _ = make_app(SECRET_KEY=None, TESTING=True)
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        post(app.test_client(), "/orders", "k-5")
+
+
+def test_idempotency_without_flag_is_ignored() -> None:
+    app, counter = make_app()
+    client = app.test_client()
+    for _ in range(2):
+        assert client.post("/orders", headers={"Idempotency-Key": "k-6"}).status_code == 200
+    assert counter.runs == 2
+
+
+def test_idempotency_job_id_is_keyed_by_secret_and_owner() -> None:
+    one = job_id_for_key(b"s1", "alice", "k")
+    assert len(one) == 22
+    assert one == job_id_for_key(b"s1", "alice", "k")
+    assert one != job_id_for_key(b"s2", "alice", "k")
+    assert one != job_id_for_key(b"s1", "bob", "k")
+    assert one != job_id_for_key(b"s1", None, "k")
+
+
+def test_idempotency_concurrent_submissions_make_one_job(backend_url: str) -> None:
+    app, counter = make_app(backend_url, JOBIFY_MAX_WORKERS=2)
+    start = threading.Barrier(16, timeout=10)
+    answers: list[tuple[int, t.Any]] = []
+    lock = threading.Lock()
+
+    def submit(url: str) -> None:
+        start.wait()
+        response = requests.post(
+            url + "/orders", json={"n": 1},
+            headers={**FLAG, "Idempotency-Key": "race", "X-User": "alice"}, timeout=10,
+        )
+        with lock:
+            answers.append((response.status_code, response.json()))
+
+    with serve_app(app) as url:
+        threads = [threading.Thread(target=submit, args=(url,)) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        store = app.extensions["jobify"].store
+        assert len(answers) == 16
+        assert {status for status, _ in answers} == {202}
+        assert len({body["jobId"] for _, body in answers}) == 1
+        [job] = store.list()
+        while not job.is_final:
+            job = store.wait(job.id, job.version, 10)
+    assert counter.runs == 1
+
+
+def test_idempotency_store_create_once_claims_atomically(backend_url: str) -> None:
+    store: JobStore = store_from_url(backend_url)
+    try:
+        claims: list[Job | None] = []
+        start = threading.Barrier(8, timeout=10)
+
+        def claim() -> None:
+            start.wait()
+            claims.append(store.create_once(Job("A" * 22, "op", "POST", "/x")))
+
+        threads = [threading.Thread(target=claim) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert sum(1 for c in claims if c is None) == 1
+        assert all(c is None or c.id == "A" * 22 for c in claims)
+    finally:
+        store.close()

@@ -1,0 +1,146 @@
+"""Ownership: a job is seen only by whoever started it; others get 404."""
+from __future__ import annotations
+
+import threading
+import typing as t
+
+import pytest
+from flask import Flask, request
+from flask.testing import FlaskClient
+
+from flask_jobify import Jobify
+
+ALICE = {"X-User": "alice"}
+BOB = {"X-User": "bob"}
+FLAG = {"X-Job-Flag": "ON"}
+
+
+@pytest.fixture
+def gate() -> t.Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()  # never leave a job thread blocked
+
+
+@pytest.fixture
+def app(gate: threading.Event) -> Flask:
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE="memory://", JOBIFY_MAX_WAIT=10)
+    jobify = Jobify(app)
+
+    @jobify.owner_loader
+    def load_owner() -> str | None:
+        return request.headers.get("X-User")
+
+    @app.post("/quick")
+    @jobify.job
+    def quick() -> t.Any:
+        return {"done": True}
+
+    @app.post("/gated")
+    @jobify.job
+    def gated() -> t.Any:
+        gate.wait(30)
+        return {"done": True}
+
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def start(client: FlaskClient, path: str, user: dict[str, str]) -> str:
+    response = client.post(path, headers={**FLAG, **user})
+    assert response.status_code == 202
+    return response.get_json()["jobId"]
+
+
+def wait_final(client: FlaskClient, job_id: str, user: dict[str, str]) -> dict[str, t.Any]:
+    for _ in range(10):
+        record = client.get(f"/jobs/{job_id}?wait=10", headers=user).get_json()
+        if record["status"] not in ("pending", "running"):
+            return record
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def assert_not_found(response: t.Any) -> None:
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "job_not_found"
+
+
+def test_ownership_records_the_owner(app: Flask, client: FlaskClient) -> None:
+    job_id = start(client, "/quick", ALICE)
+    assert app.extensions["jobify"].store.get(job_id).owner == "alice"
+
+
+@pytest.mark.parametrize("other", [BOB, {}], ids=["other-user", "anonymous"])
+def test_ownership_finished_job_is_404_on_every_endpoint(
+    client: FlaskClient, other: dict[str, str]
+) -> None:
+    job_id = start(client, "/quick", ALICE)
+    wait_final(client, job_id, ALICE)
+
+    assert_not_found(client.get(f"/jobs/{job_id}", headers=other))
+    assert_not_found(client.get(f"/jobs/{job_id}?wait=1", headers=other))
+    assert_not_found(client.get(f"/jobs/{job_id}/result", headers=other))
+    assert_not_found(client.delete(f"/jobs/{job_id}", headers=other))
+    listed = client.get("/jobs", headers=other).get_json()["jobs"]
+    assert job_id not in [job["id"] for job in listed]
+
+    # Nothing the other user did touched it.
+    assert client.get(f"/jobs/{job_id}", headers=ALICE).status_code == 200
+    assert client.get(f"/jobs/{job_id}/result", headers=ALICE).get_json() == {"done": True}
+    listed = client.get("/jobs", headers=ALICE).get_json()["jobs"]
+    assert [job["id"] for job in listed] == [job_id]
+    assert client.delete(f"/jobs/{job_id}", headers=ALICE).status_code == 204
+
+
+def test_ownership_active_job_is_404_and_not_cancellable(
+    client: FlaskClient, gate: threading.Event
+) -> None:
+    job_id = start(client, "/gated", ALICE)
+
+    assert_not_found(client.get(f"/jobs/{job_id}", headers=BOB))
+    assert_not_found(client.get(f"/jobs/{job_id}?wait=1", headers=BOB))
+    # Not 409 job_not_finished: that would tell Bob the job exists.
+    assert_not_found(client.get(f"/jobs/{job_id}/result", headers=BOB))
+    assert_not_found(client.delete(f"/jobs/{job_id}", headers=BOB))
+    assert client.get("/jobs", headers=BOB).get_json()["jobs"] == []
+
+    gate.set()
+    record = wait_final(client, job_id, ALICE)
+    assert record["status"] == "succeeded"
+    assert record["cancelRequested"] is False
+
+
+def test_ownership_404_is_the_same_as_for_a_missing_job(client: FlaskClient) -> None:
+    job_id = start(client, "/quick", ALICE)
+    hidden = client.get(f"/jobs/{job_id}", headers=BOB)
+    missing = client.get("/jobs/" + "A" * 22, headers=BOB)
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.get_json() == missing.get_json()
+
+
+def test_ownership_each_user_lists_only_their_jobs(client: FlaskClient) -> None:
+    alice_job = start(client, "/quick", ALICE)
+    bob_job = start(client, "/quick", BOB)
+    assert [j["id"] for j in client.get("/jobs", headers=ALICE).get_json()["jobs"]] == [alice_job]
+    assert [j["id"] for j in client.get("/jobs", headers=BOB).get_json()["jobs"]] == [bob_job]
+
+
+def test_ownership_without_loader_the_job_id_is_the_capability() -> None:
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE="memory://")
+    jobify = Jobify(app)
+
+    @app.post("/quick")
+    @jobify.job
+    def quick() -> t.Any:
+        return {"done": True}
+
+    client = app.test_client()
+    job_id = start(client, "/quick", ALICE)
+    assert app.extensions["jobify"].store.get(job_id).owner is None
+    assert client.get(f"/jobs/{job_id}", headers=BOB).status_code == 200
