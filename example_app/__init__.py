@@ -9,6 +9,7 @@ and drive it with ``python -m example_app.client``.
 """
 from __future__ import annotations
 
+import json
 import os
 import typing as t
 
@@ -21,17 +22,20 @@ from .extensions import jobify
 def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     """Build the demo app (app factory).
 
-    ``JOBIFY_STORE`` and ``PETS_DATABASE`` are read from the environment;
-    by default both live in the app's instance folder. The default job
-    store is an SQLite file there, which every gunicorn worker shares.
+    Every ``JOBIFY_*`` environment variable becomes the config key of the
+    same name (JSON values are decoded: ``JOBIFY_MAX_WORKERS=8``), as do
+    ``SECRET_KEY`` and ``PETS_DATABASE``. By default the pets and the jobs
+    live in the instance folder; the default job store is an SQLite file
+    there, which every gunicorn worker shares.
     """
     app = Flask(__name__)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config["PETS_DATABASE"] = os.environ.get(
         "PETS_DATABASE", os.path.join(app.instance_path, "pets.sqlite3")
     )
-    if os.environ.get("JOBIFY_STORE"):
-        app.config["JOBIFY_STORE"] = os.environ["JOBIFY_STORE"]
+    for name, value in os.environ.items():
+        if name.startswith("JOBIFY_") or name == "SECRET_KEY":
+            app.config[name] = _decode(value)
     app.config.update(config or {})
 
     jobify.init_app(app)
@@ -43,3 +47,11 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     app.register_blueprint(pets.bp)
     app.register_blueprint(reports.bp)
     return app
+
+
+def _decode(value: str) -> t.Any:
+    """``8`` -> 8, ``true`` -> True, ``["a"]`` -> ["a"]; anything else as is."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

@@ -6,6 +6,10 @@
     python -m example_app.client import pets.csv --delay 0.2
     python -m example_app.client report --month 2024-03 -o orders.csv
     python -m example_app.client --url http://127.0.0.1:8000 pets
+
+``--callback URL`` asks for a webhook when the job ends (the server needs
+``JOBIFY_WEBHOOK_SECRET``); ``--idempotency-key KEY`` makes a retried
+submission return the first job.
 """
 from __future__ import annotations
 
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m example_app.client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=DEFAULT_URL, help="the demo's base URL")
+    parser.add_argument("--callback", help="webhook URL called when the job ends")
+    parser.add_argument("--idempotency-key", help="send this Idempotency-Key")
     commands = parser.add_subparsers(dest="command", required=True)
     long = commands.add_parser("long", help="the long ping")
     long.add_argument("--seconds", type=float, default=5.0)
@@ -67,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
 
     base = args.url.rstrip("/")
     session = requests.Session()
+    if args.callback:
+        session.headers["X-Job-Callback"] = args.callback
+    if args.idempotency_key:
+        session.headers["Idempotency-Key"] = args.idempotency_key
     try:
         if args.command == "long":
             r = run_job(session, "POST", f"{base}/status/long", params={"seconds": args.seconds})
