@@ -60,7 +60,12 @@ class Jobify:
     ``JOBIFY_URL_PREFIX``, ``JOBIFY_SHUTDOWN_GRACE``,
     ``JOBIFY_CLEANUP_INTERVAL``, ``JOBIFY_CANCEL_CHECK_INTERVAL``,
     ``JOBIFY_EXPOSE_ERRORS``, ``JOBIFY_DROP_HEADERS``, ``JOBIFY_SWAGGER_UI``,
-    ``JOBIFY_SWAGGER_UI_URL``.
+    ``JOBIFY_SWAGGER_UI_URL``, ``JOBIFY_WEBHOOK_SECRET``,
+    ``JOBIFY_WEBHOOK_MAX_ATTEMPTS``, ``JOBIFY_WEBHOOK_BACKOFF``,
+    ``JOBIFY_WEBHOOK_MAX_BACKOFF``, ``JOBIFY_WEBHOOK_TIMEOUT``,
+    ``JOBIFY_WEBHOOK_WORKERS``, ``JOBIFY_WEBHOOK_ALLOWED_HOSTS``.
+    ``Idempotency-Key`` needs ``SECRET_KEY`` (see
+    :mod:`flask_jobify.idempotency`).
 
     One instance may serve several apps; each app's state lives in
     ``app.extensions["jobify"]``.
@@ -141,7 +146,15 @@ class Jobify:
         """Register the function that names the caller (``str`` or ``None``).
 
         Jobs record their owner, and the jobs endpoints answer 404 to anyone
-        else. Without a loader, knowing a job's id is enough to see it.
+        else (not 403, which would tell them the job exists); the list shows
+        each caller their own jobs. A caller the loader names ``None`` sees
+        only jobs started without an owner.
+
+        Without a loader, the job id is the capability: 128 random bits,
+        so whoever holds it (and only they) can read the result or cancel
+        the job. That suits jobs started by a single client or shared by
+        link; it does not survive ids leaking into logs or referrers, and
+        ``GET /jobs`` then lists every job: set a loader on a public API.
         """
         self._owner_loader = loader
         return loader

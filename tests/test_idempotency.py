@@ -1,56 +1,28 @@
 """Idempotency-Key: a retried submission gets the first job back."""
 from __future__ import annotations
 
+import os
 import threading
 import typing as t
 
 import pytest
 import requests
-from flask import Flask, request
+from flask import Flask
 
 from conftest import store_url
+from idempotency_app import Counter, create_app
 from flask_jobify import Jobify, Job
 from flask_jobify.idempotency import job_id_for_key
 from flask_jobify.stores import store_from_url
 from flask_jobify.stores.base import JobStore
-from servers import serve_app
+from servers import run_gunicorn, serve_app
 
 FLAG = {"X-Job-Flag": "ON"}
 
 
-class Counter:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.runs = 0
-
-    def add(self) -> None:
-        with self.lock:
-            self.runs += 1
-
-
 def make_app(url: str = "memory://", **config: t.Any) -> tuple[Flask, Counter]:
-    app = Flask(__name__)
-    app.config.update({"JOBIFY_STORE": url, "SECRET_KEY": "app-secret", **config})
-    jobify = Jobify(app)
-    counter = Counter()
-
-    @jobify.owner_loader
-    def load_owner() -> str | None:
-        return request.headers.get("X-User")
-
-    @app.post("/orders")
-    @jobify.job
-    def order() -> t.Any:
-        counter.add()
-        return {"ok": True}
-
-    @app.post("/refunds")
-    @jobify.job(result_ttl=0)
-    def refund() -> t.Any:
-        counter.add()
-        return {"ok": True}
-
-    return app, counter
+    app = create_app(JOBIFY_STORE=url, **config)
+    return app, app.extensions["test_counter"]
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -202,3 +174,42 @@ def test_idempotency_store_create_once_claims_atomically(backend_url: str) -> No
         assert all(c is None or c.id == "A" * 22 for c in claims)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_idempotency_one_job_across_processes(backend: str, tmp_path: t.Any) -> None:
+    """16 concurrent submissions to 4 gunicorn workers sharing a store."""
+    url = store_url(backend, tmp_path)
+    try:
+        store_from_url(url).close()
+    except ImportError as exc:
+        pytest.skip(f"{backend} store not available: {exc}")
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(tests_dir)
+    env = {
+        "JOBIFY_STORE": url,
+        "PYTHONPATH": os.pathsep.join([tests_dir, root, os.environ.get("PYTHONPATH", "")]),
+    }
+    answers: list[tuple[int, str]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(16, timeout=10)
+
+    def submit(base: str) -> None:
+        start.wait()
+        response = requests.post(
+            base + "/orders", json={"n": 1},
+            headers={**FLAG, "Idempotency-Key": "cross", "X-User": "alice"}, timeout=20,
+        )
+        with lock:
+            answers.append((response.status_code, response.json().get("jobId", "")))
+
+    with run_gunicorn("idempotency_app:create_app()", workers=4, threads=4, env=env) as base:
+        threads = [threading.Thread(target=submit, args=(base,)) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        listed = requests.get(base + "/jobs", headers={"X-User": "alice"}, timeout=10).json()
+    assert sorted(status for status, _ in answers) == [202] * 16
+    assert len({job_id for _, job_id in answers}) == 1
+    assert [job["id"] for job in listed["jobs"]] == [answers[0][1]]
