@@ -25,6 +25,7 @@ from flask import Flask, current_app, render_template_string, url_for
 from flask_smorest.spec.plugins import FlaskPlugin
 from flask_smorest.utils import load_info_from_docstring
 
+from .idempotency import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH
 from .options import options_of
 from .schemas import (
     AcceptedJobSchema,
@@ -36,6 +37,7 @@ from .schemas import (
     ProgressSchema,
 )
 from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER
+from .webhooks import CALLBACK_HEADER
 
 if t.TYPE_CHECKING:
     from flask_smorest import Api
@@ -93,22 +95,26 @@ def register_components(spec: APISpec, settings: Settings) -> None:
         return
     for name, schema in SCHEMAS:
         components.schema(name, schema=schema)
-    components.parameter("JobFlag", "header", {
-        "name": JOB_FLAG_HEADER,
-        "description": "ON: run the request as a background job and answer 202 at once."
-                       " OFF: run it now, even with Prefer: respond-async.",
-        "required": False,
-        "schema": {"type": "string", "enum": ["ON", "OFF"]},
-    }, lazy=True)
-    components.parameter("Prefer", "header", {
-        "name": "Prefer",
-        "description": "RFC 7240. respond-async runs the request as a job; wait=N waits"
-                       f" up to N seconds (at most {settings.max_wait:g}) for it to end"
-                       " and then answers with its own response.",
-        "required": False,
-        "schema": {"type": "string"},
-        "example": "respond-async, wait=10",
-    }, lazy=True)
+    headers = (
+        ("JobFlag", JOB_FLAG_HEADER, {"type": "string", "enum": ["ON", "OFF"]},
+         "ON: run the request as a background job and answer 202 at once."
+         " OFF: run it now, even with Prefer: respond-async."),
+        ("Prefer", "Prefer", {"type": "string", "example": "respond-async, wait=10"},
+         "RFC 7240. respond-async runs the request as a job; wait=N waits up to N"
+         f" seconds (at most {settings.max_wait:g}) for it to end and then answers"
+         " with its own response."),
+        ("JobCallback", CALLBACK_HEADER, {"type": "string", "format": "uri"},
+         "With a job: a public http(s) URL that gets the job record, signed, when"
+         " the job ends."),
+        ("IdempotencyKey", IDEMPOTENCY_HEADER,
+         {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+         "With a job: the same key (for the same request) gets the same job back"
+         " instead of a new one."),
+    )
+    for component, header, schema, description in headers:
+        components.parameter(component, "header", {
+            "name": header, "description": description, "required": False, "schema": schema,
+        }, lazy=True)
     components.response("JobAccepted", {
         "description": "Accepted as a job: poll Location, then fetch resultUrl",
         "headers": {
@@ -122,7 +128,9 @@ def register_components(spec: APISpec, settings: Settings) -> None:
         "content": {"application/json": {"schema": _ref(spec, "schema", "AcceptedJob")}},
     }, lazy=True)
     for name, description in (
-        ("InvalidJobFlag", f"{JOB_FLAG_HEADER} is neither ON nor OFF"),
+        ("InvalidJobHeader", f"{JOB_FLAG_HEADER} is neither ON nor OFF, or"
+                             f" {CALLBACK_HEADER} or {IDEMPOTENCY_HEADER} was refused"),
+        ("IdempotencyKeyReused", f"This {IDEMPOTENCY_HEADER} was used for another request"),
         ("JobQueueFull", "Too many jobs are waiting, or the server is stopping;"
                          " retry after Retry-After seconds"),
         ("JobifyDefaultError", "An error, in Flask-Jobify's error shape"),
@@ -152,11 +160,13 @@ def document_job_operation(operation: dict[str, t.Any]) -> None:
         p.get("name", "").lower() for p in parameters
         if isinstance(p, dict) and p.get("in") == "header"
     }
-    for ref, header in (("JobFlag", JOB_FLAG_HEADER), ("Prefer", "Prefer")):
+    for ref, header in (("JobFlag", JOB_FLAG_HEADER), ("Prefer", "Prefer"),
+                        ("JobCallback", CALLBACK_HEADER), ("IdempotencyKey", IDEMPOTENCY_HEADER)):
         if header.lower() not in names and ref not in parameters:
             parameters.append(ref)
     responses = operation.setdefault("responses", {})
-    for status, ref in ((202, "JobAccepted"), (400, "InvalidJobFlag"), (503, "JobQueueFull")):
+    for status, ref in ((202, "JobAccepted"), (400, "InvalidJobHeader"),
+                        (422, "IdempotencyKeyReused"), (503, "JobQueueFull")):
         if status not in responses and str(status) not in responses:
             responses[status] = ref
 

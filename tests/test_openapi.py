@@ -14,10 +14,13 @@ from flask_jobify import Jobify
 JOB_PARAMS = [
     {"$ref": "#/components/parameters/JobFlag"},
     {"$ref": "#/components/parameters/Prefer"},
+    {"$ref": "#/components/parameters/JobCallback"},
+    {"$ref": "#/components/parameters/IdempotencyKey"},
 ]
 JOB_RESPONSES = {
     "202": {"$ref": "#/components/responses/JobAccepted"},
-    "400": {"$ref": "#/components/responses/InvalidJobFlag"},
+    "400": {"$ref": "#/components/responses/InvalidJobHeader"},
+    "422": {"$ref": "#/components/responses/IdempotencyKeyReused"},
     "503": {"$ref": "#/components/responses/JobQueueFull"},
 }
 JOBS_PATHS = {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/result"}
@@ -135,7 +138,7 @@ def assert_components(spec: dict[str, t.Any]) -> None:
     }
     assert set(accepted["headers"]) == {"Location", "Retry-After", "X-Job-Id"}
     assert all(header["required"] for header in accepted["headers"].values())
-    for name in ("InvalidJobFlag", "JobQueueFull"):
+    for name in ("InvalidJobHeader", "IdempotencyKeyReused", "JobQueueFull"):
         assert components["responses"][name]["content"]["application/json"]["schema"] == ERROR_REF
 
 

@@ -36,7 +36,9 @@ class ReportSchema(Schema):
 
 def make_plain_app(gate: threading.Event) -> Flask:
     app = Flask(__name__)
-    app.config.update(JOBIFY_STORE="memory://", JOBIFY_MAX_WAIT=2, JOBIFY_RETRY_AFTER=1)
+    app.config.update(
+        JOBIFY_STORE="memory://", JOBIFY_MAX_WAIT=2, JOBIFY_RETRY_AFTER=1, SECRET_KEY="test"
+    )
     jobify = Jobify(app)
 
     @app.post("/reports/<int:year>")
@@ -57,7 +59,8 @@ def make_plain_app(gate: threading.Event) -> Flask:
 def make_api_app() -> Flask:
     app = Flask(__name__)
     app.config.update(
-        JOBIFY_STORE="memory://", JOBIFY_MAX_WAIT=2, API_TITLE="Reports", API_VERSION="1",
+        JOBIFY_STORE="memory://", JOBIFY_MAX_WAIT=2, SECRET_KEY="test",
+        API_TITLE="Reports", API_VERSION="1",
         OPENAPI_VERSION="3.0.3", OPENAPI_URL_PREFIX="/",
     )
     api = Api(app)
@@ -131,7 +134,11 @@ def test_schemathesis_operations_covered(plain_schema: t.Any, api_schema: t.Any)
     ({"X-Job-Flag": "maybe"}, {400}),
     ({"Prefer": "respond-async"}, {202}),
     ({"Prefer": "respond-async, wait=2"}, {200, 202}),  # its own answer, if done in time
-], ids=["none", "on", "off", "invalid", "prefer", "prefer-wait"])
+    ({"X-Job-Flag": "ON", "Idempotency-Key": "same-key"}, {202}),
+    ({"X-Job-Flag": "ON", "Idempotency-Key": "k" * 256}, {400}),  # too long
+    ({"X-Job-Flag": "ON", "X-Job-Callback": "http://127.0.0.1/hook"}, {400}),  # webhooks off
+], ids=["none", "on", "off", "invalid", "prefer", "prefer-wait", "idempotent", "bad-key",
+        "callback-refused"])
 @pytest.mark.parametrize("schema_fixture", ["plain_schema", "api_schema"])
 def test_schemathesis_job_header(request: pytest.FixtureRequest, schema_fixture: str,
                                  headers: dict[str, str], expected: set[int]) -> None:
