@@ -93,3 +93,22 @@ def test_example_app_cancel_stops_the_long_ping(demo_url):
     while job["status"] in ("pending", "running"):
         job = requests.get(status_url, params={"wait": 5}, timeout=30).json()
     assert job["status"] == "cancelled"
+
+
+def test_example_app_client_ctrl_c_cancels_the_job(demo_url):
+    class InterruptedSession(requests.Session):
+        """Raises KeyboardInterrupt at the first long-poll, as Ctrl-C would."""
+
+        def get(self, url, **kwargs):
+            if kwargs.get("params", {}).get("wait"):
+                self.status_url = url
+                raise KeyboardInterrupt
+            return super().get(url, **kwargs)
+
+    session = InterruptedSession()
+    with pytest.raises(KeyboardInterrupt):
+        run_job(session, "POST", f"{demo_url}/status/long", params={"seconds": 30})
+    job = requests.get(session.status_url, timeout=30).json()
+    while job["status"] in ("pending", "running"):
+        job = requests.get(session.status_url, params={"wait": 5}, timeout=30).json()
+    assert job["status"] == "cancelled"
