@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import os
 import pathlib
+import queue
 import typing as t
 
 import pytest
 import requests
+from flask import Flask, request
+
+from flask_jobify.webhooks import verify
 
 from example_app.client import run_job
 
-from servers import run_gunicorn
+from servers import run_gunicorn, serve_app
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONF = ROOT / "example_app" / "gunicorn.conf.py"
+WEBHOOK_SECRET = "demo-webhook-secret"
 PETS_CSV = b"name,species,age\nRex,dog,3\n,dragon,-1\nTom,cat,5\n"
 
 
@@ -26,6 +31,9 @@ def demo_url(tmp_path_factory) -> t.Iterator[str]:
     env = {
         "JOBIFY_STORE": store,
         "PETS_DATABASE": str(tmp / "pets.db"),
+        "JOBIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "JOBIFY_WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]',
+        "JOBIFY_WEBHOOK_BACKOFF": "0.1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     with run_gunicorn(
@@ -112,3 +120,24 @@ def test_example_app_client_ctrl_c_cancels_the_job(demo_url):
     while job["status"] in ("pending", "running"):
         job = requests.get(session.status_url, params={"wait": 5}, timeout=30).json()
     assert job["status"] == "cancelled"
+
+
+def test_example_app_import_calls_the_webhook_when_done(demo_url):
+    deliveries: queue.Queue = queue.Queue()
+    receiver = Flask("receiver")
+
+    @receiver.post("/hooks/jobs")
+    def job_done():
+        verify(request.get_data(), request.headers["X-Jobify-Signature"], WEBHOOK_SECRET)
+        deliveries.put(request.get_json())
+        return "", 204
+
+    with serve_app(receiver) as hook_url:
+        r = run_job(requests.Session(), "POST", f"{demo_url}/pets/import",
+                    files={"file": ("pets.csv", PETS_CSV, "text/csv")},
+                    headers={"X-Job-Callback": f"{hook_url}/hooks/jobs"})
+        assert r.status_code == 200
+        job = deliveries.get(timeout=30)
+    assert job["status"] == "succeeded"
+    assert job["resultUrl"].startswith(demo_url)
+    assert requests.get(job["resultUrl"], timeout=30).json() == r.json()
