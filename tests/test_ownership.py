@@ -144,3 +144,20 @@ def test_ownership_without_loader_the_job_id_is_the_capability() -> None:
     job_id = start(client, "/quick", ALICE)
     assert app.extensions["jobify"].store.get(job_id).owner is None
     assert client.get(f"/jobs/{job_id}", headers=BOB).status_code == 200
+
+
+def test_ownership_anonymous_caller_pages_through_ownerless_jobs_only(
+    client: FlaskClient,
+) -> None:
+    mine = {start(client, "/quick", {}) for _ in range(3)}
+    for _ in range(4):
+        start(client, "/quick", ALICE)
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(10):
+        page = client.get(f"/jobs?limit=2{cursor}").get_json()
+        seen.extend(job["id"] for job in page["jobs"])
+        if page["nextCursor"] is None:
+            break
+        cursor = f"&cursor={page['nextCursor']}"
+    assert sorted(seen) == sorted(mine)

@@ -259,3 +259,26 @@ def test_webhooks_verify_rejects_stale_timestamp() -> None:
 def test_webhooks_verify_rejects_malformed_header(header: str) -> None:
     with pytest.raises(WebhookSignatureError):
         verify(b"{}", header, SECRET)
+
+
+def test_webhooks_sent_for_timed_out_jobs() -> None:
+    receiver = Receiver()
+    gate = threading.Event()
+    with serve_app(receiver.app) as url:
+        app, jobify = make_app()
+
+        @app.post("/slow")
+        @jobify.job(timeout=0.05)
+        def slow() -> t.Any:
+            gate.wait(10)
+            return {"late": True}
+
+        try:
+            job_id = submit(app, url + "/hook", "/slow").get_json()["jobId"]
+            assert receiver.done.wait(10)
+            record = wait_for_webhook(app, job_id)
+        finally:
+            gate.set()
+    assert receiver.calls[0]["body"]["status"] == "timed_out"
+    assert record["status"] == "timed_out"
+    assert record["webhook"]["delivered"] is True
