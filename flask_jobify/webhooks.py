@@ -224,7 +224,12 @@ class WebhookDispatcher:
         hook = job.meta.get(META_KEY)
         if not hook or hook.get("delivered") or not self.settings.webhook_secret:
             return
-        if not self._executor.submit(lambda: self.deliver(job.id)):
+        job_id = job.id
+
+        def task() -> None:
+            self.deliver(job_id)
+
+        if not self._executor.submit(task):
             logger.warning("Webhook of job %s dropped: the process is stopping.", job.id)
 
     def deliver(self, job_id: str) -> bool:

@@ -7,15 +7,15 @@ import typing as t
 
 import pytest
 import requests
-from flask import Flask
-
 from conftest import store_url
+from flask import Flask
 from idempotency_app import Counter, create_app
-from flask_jobify import Jobify, Job
+from servers import run_gunicorn, serve_app
+
+from flask_jobify import Job
 from flask_jobify.idempotency import job_id_for_key
 from flask_jobify.stores import store_from_url
 from flask_jobify.stores.base import JobStore
-from servers import run_gunicorn, serve_app
 
 FLAG = {"X-Job-Flag": "ON"}
 
@@ -40,7 +40,7 @@ def post(client: t.Any, path: str, key: str, body: t.Any = None, **headers: str)
 
 
 def test_idempotency_same_key_returns_same_job() -> None:
-    app, counter = make_app()
+    app, _ = make_app()
     client = app.test_client()
     first = post(client, "/orders", "k-1", {"n": 1})
     again = post(client, "/orders", "k-1", {"n": 1})
@@ -78,7 +78,7 @@ def test_idempotency_keys_are_per_owner() -> None:
 
 
 def test_idempotency_key_free_again_once_the_job_expired() -> None:
-    app, counter = make_app()
+    app, _ = make_app()
     client = app.test_client()
     first = post(client, "/refunds", "k-4").get_json()["jobId"]
     store = app.extensions["jobify"].store

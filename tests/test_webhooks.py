@@ -8,11 +8,10 @@ import typing as t
 
 import pytest
 from flask import Flask, request
+from servers import serve_app
 
 from flask_jobify import Jobify, WebhookSignatureError
 from flask_jobify.webhooks import SIGNATURE_HEADER, sign, verify
-
-from servers import serve_app
 
 SECRET = "whsec-test"
 FLAG = {"X-Job-Flag": "ON"}
