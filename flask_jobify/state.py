@@ -67,9 +67,10 @@ class Settings:
         if values["expose_errors"] is None:
             values["expose_errors"] = bool(app.debug)
         values["drop_headers"] = tuple(h.lower() for h in values["drop_headers"])
-        values["webhook_allowed_hosts"] = tuple(
-            h.lower() for h in values["webhook_allowed_hosts"]
-        )
+        hosts = values["webhook_allowed_hosts"]
+        if isinstance(hosts, str):  # "a.example, 127.0.0.1" from an env var
+            hosts = hosts.replace(",", " ").split()
+        values["webhook_allowed_hosts"] = tuple(h.lower().rstrip(".") for h in hosts)
         return cls(**values)
 
 

@@ -281,3 +281,9 @@ def test_webhooks_sent_for_timed_out_jobs() -> None:
     assert receiver.calls[0]["body"]["status"] == "timed_out"
     assert record["status"] == "timed_out"
     assert record["webhook"]["delivered"] is True
+
+
+def test_webhooks_allowed_hosts_may_be_a_string() -> None:
+    app, _ = make_app(JOBIFY_WEBHOOK_ALLOWED_HOSTS="Hooks.Example, 127.0.0.1")
+    settings = app.extensions["jobify"].settings
+    assert settings.webhook_allowed_hosts == ("hooks.example", "127.0.0.1")
