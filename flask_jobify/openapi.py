@@ -61,6 +61,14 @@ SCHEMAS = (
 
 _BLUEPRINT = "jobify"
 
+#: ``operationId`` of each jobs endpoint, for client generators and links.
+OPERATION_IDS = {
+    "list_jobs": "listJobs",
+    "job_status": "getJob",
+    "job_result": "getJobResult",
+    "cancel_job": "cancelJob",
+}
+
 _SWAGGER_UI_PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -126,6 +134,13 @@ def register_components(spec: APISpec, settings: Settings) -> None:
                             "schema": {"type": "string"}},
         },
         "content": {"application/json": {"schema": _ref(spec, "schema", "AcceptedJob")}},
+        "links": {
+            operation_id[0].upper() + operation_id[1:]: {
+                "operationId": operation_id,
+                "parameters": {"job_id": "$response.body#/jobId"},
+            }
+            for operation_id in ("getJob", "getJobResult", "cancelJob")
+        },
     }, lazy=True)
     for name, description in (
         ("InvalidJobHeader", f"{JOB_FLAG_HEADER} is neither ON nor OFF, or"
@@ -190,8 +205,11 @@ class JobifyPlugin(BasePlugin):
         if rule is None or not operations:
             return
         if rule.endpoint.startswith(_BLUEPRINT + "."):
+            operation_id = OPERATION_IDS.get(rule.endpoint.partition(".")[2])
             for operation in operations.values():
                 operation.setdefault("responses", {})["default"] = "JobifyDefaultError"
+                if operation_id is not None:
+                    operation.setdefault("operationId", operation_id)
             return
         if is_jobifiable(self.app, rule.endpoint, all_views=self.settings.all_views):
             for method, operation in operations.items():

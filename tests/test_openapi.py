@@ -137,6 +137,14 @@ def assert_components(spec: dict[str, t.Any]) -> None:
         "$ref": "#/components/schemas/AcceptedJob"
     }
     assert set(accepted["headers"]) == {"Location", "Retry-After", "X-Job-Id"}
+    assert accepted["links"]["GetJob"] == {
+        "operationId": "getJob", "parameters": {"job_id": "$response.body#/jobId"}
+    }
+    operation_ids = {
+        operation["operationId"] for path, item in spec["paths"].items()
+        if path.startswith("/jobs") for operation in item.values() if "operationId" in operation
+    }
+    assert operation_ids == {"listJobs", "getJob", "getJobResult", "cancelJob"}
     assert all(header["required"] for header in accepted["headers"].values())
     for name in ("InvalidJobHeader", "IdempotencyKeyReused", "JobQueueFull"):
         assert components["responses"][name]["content"]["application/json"]["schema"] == ERROR_REF

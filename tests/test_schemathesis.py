@@ -1,7 +1,9 @@
 """Schemathesis against the app's own spec: no 5xx, no response off the spec.
 
-Bounded: ``max_examples=25`` per operation, so the run stays well under a
-minute.
+Every operation is fuzzed on its own; a stateful run follows the 202's
+links (getJob, getJobResult, cancelJob) so the jobs endpoints also see real
+job ids. Bounded: ``max_examples=25`` (6 steps per stateful run), so the
+whole module runs in seconds.
 """
 from __future__ import annotations
 
@@ -191,3 +193,17 @@ def test_schemathesis_cancel_pending_or_running(gate: threading.Event) -> None:
     response = call("DELETE", "/jobs/{job_id}", path_parameters={"job_id": accepted.json()["jobId"]})
     assert response.status_code in (200, 202)
     assert response.json()["cancelRequested"] is True
+
+
+class _JobsMachine(PLAIN_SCHEMA.as_state_machine()):  # type: ignore[misc]
+    """Follows the 202's links (getJob, getJobResult, cancelJob) with real ids."""
+
+    def validate_response(self, response: t.Any, case: t.Any, **kwargs: t.Any) -> None:
+        case.validate_response(response, checks=CHECKS)
+
+
+TestSchemathesisStateful = _JobsMachine.TestCase
+TestSchemathesisStateful.settings = settings(
+    max_examples=25, stateful_step_count=6, deadline=None,
+    suppress_health_check=list(HealthCheck), derandomize=True,
+)
