@@ -224,29 +224,30 @@ class WebhookDispatcher:
         hook = job.meta.get(META_KEY)
         if not hook or hook.get("delivered") or not self.settings.webhook_secret:
             return
-        job_id = job.id
-
         def task() -> None:
-            self.deliver(job_id)
+            self.deliver(job)
 
         if not self._executor.submit(task):
             logger.warning("Webhook of job %s dropped: the process is stopping.", job.id)
 
-    def deliver(self, job_id: str) -> bool:
-        """Deliver the webhook of the finished job ``job_id``, with retries,
-        in the calling thread. Return whether the receiver took it."""
-        job = self.store.get(job_id)
-        if job is None or META_KEY not in job.meta:
+    def deliver(self, job: Job) -> bool:
+        """Deliver the webhook of the finished ``job``, with retries, in the
+        calling thread. Return whether the receiver took it.
+
+        The job is the record as it ended, so its webhook goes out even if
+        it expired (``result_ttl=0``) or was deleted meanwhile; attempts are
+        then no longer recorded.
+        """
+        hook = job.meta.get(META_KEY)
+        if not hook:
             return False
-        hook = job.meta[META_KEY]
         body = self._payload(job, hook.get("baseUrl") or "http://localhost/")
         attempts = int(hook.get("attempts") or 0)
         while attempts < self.settings.webhook_max_attempts and not self._stop.is_set():
             attempts += 1
-            status, error, retry = self._attempt(hook["url"], body, job_id)
+            status, error, retry = self._attempt(hook["url"], body, job.id)
             delivered = status is not None and 200 <= status < 300
-            if not self._record(job_id, attempts, status, error, delivered):
-                return delivered  # the job is gone
+            self._record(job.id, attempts, status, error, delivered)
             if delivered or not retry:
                 return delivered
             if attempts < self.settings.webhook_max_attempts:
@@ -283,6 +284,7 @@ class WebhookDispatcher:
     def _record(
         self, job_id: str, attempts: int, status: int | None, error: str | None, delivered: bool
     ) -> bool:
+        """Save an attempt in ``job.meta``; ``False`` if the job is gone."""
         for _ in range(3):
             job = self.store.get(job_id)
             if job is None:

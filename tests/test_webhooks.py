@@ -287,3 +287,20 @@ def test_webhooks_allowed_hosts_may_be_a_string() -> None:
     app, _ = make_app(JOBIFY_WEBHOOK_ALLOWED_HOSTS="Hooks.Example, 127.0.0.1")
     settings = app.extensions["jobify"].settings
     assert settings.webhook_allowed_hosts == ("hooks.example", "127.0.0.1")
+
+
+def test_webhooks_sent_even_when_the_job_expires_at_once() -> None:
+    receiver = Receiver()
+    with serve_app(receiver.app) as url:
+        app, jobify = make_app()
+
+        @app.post("/ephemeral")
+        @jobify.job(result_ttl=0, callback=url + "/hook")
+        def ephemeral() -> t.Any:
+            return {"ok": True}
+
+        job_id = submit(app, None, "/ephemeral").get_json()["jobId"]
+        assert receiver.done.wait(10)
+    [call] = receiver.calls
+    assert call["valid"] and call["body"]["id"] == job_id
+    assert call["body"]["status"] == "succeeded"
