@@ -36,7 +36,7 @@ from .views import create_jobs_blueprint
 from .webhooks import CALLBACK_HEADER, callback_meta
 
 if t.TYPE_CHECKING:
-    from flask_smorest import Api
+    from flask_smorest import Api  # type: ignore[import-untyped]
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 OwnerLoader = t.Callable[[], t.Optional[str]]

@@ -22,8 +22,8 @@ import flask
 from apispec import APISpec, BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, current_app, render_template_string, url_for
-from flask_smorest.spec.plugins import FlaskPlugin
-from flask_smorest.utils import load_info_from_docstring
+from flask_smorest.spec.plugins import FlaskPlugin  # type: ignore[import-untyped]
+from flask_smorest.utils import load_info_from_docstring  # type: ignore[import-untyped]
 
 from .idempotency import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH
 from .options import options_of
@@ -40,7 +40,7 @@ from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER
 from .webhooks import CALLBACK_HEADER
 
 if t.TYPE_CHECKING:
-    from flask_smorest import Api
+    from flask_smorest import Api  # type: ignore[import-untyped]
 
     from .state import JobifyState, Settings
 
@@ -101,23 +101,23 @@ def register_components(spec: APISpec, settings: Settings) -> None:
     components = spec.components
     if "AcceptedJob" in components.schemas:
         return
-    for name, schema in SCHEMAS:
-        components.schema(name, schema=schema)
+    for name, schema_class in SCHEMAS:
+        components.schema(name, schema=schema_class)
     headers = (
         ("JobFlag", JOB_FLAG_HEADER, {"type": "string", "enum": ["ON", "OFF"]},
-         "ON: run the request as a background job and answer 202 at once."
-         " OFF: run it now, even with Prefer: respond-async."),
+         ("ON: run the request as a background job and answer 202 at once."
+          " OFF: run it now, even with Prefer: respond-async.")),
         ("Prefer", "Prefer", {"type": "string", "example": "respond-async, wait=10"},
-         "RFC 7240. respond-async runs the request as a job; wait=N waits up to N"
-         f" seconds (at most {settings.max_wait:g}) for it to end and then answers"
-         " with its own response."),
+         ("RFC 7240. respond-async runs the request as a job; wait=N waits up to N"
+          f" seconds (at most {settings.max_wait:g}) for it to end and then answers"
+          " with its own response.")),
         ("JobCallback", CALLBACK_HEADER, {"type": "string", "format": "uri"},
-         "With a job: a public http(s) URL that gets the job record, signed, when"
-         " the job ends."),
+         ("With a job: a public http(s) URL that gets the job record, signed, when"
+          " the job ends.")),
         ("IdempotencyKey", IDEMPOTENCY_HEADER,
          {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
-         "With a job: the same key (for the same request) gets the same job back"
-         " instead of a new one."),
+         ("With a job: the same key (for the same request) gets the same job back"
+          " instead of a new one.")),
     )
     for component, header, schema, description in headers:
         components.parameter(component, "header", {
@@ -143,11 +143,11 @@ def register_components(spec: APISpec, settings: Settings) -> None:
         },
     }, lazy=True)
     for name, description in (
-        ("InvalidJobHeader", f"{JOB_FLAG_HEADER} is neither ON nor OFF, or"
-                             f" {CALLBACK_HEADER} or {IDEMPOTENCY_HEADER} was refused"),
+        ("InvalidJobHeader", (f"{JOB_FLAG_HEADER} is neither ON nor OFF, or"
+                              f" {CALLBACK_HEADER} or {IDEMPOTENCY_HEADER} was refused")),
         ("IdempotencyKeyReused", f"This {IDEMPOTENCY_HEADER} was used for another request"),
-        ("JobQueueFull", "Too many jobs are waiting, or the server is stopping;"
-                         " retry after Retry-After seconds"),
+        ("JobQueueFull", ("Too many jobs are waiting, or the server is stopping;"
+                          " retry after Retry-After seconds")),
         ("JobifyDefaultError", "An error, in Flask-Jobify's error shape"),
     ):
         components.response(name, _error_response(spec, description), lazy=True)
@@ -269,7 +269,7 @@ def register_api(app: Flask, state: JobifyState, api: Api) -> None:
         documented = paths.get(FlaskPlugin.flaskpath2openapi(rule.rule), {})
         operations = {
             method: operation for method, operation in documented.items()
-            if method.upper() in rule.methods and isinstance(operation, dict)
+            if method.upper() in (rule.methods or ()) and isinstance(operation, dict)
             and "responses" in operation
         }
         if operations:
