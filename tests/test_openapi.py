@@ -266,3 +266,29 @@ def test_openapi_own_operation_doc_wins():
     responses = spec["paths"]["/things"]["post"]["responses"]
     assert responses["400"]["description"] == "Mine"
     assert responses["202"] == JOB_RESPONSES["202"]
+
+
+def test_openapi_api_all_views_documents_every_operation():
+    app = Flask(__name__)
+    app.config.update(
+        JOBIFY_STORE="memory://", JOBIFY_ALL_VIEWS=True, API_TITLE="T", API_VERSION="1",
+        OPENAPI_VERSION="3.0.3", OPENAPI_URL_PREFIX="/",
+    )
+    api = Api(app)
+    Jobify(app).register_api(api)
+    blp = Blueprint("things", __name__, url_prefix="/things")
+
+    @blp.route("/<int:thing_id>", methods=["GET", "PUT"])
+    @blp.response(200, ReportSchema)
+    def thing(thing_id: int) -> dict[str, int]:
+        return {"year": thing_id}
+
+    api.register_blueprint(blp)
+    spec = get_spec(app, "/openapi.json")
+    for method in ("get", "put"):
+        operation = spec["paths"]["/things/{thing_id}"][method]
+        assert operation["parameters"] == JOB_PARAMS
+        assert operation["responses"]["202"] == JOB_RESPONSES["202"]
+    # The jobs endpoints themselves are never jobifiable.
+    assert not any(p in JOB_PARAMS for p in spec["paths"]["/jobs"]["get"]["parameters"])
+    assert "202" not in spec["paths"]["/jobs"]["get"]["responses"]
