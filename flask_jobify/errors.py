@@ -17,6 +17,7 @@ from werkzeug.exceptions import (
     Conflict,
     HTTPException,
     NotFound,
+    NotImplemented,
     ServiceUnavailable,
     UnprocessableEntity,
 )
@@ -177,6 +178,20 @@ class InvalidIdempotencyKey(JobifyHTTPError, BadRequest):
     """An ``Idempotency-Key`` header is empty, too long or not printable."""
 
     error_code = "invalid_idempotency_key"
+
+
+class IdempotencyUnavailable(JobifyHTTPError, NotImplemented):
+    """The server has no secret to derive job ids from idempotency keys (501).
+
+    A server misconfiguration: set ``SECRET_KEY`` (the same in every
+    process) or ``JOBIFY_WEBHOOK_SECRET``.
+    """
+
+    error_code = "idempotency_unavailable"
+    description = (
+        "This server cannot honour Idempotency-Key: it has no secret configured."
+        " Retry without the header, or ask its operators to set SECRET_KEY."
+    )
 
 
 class IdempotencyMismatch(JobifyHTTPError, UnprocessableEntity):

@@ -240,12 +240,13 @@ class Jobify:
             callback = request.headers.get(CALLBACK_HEADER) or options.callback
             meta = callback_meta(callback, state.settings, request.url_root)
             key = idempotency_key(request.headers)
+            job_id = new_job_id() if key is None else job_id_for_key(
+                secret_of(current_app.secret_key, state.settings.webhook_secret), owner, key
+            )
         except JobifyHTTPError as exc:
             return exc.get_response()
         job = Job(
-            id=new_job_id() if key is None else job_id_for_key(
-                secret_of(current_app.secret_key, state.settings.webhook_secret), owner, key
-            ),
+            id=job_id,
             operation=request.endpoint or "",
             method=request.method,
             path=request.path,

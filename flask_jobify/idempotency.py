@@ -16,8 +16,8 @@ owner loader. Keyed by the app's ``SECRET_KEY`` (else
 owners using the same key get different jobs, and every process of the
 app derives the same id, which the cross-process guarantee needs. A random
 per-process salt would break that, so without a secret the key is refused
-with a ``RuntimeError`` (a server misconfiguration), as Flask does for
-sessions.
+(a server misconfiguration), as Flask does for sessions: the request gets a ``501 idempotency_unavailable`` JSON error and
+the server log says which setting is missing.
 """
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ import hashlib
 import hmac
 import typing as t
 
-from .errors import IdempotencyMismatch, InvalidIdempotencyKey
+import logging
+
+from .errors import IdempotencyMismatch, IdempotencyUnavailable, InvalidIdempotencyKey
 
 if t.TYPE_CHECKING:
     from .capture import CapturedRequest
@@ -63,14 +65,15 @@ def idempotency_key(headers: t.Any) -> str | None:
 def secret_of(app_secret: str | bytes | None, webhook_secret: str | None) -> bytes:
     """The key that derives job ids from idempotency keys.
 
-    :raises RuntimeError: if the app has neither secret.
+    :raises IdempotencyUnavailable: if the app has neither secret.
     """
     secret = app_secret or webhook_secret
     if not secret:
-        raise RuntimeError(
+        logging.getLogger("flask_jobify").error(
             "Idempotency-Key needs a secret to derive unguessable job ids: set the"
             " app's SECRET_KEY (the same in every process) or JOBIFY_WEBHOOK_SECRET."
         )
+        raise IdempotencyUnavailable()
     return secret if isinstance(secret, bytes) else secret.encode()
 
 

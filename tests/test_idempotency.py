@@ -101,10 +101,13 @@ def test_idempotency_invalid_key_is_400(key: str) -> None:
     assert response.get_json()["error"]["code"] == "invalid_idempotency_key"
 
 
-def test_idempotency_needs_a_secret() -> None:
-    app, _ = make_app(SECRET_KEY=None, TESTING=True)
-    with pytest.raises(RuntimeError, match="SECRET_KEY"):
-        post(app.test_client(), "/orders", "k-5")
+def test_idempotency_needs_a_secret(caplog) -> None:
+    app, counter = make_app(SECRET_KEY=None, TESTING=True)
+    response = post(app.test_client(), "/orders", "k-5")
+    assert response.status_code == 501
+    assert response.get_json()["error"]["code"] == "idempotency_unavailable"
+    assert "SECRET_KEY" in caplog.text
+    assert counter.runs == 0
 
 
 def test_idempotency_without_flag_is_ignored() -> None:
