@@ -1,0 +1,214 @@
+"""The :class:`JobAdapter`: a requests transport adapter that runs calls as
+jobs and hands back their final response."""
+from __future__ import annotations
+
+import time
+import typing as t
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, parse_prefer
+from .exceptions import JobClientError
+from .job import Job
+from .policy import PollPolicy, PollPolicyLike, parse_retry_after
+from .progress import ProgressCallback
+from .transport import Transport, error_code, sleep_within
+
+if t.TYPE_CHECKING:
+    from .transport import Timeout
+
+#: ``error.code`` values of a ``503`` that refused a job for now, not for good.
+RETRYABLE_SUBMISSION_ERRORS = frozenset({"queue_full", "shutting_down"})
+
+
+def is_job_response(response: requests.Response) -> bool:
+    """Tell whether ``response`` is a Flask-Jobify ``202 Accepted`` (with
+    ``X-Job-Id``), rather than the view's own answer."""
+    return response.status_code == 202 and JOB_ID_HEADER in response.headers
+
+
+class JobAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` that runs each call as a job and returns the job's
+    final response, as if the view had answered synchronously::
+
+        s = requests.Session()
+        s.mount("https://api.example.com/", JobAdapter(on_progress=print, timeout=600))
+        r = s.post("https://api.example.com/reports", json={"month": "2024-03"})
+
+    Each request goes out with ``X-Job-Flag: ON`` (or ``Prefer:
+    respond-async`` with ``prefer=True``). A ``202 Accepted`` job is followed
+    with long-polls to its end; the view's stored response is returned with
+    the original request's ``url``, and ``history`` holding the ``202`` and
+    the status answer that saw the job end. Any other answer (a view that
+    is not jobifiable, a server without Flask-Jobify) is returned unchanged.
+    A request that sets ``X-Job-Flag`` (``OFF``, say) or ``Prefer:
+    respond-async`` itself is sent as it is.
+
+    Thread-safe: the options are read-only and each call follows its job
+    with its own state.
+
+    :param poll: a :class:`PollPolicy`, or the seconds of each long-poll.
+    :param timeout: seconds a call may take in all, the job included; the
+        ``timeout=`` of a call still bounds each HTTP request.
+    :param on_progress: called with a :class:`~flask_jobify.JobProgress`
+        on each change of the job's progress, in order.
+    :param progress_bar: show a tqdm bar on the terminal (needs tqdm).
+    :param raise_on_failure: raise :class:`JobFailed` for a failed job
+        instead of returning its stored error response.
+    :param cancel_on_timeout: cancel the job on the server when ``timeout``
+        passes.
+    :param cancel_on_interrupt: cancel the job on the server on Ctrl-C
+        (``KeyboardInterrupt``) while waiting for it.
+    :param prefer: ask with RFC 7240 ``Prefer: respond-async`` instead of
+        ``X-Job-Flag: ON``.
+    :param prefer_wait: with ``prefer``, add ``wait=N``: the server answers
+        directly if the job ends within ``N`` seconds.
+    :param kwargs: ``HTTPAdapter``'s own (``pool_connections``,
+        ``pool_maxsize``, ``max_retries``, ``pool_block``).
+
+    .. versionadded:: 0.1
+    """
+
+    __attrs__ = [  # noqa: RUF012 - requests' own name and type, for pickling
+        *HTTPAdapter.__attrs__,
+        "poll", "timeout", "on_progress", "progress_bar", "raise_on_failure",
+        "cancel_on_timeout", "cancel_on_interrupt", "prefer", "prefer_wait",
+    ]
+
+    def __init__(
+        self,
+        *,
+        poll: PollPolicyLike = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        progress_bar: bool = False,
+        raise_on_failure: bool = False,
+        cancel_on_timeout: bool = False,
+        cancel_on_interrupt: bool = False,
+        prefer: bool = False,
+        prefer_wait: int | None = None,
+        **kwargs: t.Any,
+    ) -> None:
+        self.poll = PollPolicy.from_value(poll)
+        self.timeout = timeout
+        self.on_progress = on_progress
+        self.progress_bar = progress_bar
+        self.raise_on_failure = raise_on_failure
+        self.cancel_on_timeout = cancel_on_timeout
+        self.cancel_on_interrupt = cancel_on_interrupt
+        self.prefer = prefer
+        self.prefer_wait = prefer_wait
+        super().__init__(**kwargs)
+
+    def send(  # type: ignore[override]
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Timeout = None,
+        verify: bool | str = True,
+        cert: t.Any = None,
+        proxies: t.Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Send ``request`` as a job and return its final response."""
+        settings = {"verify": verify, "cert": cert, "proxies": proxies}
+        job_request = self.job_request(request)
+        if job_request is None:
+            return self.send_plain(request, stream=stream, timeout=timeout, **settings)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        accepted = self.submit(job_request, stream=stream, timeout=timeout, deadline=deadline,
+                               **settings)
+        if not is_job_response(accepted):
+            return accepted
+        job = self.job_for(accepted, timeout=timeout, **settings)
+        final = job.follow_to_result(deadline, stream=stream)
+        final.url = accepted.url
+        final.request = accepted.request
+        last = job.last_status_response
+        final.history = [accepted] if last is None else [accepted, last]
+        return final
+
+    def send_plain(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
+        """Send ``request`` as ``HTTPAdapter`` would, with no job handling."""
+        return super().send(request, **kwargs)
+
+    def job_request(self, request: requests.PreparedRequest) -> requests.PreparedRequest | None:
+        """``request`` as it should go out to start a job, or ``None`` when
+        the caller turned jobs off for it (``X-Job-Flag: OFF``)."""
+        flag = request.headers.get(JOB_FLAG_HEADER)
+        if flag is not None:
+            return request if flag.strip().lower() == "on" else None
+        prefer = t.cast("str | None", request.headers.get("Prefer"))
+        if prefer and "respond-async" in parse_prefer([prefer]):
+            return request
+        job_request = request.copy()
+        if self.prefer:
+            wanted = "respond-async" + (f", wait={self.prefer_wait}" if self.prefer_wait else "")
+            job_request.headers["Prefer"] = f"{prefer}, {wanted}" if prefer else wanted
+        else:
+            job_request.headers[JOB_FLAG_HEADER] = "ON"
+        return job_request
+
+    def submit(
+        self,
+        request: requests.PreparedRequest,
+        *,
+        deadline: float | None = None,
+        **kwargs: t.Any,
+    ) -> requests.Response:
+        """Send a job's submission; a ``503`` with ``queue_full`` or
+        ``shutting_down`` is sent again after ``Retry-After``, up to
+        ``poll.submit_retries`` times (if the body can be sent again).
+
+        :return: the server's answer: a job's ``202`` or any other.
+        """
+        attempt = 0
+        while True:
+            response = self.send_plain(request, **kwargs)
+            if (
+                response.status_code != 503
+                or attempt >= self.poll.submit_retries
+                or not isinstance(request.body, (bytes, str, type(None)))
+                or error_code(response) not in RETRYABLE_SUBMISSION_ERRORS
+            ):
+                return response
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if not sleep_within(self.poll.delay(attempt, retry_after), deadline):
+                return response
+            response.close()
+            attempt += 1
+
+    def job_for(self, accepted: requests.Response, **kwargs: t.Any) -> Job:
+        """The :class:`Job` a ``202 Accepted`` started.
+
+        :param kwargs: ``timeout``, ``verify``, ``cert`` and ``proxies``
+            for the follow-up requests.
+        """
+        request = accepted.request
+        location = accepted.headers.get("Location")
+        if not location:
+            try:
+                location = accepted.json()["statusUrl"]
+            except (ValueError, KeyError, TypeError):
+                raise JobClientError(
+                    "The 202 Accepted has neither a Location header nor a statusUrl.",
+                    response=accepted,
+                ) from None
+        assert request.url is not None
+        status_url = urljoin(request.url, t.cast(str, location))
+        return Job(self, self._transport(request, **kwargs), status_url, accepted=accepted)
+
+    def job_at(self, request: requests.PreparedRequest, **kwargs: t.Any) -> Job:
+        """A :class:`Job` for the status URL ``request`` points to, with its
+        headers (credentials...) for the follow-ups."""
+        assert request.url is not None
+        return Job(self, self._transport(request, **kwargs), request.url)
+
+    def _transport(self, request: requests.PreparedRequest, **kwargs: t.Any) -> Transport:
+        return Transport(
+            self.send_plain, t.cast(str, request.url), request.headers, self.poll, **kwargs
+        )
+
+
+__all__ = ["JobAdapter", "is_job_response"]

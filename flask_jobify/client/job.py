@@ -1,0 +1,308 @@
+"""The :class:`Job` handle: one server-side job, seen from the client."""
+from __future__ import annotations
+
+import threading
+import time
+import typing as t
+from urllib.parse import urljoin
+
+import requests
+
+from ..models import JobProgress, JobStatus
+from .exceptions import JobClientError, JobRecord
+from .outcome import client_timeout, fetch_result, unexpected_answer
+from .policy import parse_retry_after
+from .progress import ProgressBar, progress_from_record
+from .transport import Transport, sleep_within
+
+if t.TYPE_CHECKING:
+    from .adapter import JobAdapter
+
+
+class Job:
+    """A handle on one job: its status, progress, result, and cancellation.
+
+    :meth:`JobSession.submit <flask_jobify.client.JobSession.submit>` and
+    :meth:`~flask_jobify.client.JobSession.resume` make these; the adapter
+    uses one to follow each job it starts. Progress callbacks, the progress
+    bar, the poll policy and the failure options are the adapter's.
+
+    Thread-safe: several threads may wait on one job; progress callbacks are
+    called once per change, in order.
+
+    :param adapter: the adapter whose options apply.
+    :param transport: sends the follow-up requests.
+    :param status_url: the absolute URL of ``GET /jobs/<id>``.
+    :param record: the job record when it is already known.
+    :param accepted: the ``202 Accepted`` that started the job, if this
+        client started it.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        adapter: JobAdapter,
+        transport: Transport,
+        status_url: str,
+        *,
+        record: JobRecord | None = None,
+        accepted: requests.Response | None = None,
+    ) -> None:
+        self._adapter = adapter
+        self._transport = transport
+        #: The absolute URL of the job's status (``GET``/``DELETE``).
+        self.status_url = status_url
+        #: The ``202 Accepted`` that started the job; ``None`` once resumed.
+        self.accepted = accepted
+        self._lock = threading.Lock()
+        self._notify_lock = threading.Lock()
+        self._record = record
+        self._last_status: requests.Response | None = None
+        self._shown = JobProgress()
+        self._bar: ProgressBar | None = None
+        self._id: str | None = None
+        self._result_url: str | None = None
+        if accepted is not None:
+            body = _json_object(accepted)
+            self._id = accepted.headers.get("X-Job-Id") or body.get("jobId")
+            if body.get("resultUrl"):
+                self._result_url = urljoin(status_url, body["resultUrl"])
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} [{self.record.get('status', 'pending')}]>"
+
+    # -- what is known --------------------------------------------------------
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        record_id = self.record.get("id")
+        if record_id:
+            return str(record_id)
+        return self._id or self.status_url.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def record(self) -> JobRecord:
+        """The last job record seen (a copy); ``{}`` before the first poll."""
+        with self._lock:
+            return dict(self._record or {})
+
+    @property
+    def result_url(self) -> str:
+        """The absolute URL of the job's result."""
+        url = self.record.get("resultUrl")
+        if url:
+            return urljoin(self.status_url, url)
+        return self._result_url or self.status_url.rstrip("/") + "/result"
+
+    @property
+    def progress(self) -> JobProgress:
+        """The progress last seen."""
+        return progress_from_record(self.record)
+
+    @property
+    def done(self) -> bool:
+        """Whether the job was last seen in a final status."""
+        status = self.record.get("status")
+        return status is not None and JobStatus(status).is_final
+
+    # -- asking the server ----------------------------------------------------
+    def status(self) -> JobStatus:
+        """Ask the server for the job's status now (no waiting).
+
+        :raises JobLost: the server no longer knows the job.
+        :raises JobConnectionError: the server could not be reached.
+        """
+        self._poll(None, None)
+        return JobStatus(self.record["status"])
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Follow the job until it ends or ``timeout`` seconds pass.
+
+        Long-polls the server, calling the progress callbacks on each change.
+        :return: whether the job has ended (in any final status).
+        """
+        return self._follow(None if timeout is None else time.monotonic() + timeout)
+
+    def result(self, timeout: float | None = None, *, stream: bool = False) -> requests.Response:
+        """Wait for the job to end and return the view's response.
+
+        A failed job returns its stored error response, unless the adapter
+        has ``raise_on_failure``.
+
+        :param timeout: seconds to wait; ``None`` waits as long as it takes.
+        :raises JobTimedOut: the job timed out on the server, or ``timeout``
+            passed (the job is then cancelled if ``cancel_on_timeout``).
+        :param stream: as in requests: leave the body to be read from
+            ``iter_content()``.
+        :raises JobWasCancelled: the job was cancelled.
+        :raises JobFailed: the job failed and ``raise_on_failure`` is set,
+            or it failed leaving no response.
+        :raises JobLost: the server no longer knows the job or its result.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self.follow_to_result(deadline, stream=stream)
+
+    def cancel(self) -> bool:
+        """Ask the server to cancel the job.
+
+        :return: ``True`` if the job was cancelled, or will stop soon (it was
+            running); ``False`` if it had already ended (the server then
+            forgets it and its result).
+        :raises JobLost: the server does not know the job.
+        """
+        response = self._transport.send_with_retries("DELETE", self.status_url, job=self.record)
+        assert response is not None  # no deadline
+        if response.status_code == 204:
+            return False
+        if response.status_code in (200, 202):
+            self._take(response)
+            return True
+        raise unexpected_answer(self.record, response)
+
+    # -- following --------------------------------------------------------------
+    def follow_to_result(
+        self, deadline: float | None, *, stream: bool = False
+    ) -> requests.Response:
+        """:meth:`result`, with a ``time.monotonic()`` deadline."""
+        try:
+            if not self._follow(deadline):
+                self._give_up()
+            return self._fetch_result(deadline, stream)
+        except KeyboardInterrupt:
+            if self._adapter.cancel_on_interrupt:
+                self._cancel_quietly()
+            raise
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Remove the progress bar, if one is shown."""
+        with self._notify_lock:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+
+    def _follow(self, deadline: float | None) -> bool:
+        """Long-poll (or poll, if the server does not long-poll) until the
+        job ends; ``False`` if ``deadline`` came first."""
+        policy = self._adapter.poll
+        long_poll = True  # until the server shows otherwise
+        unchanged = 0
+        if self._adapter.progress_bar and not self.done:
+            with self._notify_lock:
+                if self._bar is None:
+                    self._bar = ProgressBar(self.id)
+        while not self.done:
+            remaining = float("inf") if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # A long-poll answers the next change, so the state of a job not
+            # seen yet is asked for without waiting.
+            asked = min(policy.wait, remaining) if "version" in self.record else None
+            started = time.monotonic()
+            polled = self._poll(asked, deadline)
+            if polled is None:
+                return False
+            response, changed = polled
+            if self.done:
+                break
+            if changed:
+                unchanged = 0
+            else:
+                if asked is not None and policy.long_poll_ignored(asked, time.monotonic() - started):
+                    long_poll = False
+                unchanged += 1
+            if not long_poll or asked == 0:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                delay = policy.delay(max(unchanged - 1, 0), retry_after)
+                if not sleep_within(delay, deadline):
+                    return self.done
+        self.close()
+        return True
+
+    def _poll(
+        self, wait: float | None, deadline: float | None
+    ) -> tuple[requests.Response, bool] | None:
+        """One status request (with retries): the answer and whether the
+        record changed, or ``None`` when ``deadline`` passed."""
+        response = self._transport.send_with_retries(
+            "GET", self.status_url, wait=wait, deadline=deadline, job=self.record
+        )
+        if response is None:
+            return None
+        if response.status_code != 200:
+            raise unexpected_answer(self.record, response)
+        return response, self._take(response)
+
+    def _take(self, response: requests.Response) -> bool:
+        """Keep the record in ``response`` (unless an older one came late),
+        show its progress, and tell whether it differs from the last one."""
+        record = _json_object(response)
+        if "status" not in record:
+            raise JobClientError(
+                f"{response.url} did not answer with a job record.",
+                response=response, job=self.record,
+            )
+        with self._lock:
+            old = self._record or {}
+            changed = record.get("version") != old.get("version")
+            newer = record.get("version", 0) >= old.get("version", -1)
+            if newer:
+                self._record = record
+                self._last_status = response
+        if newer:
+            self._show(progress_from_record(record))
+        return changed
+
+    def _show(self, progress: JobProgress) -> None:
+        adapter = self._adapter
+        with self._notify_lock:
+            if progress == self._shown:
+                return
+            self._shown = progress
+            if self._bar is not None:
+                self._bar(progress)
+            if adapter.on_progress is not None:
+                adapter.on_progress(progress)
+
+    def _give_up(self) -> t.NoReturn:
+        """The client's deadline passed while the job was active."""
+        cancel = self._adapter.cancel_on_timeout
+        if cancel:
+            self._cancel_quietly()
+        raise client_timeout(self.record, self.status_url, cancelled=cancel,
+                             last_status=self.last_status_response)
+
+    def _cancel_quietly(self) -> None:
+        try:
+            self.cancel()
+        except requests.RequestException:
+            pass  # best effort: we are already on the way out with an error
+
+    def _fetch_result(self, deadline: float | None, stream: bool) -> requests.Response:
+        response = fetch_result(
+            self.record, self.result_url, self._transport, deadline=deadline, stream=stream,
+            raise_on_failure=self._adapter.raise_on_failure,
+            last_status=self.last_status_response,
+        )
+        if response is None:
+            self._give_up()
+        return response
+
+    @property
+    def last_status_response(self) -> requests.Response | None:
+        """The status answer that brought the current record."""
+        with self._lock:
+            return self._last_status
+
+
+def _json_object(response: requests.Response) -> dict[str, t.Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+__all__ = ["Job"]

@@ -1,0 +1,103 @@
+"""What a job's end means for the caller: the view's response, or an exception."""
+from __future__ import annotations
+
+import typing as t
+
+import requests
+
+from ..models import JobStatus
+from .exceptions import (
+    JobClientError,
+    JobFailed,
+    JobLost,
+    JobRecord,
+    JobTimedOut,
+    JobWasCancelled,
+)
+from .transport import Transport, error_code
+
+
+def fetch_result(
+    record: JobRecord,
+    result_url: str,
+    transport: Transport,
+    *,
+    deadline: float | None,
+    stream: bool,
+    raise_on_failure: bool,
+    last_status: requests.Response | None = None,
+) -> requests.Response | None:
+    """The stored response of a job that ended as ``record`` says.
+
+    :return: the view's response, replayed by the server; ``None`` when
+        ``deadline`` passed before it could be fetched.
+    :raises JobWasCancelled: for a ``cancelled`` job.
+    :raises JobTimedOut: for a ``timed_out`` job.
+    :raises JobFailed: for a ``failed`` job with ``raise_on_failure``, or
+        one that left no response.
+    :raises JobLost: the job or its result is gone.
+    """
+    job_id = str(record.get("id"))
+    status = JobStatus(record["status"])
+    if status is JobStatus.CANCELLED:
+        raise JobWasCancelled(f"Job {job_id} was cancelled.", job=record, response=last_status)
+    if status is JobStatus.TIMED_OUT:
+        raise JobTimedOut(
+            f"Job {job_id} ran past its time limit on the server.",
+            job=record, response=last_status,
+        )
+    expected = record.get("httpStatus")
+    response = transport.send_with_retries(
+        "GET", result_url, stream=stream, deadline=deadline, expected_status=expected, job=record
+    )
+    if response is None:
+        return None
+    if expected is None or response.status_code != expected:
+        # Not the stored response (it has the recorded status): the jobs
+        # endpoint's own answer.
+        if response.status_code == 409 and error_code(response) == "no_result":
+            raise JobFailed(failure_message(record), job=record, response=response)
+        raise unexpected_answer(record, response)
+    if status is JobStatus.FAILED and raise_on_failure:
+        raise JobFailed(failure_message(record), job=record, response=response)
+    return response
+
+
+def unexpected_answer(record: JobRecord, response: requests.Response) -> JobClientError:
+    """The exception for an answer of the jobs endpoints that is not the
+    one asked for: :class:`JobLost` for a 404."""
+    if response.status_code == 404:
+        return JobLost(
+            f"The server no longer knows job {record.get('id', '')}: it expired, was"
+            " deleted, or is not yours.", job=record or None, response=response,
+        )
+    return JobClientError(
+        f"Unexpected {response.status_code} from {response.url}"
+        f" ({error_code(response) or 'no error code'}).",
+        job=record or None, response=response,
+    )
+
+
+def client_timeout(record: JobRecord, status_url: str, *, cancelled: bool,
+                   last_status: requests.Response | None) -> JobTimedOut:
+    """The exception for a job still active when the client's time ran out."""
+    state = record.get("status", "pending")
+    advice = "; it was cancelled." if cancelled else (
+        f": it goes on; resume it from {status_url} or cancel it."
+    )
+    return JobTimedOut(
+        f"Job {record.get('id', '')} did not end in time ({state} on the server){advice}",
+        job=record or None, response=last_status,
+    )
+
+
+def failure_message(record: JobRecord) -> str:
+    """Why a failed job failed, in one line."""
+    error: t.Mapping[str, t.Any] = record.get("error") or {}
+    reason = error.get("message") or "no reason given"
+    status = record.get("httpStatus")
+    answer = f" with HTTP {status}" if status else ""
+    return f"Job {record.get('id', '')} failed{answer}: {reason}"
+
+
+__all__ = ["client_timeout", "failure_message", "fetch_result", "unexpected_answer"]
