@@ -53,8 +53,21 @@ def store_backend(request) -> str:
     return request.param
 
 
+def drop_redis_keys(prefix: str) -> None:
+    """Delete every key a test wrote under ``prefix``."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 @pytest.fixture
 def store(store_backend, tmp_path) -> t.Iterator[JobStore]:
     store = store_from_url(store_url(store_backend, tmp_path))
     yield store
     store.close()
+    if store_backend == "redis":
+        drop_redis_keys(store.prefix)  # type: ignore[attr-defined]
