@@ -1,4 +1,5 @@
-"""Command-line client of the demo: submit a job, watch it, Ctrl-C cancels.
+"""Command-line client of the demo, built on :mod:`flask_jobify.client`:
+submit a job, watch its progress bar, Ctrl-C cancels it on the server.
 
 ::
 
@@ -9,7 +10,7 @@
 
 ``--callback URL`` asks for a webhook when the job ends (the server needs
 ``JOBIFY_WEBHOOK_SECRET``); ``--idempotency-key KEY`` makes a retried
-submission return the first job.
+submission return the first job (the server needs ``SECRET_KEY``).
 """
 from __future__ import annotations
 
@@ -20,37 +21,29 @@ import sys
 import typing as t
 
 import requests
-from tqdm import tqdm
+
+from flask_jobify.client import JobClientError, JobNotAccepted, JobSession
 
 DEFAULT_URL = os.environ.get("DEMO_URL", "http://127.0.0.1:8000")
 
 
-def run_job(session: requests.Session, method: str, url: str, **kwargs: t.Any) -> requests.Response:
-    """Send a request as a job, show its progress, return the final response.
-
-    Ctrl-C cancels the job on the server (``DELETE /jobs/<id>``).
-    """
-    headers = {"X-Job-Flag": "ON", **kwargs.pop("headers", {})}
-    accepted = session.request(method, url, headers=headers, **kwargs)
-    if accepted.status_code != 202:
-        return accepted  # not a job: refused, or answered directly
-    status_url = requests.compat.urljoin(url, accepted.headers["Location"])
-    bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}")
+def run_job(session: JobSession, method: str, url: str, **kwargs: t.Any) -> requests.Response:
+    """Submit ``method url`` as a job, follow it to its end (the session's
+    progress bar or callback shows its progress) and return the view's
+    response. Ctrl-C cancels the job on the server, with a session made by
+    :func:`make_session`."""
     try:
-        job = accepted.json()
-        while job["status"] in ("pending", "running"):
-            job = session.get(status_url, params={"wait": 10}, timeout=30).json()
-            progress = job.get("progress") or {}
-            if progress.get("percent") is not None:
-                bar.update(progress["percent"] - bar.n)
-            bar.set_postfix_str(progress.get("message") or job["status"])
-    except KeyboardInterrupt:
-        bar.write("Cancelling the job...")
-        session.delete(status_url, timeout=10)
-        raise
-    finally:
-        bar.close()
-    return session.get(requests.compat.urljoin(url, job["resultUrl"]), timeout=30)
+        job = session.submit(method, url, **kwargs)
+    except JobNotAccepted as exc:
+        return exc.response  # answered directly, or refused
+    print(f"Job {job.id} accepted; following {job.status_url}", file=sys.stderr)
+    return job.result()
+
+
+def make_session(**options: t.Any) -> JobSession:
+    """A :class:`JobSession` with a progress bar that cancels on Ctrl-C."""
+    options.setdefault("progress_bar", True)
+    return JobSession(cancel_on_interrupt=True, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     base = args.url.rstrip("/")
-    session = requests.Session()
+    session = make_session()
     if args.callback:
         session.headers["X-Job-Callback"] = args.callback
     if args.idempotency_key:
@@ -86,15 +79,23 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             r = run_job(session, "POST", f"{base}/reports/orders", json={"month": args.month})
         else:
-            r = session.get(f"{base}/pets", timeout=30)
+            r = session.get(f"{base}/pets", headers={"X-Job-Flag": "OFF"}, timeout=30)
     except KeyboardInterrupt:
         print("Cancelled.", file=sys.stderr)
         return 130
-    if args.command == "report" and r.ok:
-        if args.output:
-            with open(args.output, "wb") as out:
+    except JobClientError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return show(r, getattr(args, "output", None), args.command == "report")
+
+
+def show(r: requests.Response, output: str | None, is_file: bool) -> int:
+    """Print the view's response (or write it to ``output``)."""
+    if is_file and r.ok:
+        if output:
+            with open(output, "wb") as out:
                 out.write(r.content)
-            print(f"Wrote {len(r.content)} bytes to {args.output}", file=sys.stderr)
+            print(f"Wrote {len(r.content)} bytes to {output}", file=sys.stderr)
         else:
             sys.stdout.write(r.text)
         return 0

@@ -1,5 +1,5 @@
 """End to end: the demo served by gunicorn (its own config file, two
-workers sharing an SQLite job store), driven over HTTP like a user would."""
+workers sharing an SQLite job store), driven with :mod:`flask_jobify.client`."""
 from __future__ import annotations
 
 import os
@@ -10,12 +10,12 @@ import typing as t
 import pytest
 import requests
 from flask import Flask, request
-
-from flask_jobify.webhooks import verify
-
-from example_app.client import run_job
-
 from servers import run_gunicorn, serve_app
+
+from example_app.client import make_session, run_job
+from flask_jobify import JobProgress
+from flask_jobify.client import JobSession
+from flask_jobify.webhooks import verify
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONF = ROOT / "example_app" / "gunicorn.conf.py"
@@ -47,26 +47,21 @@ def demo_url(tmp_path_factory) -> t.Iterator[str]:
 
 
 def test_example_app_long_ping_publishes_progress(demo_url):
-    session = requests.Session()
-    accepted = session.post(f"{demo_url}/status/long", params={"seconds": 1.5},
-                            headers={"X-Job-Flag": "ON"})
-    assert accepted.status_code == 202
-    status_url = demo_url + accepted.headers["Location"]
-    seen = []
-    job = accepted.json()
-    while job["status"] in ("pending", "running"):
-        job = session.get(status_url, params={"wait": 5}, timeout=30).json()
-        seen.append(job["progress"]["percent"])
-    assert job["status"] == "succeeded"
-    assert job["progress"] == {"percent": 100.0, "message": "done"}
-    assert any(p is not None and 0 < p < 100 for p in seen)
-    result = session.get(demo_url + job["resultUrl"], timeout=30)
-    assert result.status_code == 200
-    assert result.json()["timeTook"] >= 1500
+    seen: list[JobProgress] = []
+    session = JobSession(on_progress=seen.append, timeout=60)
+    r = session.post(f"{demo_url}/status/long", params={"seconds": 1.5})
+    assert r.status_code == 200
+    assert r.json()["timeTook"] >= 1500
+    assert r.history[0].status_code == 202
+    assert seen[-1] == JobProgress(100.0, "done")
+    assert [p.percent for p in seen if p.percent is not None] == sorted(
+        p.percent for p in seen if p.percent is not None
+    )
+    assert any(0 < (p.percent or 0) < 100 for p in seen)
 
 
 def test_example_app_import_reports_the_bad_row(demo_url):
-    session = requests.Session()
+    session = make_session(progress_bar=False, timeout=60)
     r = run_job(session, "POST", f"{demo_url}/pets/import",
                 files={"file": ("pets.csv", PETS_CSV, "text/csv")})
     assert r.status_code == 200
@@ -74,52 +69,46 @@ def test_example_app_import_reports_the_bad_row(demo_url):
     assert (body["created"], body["failed"]) == (2, 1)
     assert body["errors"][0]["line"] == 3
     assert set(body["errors"][0]["messages"]) == {"name", "species", "age"}
-    names = [pet["name"] for pet in session.get(f"{demo_url}/pets", timeout=30).json()["pets"]]
+    names = [pet["name"] for pet in requests.get(f"{demo_url}/pets", timeout=30).json()["pets"]]
     assert {"Rex", "Tom"} <= set(names)
 
 
 def test_example_app_report_replayed_byte_for_byte(demo_url):
-    session = requests.Session()
-    direct = session.post(f"{demo_url}/reports/orders", json={"month": "2024-03"}, timeout=30)
+    direct = requests.post(f"{demo_url}/reports/orders", json={"month": "2024-03"}, timeout=30)
     assert direct.status_code == 200
-    replayed = run_job(session, "POST", f"{demo_url}/reports/orders", json={"month": "2024-03"})
+    session = make_session(progress_bar=False, timeout=60)
+    job = session.submit("POST", f"{demo_url}/reports/orders", json={"month": "2024-03"})
+    replayed = job.result()
     assert replayed.status_code == 200
     assert replayed.content == direct.content
     for header in ("Content-Type", "Content-Disposition", "Content-Length"):
         assert replayed.headers[header] == direct.headers[header]
     assert "orders-2024-03.csv" in replayed.headers["Content-Disposition"]
+    # Any worker serves the result: fetch it again through a new session.
+    again = JobSession().resume(job.status_url).result()
+    assert again.content == direct.content
 
 
 def test_example_app_cancel_stops_the_long_ping(demo_url):
-    accepted = requests.post(f"{demo_url}/status/long", params={"seconds": 30},
-                             headers={"X-Job-Flag": "ON"}, timeout=30)
-    status_url = demo_url + accepted.headers["Location"]
-    job = accepted.json()
-    while job["status"] == "pending":
-        job = requests.get(status_url, params={"wait": 5}, timeout=30).json()
-    assert requests.delete(status_url, timeout=30).status_code in (200, 202)
-    while job["status"] in ("pending", "running"):
-        job = requests.get(status_url, params={"wait": 5}, timeout=30).json()
-    assert job["status"] == "cancelled"
+    job = JobSession().submit("POST", f"{demo_url}/status/long", params={"seconds": 30})
+    while job.status().value == "pending":
+        job.wait(0.2)
+    assert job.cancel() is True
+    assert job.wait(30)
+    assert job.record["status"] == "cancelled"
 
 
 def test_example_app_client_ctrl_c_cancels_the_job(demo_url):
-    class InterruptedSession(requests.Session):
-        """Raises KeyboardInterrupt at the first long-poll, as Ctrl-C would."""
+    def interrupt(progress: JobProgress) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C would, while the client watches
 
-        def get(self, url, **kwargs):
-            if kwargs.get("params", {}).get("wait"):
-                self.status_url = url
-                raise KeyboardInterrupt
-            return super().get(url, **kwargs)
-
-    session = InterruptedSession()
+    session = make_session(progress_bar=False, on_progress=interrupt)
+    job = session.submit("POST", f"{demo_url}/status/long", params={"seconds": 30})
     with pytest.raises(KeyboardInterrupt):
-        run_job(session, "POST", f"{demo_url}/status/long", params={"seconds": 30})
-    job = requests.get(session.status_url, timeout=30).json()
-    while job["status"] in ("pending", "running"):
-        job = requests.get(session.status_url, params={"wait": 5}, timeout=30).json()
-    assert job["status"] == "cancelled"
+        job.result()
+    watcher = JobSession().resume(job.status_url)
+    assert watcher.wait(30)
+    assert watcher.record["status"] == "cancelled"
 
 
 def test_example_app_import_calls_the_webhook_when_done(demo_url):
@@ -133,9 +122,11 @@ def test_example_app_import_calls_the_webhook_when_done(demo_url):
         return "", 204
 
     with serve_app(receiver) as hook_url:
-        r = run_job(requests.Session(), "POST", f"{demo_url}/pets/import",
-                    files={"file": ("pets.csv", PETS_CSV, "text/csv")},
-                    headers={"X-Job-Callback": f"{hook_url}/hooks/jobs"})
+        r = make_session(progress_bar=False, timeout=60).post(
+            f"{demo_url}/pets/import",
+            files={"file": ("pets.csv", PETS_CSV, "text/csv")},
+            headers={"X-Job-Callback": f"{hook_url}/hooks/jobs"},
+        )
         assert r.status_code == 200
         job = deliveries.get(timeout=30)
     assert job["status"] == "succeeded"
