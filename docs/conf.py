@@ -28,6 +28,8 @@ root_doc = "index"
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_preserve_defaults = True
+# The Redis store's reference builds without the redis extra installed.
+autodoc_mock_imports = ["redis"]
 html_theme = "alabaster"
 html_static_path: list = []
 pygments_style = "sphinx"
