@@ -101,6 +101,12 @@ def test_adapter_binary_body_is_byte_exact(session: requests.Session, base: str)
     assert response.headers["X-Digest"] == "sha256"
 
 
+def test_adapter_streams_the_result(session: requests.Session, base: str) -> None:
+    with session.get(base + "/binary", stream=True, timeout=10) as response:
+        assert response.history[0].status_code == 202
+        assert b"".join(response.iter_content(4096)) == BINARY
+
+
 def test_adapter_failed_job_behaves_like_a_failed_call(session: requests.Session, base: str) -> None:
     response = session.post(base + "/teapot", timeout=10)
     with pytest.raises(requests.HTTPError) as caught:
@@ -350,32 +356,35 @@ def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return delays
 
 
+def follow_gated_job(app: Flask, policy: PollPolicy, polls: int) -> None:
+    """Follow a job that runs until the server has seen ``polls`` status
+    requests."""
+    with serve_app(app) as url:
+        job = JobSession(poll=policy).submit("POST", url + "/gate/polled")
+        waiter = threading.Thread(target=job.wait, args=(10,))
+        waiter.start()
+        assert app.extensions["requests"].wait_for("GET", "/jobs/", polls)
+        app.extensions["gates"].open("polled")
+        waiter.join(10)
+        assert job.result().json() == {"gate": "polled"}
+
+
 def test_polls_with_backoff_when_long_poll_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
     delays = record_sleeps(monkeypatch)
     app = create_app(JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=0)
-    policy = PollPolicy(backoff=0.01, max_backoff=0.04, jitter=0)
-    with serve_app(app) as url:
-        job = JobSession(poll=policy).submit("POST", url + "/gate/poll")
-        waiter = threading.Thread(target=job.wait, args=(10,))
-        waiter.start()
-        assert app.extensions["requests"].wait_for("GET", "/jobs/", 6)
-        app.extensions["gates"].open("poll")
-        waiter.join(10)
-        assert job.result().json() == {"gate": "poll"}
+    follow_gated_job(app, PollPolicy(backoff=0.01, max_backoff=0.04, jitter=0), 6)
     assert delays[:4] == pytest.approx([0.01, 0.02, 0.04, 0.04])
+
+
+def test_keeps_long_polling_a_server_that_caps_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    delays = record_sleeps(monkeypatch)
+    follow_gated_job(create_app(JOBIFY_MAX_WAIT=0.3), FAST, 4)
+    assert delays == []  # never fell back to sleeping between polls
 
 
 def test_polling_honours_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     delays = record_sleeps(monkeypatch)
-    app = create_app(JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=1)
-    with serve_app(app) as url:
-        job = JobSession(poll=PollPolicy(backoff=0.01)).submit("POST", url + "/gate/slow")
-        waiter = threading.Thread(target=job.wait, args=(10,))
-        waiter.start()
-        assert app.extensions["requests"].wait_for("GET", "/jobs/", 3)
-        app.extensions["gates"].open("slow")
-        waiter.join(10)
-        assert job.done
+    follow_gated_job(create_app(JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=1), PollPolicy(backoff=0.01), 3)
     assert delays and min(delays) >= 1
 
 

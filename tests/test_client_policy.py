@@ -2,13 +2,14 @@
 exceptions."""
 from __future__ import annotations
 
+import io
 import random
 import typing as t
 
 import pytest
 import requests
 
-from flask_jobify import JobifyError
+from flask_jobify import JobifyError, JobProgress
 from flask_jobify.client import (
     JobAdapter,
     JobClientError,
@@ -16,6 +17,7 @@ from flask_jobify.client import (
     JobTimedOut,
     JobWasCancelled,
     PollPolicy,
+    ProgressBar,
 )
 from flask_jobify.client.policy import parse_retry_after
 from flask_jobify.client.transport import Transport, same_origin
@@ -78,6 +80,19 @@ def test_policy_tells_an_ignored_long_poll() -> None:
     assert not policy.long_poll_ignored(asked=30, elapsed=5)  # a server capping the wait
     assert not policy.long_poll_ignored(asked=0.2, elapsed=0.15)
     assert not policy.long_poll_ignored(asked=0, elapsed=0.0)
+    # Measured against a plain status request's round trip when known:
+    assert policy.long_poll_ignored(asked=30, elapsed=0.4, round_trip=0.3)  # a slow link
+    assert not policy.long_poll_ignored(asked=30, elapsed=0.5, round_trip=0.002)  # capped at 0.5 s
+
+
+def test_progress_bar_shows_percent_and_message() -> None:
+    out = io.StringIO()
+    bar = ProgressBar("job-1", file=out, disable=False, ncols=80)
+    bar(JobProgress(40.0, "halfway there"))
+    bar(JobProgress(None, "still going"))
+    bar.close()
+    text = out.getvalue()
+    assert "job-1" in text and "40%" in text and "halfway there" in text and "still going" in text
 
 
 @pytest.mark.parametrize(

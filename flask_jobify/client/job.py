@@ -59,6 +59,8 @@ class Job:
         self._notify_lock = threading.Lock()
         self._record = record
         self._last_status: requests.Response | None = None
+        #: Seconds the last status request without ``wait`` took.
+        self._round_trip: float | None = None
         self._shown = JobProgress()
         self._bar: ProgressBar | None = None
         self._id: str | None = None
@@ -210,7 +212,8 @@ class Job:
             if changed:
                 unchanged = 0
             else:
-                if asked is not None and policy.long_poll_ignored(asked, time.monotonic() - started):
+                elapsed = time.monotonic() - started
+                if asked is not None and policy.long_poll_ignored(asked, elapsed, self._round_trip):
                     long_poll = False
                 unchanged += 1
             if not long_poll or asked == 0:
@@ -226,11 +229,14 @@ class Job:
     ) -> tuple[requests.Response, bool] | None:
         """One status request (with retries): the answer and whether the
         record changed, or ``None`` when ``deadline`` passed."""
+        started = time.monotonic()
         response = self._transport.send_with_retries(
             "GET", self.status_url, wait=wait, deadline=deadline, job=self.record
         )
         if response is None:
             return None
+        if wait is None:
+            self._round_trip = time.monotonic() - started
         if response.status_code != 200:
             raise unexpected_answer(self.record, response)
         return response, self._take(response)

@@ -98,11 +98,23 @@ class PollPolicy:
             delay = max(delay, min(retry_after, self.max_retry_after))
         return delay
 
-    def long_poll_ignored(self, asked: float, elapsed: float) -> bool:
+    def long_poll_ignored(
+        self, asked: float, elapsed: float, round_trip: float | None = None
+    ) -> bool:
         """Tell whether an answer with nothing new, that came ``elapsed``
         seconds after asking to wait ``asked`` seconds, shows that the server
-        does not long-poll: it came back well before the wait was up."""
-        return asked > 0 and elapsed < min(asked / 2, 1.0)
+        does not long-poll.
+
+        It does not if the answer came back well before the wait was up: in
+        less than half of it, and no later than a plain status request
+        would have (twice ``round_trip``, its duration, plus 50 ms). Without
+        a ``round_trip``, within one second. A server that caps the wait
+        lower than asked still counts as long-polling.
+        """
+        if asked <= 0:
+            return False
+        limit = 1.0 if round_trip is None else 2 * round_trip + 0.05
+        return elapsed < min(asked / 2, limit)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

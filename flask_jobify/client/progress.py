@@ -27,27 +27,29 @@ class ProgressBar:
     a progress callback; :meth:`close` it when the job ends.
 
     :param description: text before the bar (the job id, say).
+    :param options: more tqdm options (``file``, ``disable``, ``ncols``...).
     :raises ImportError: when tqdm is not installed; ``pip install
         flask-jobify[progress]`` brings it.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, description: str | None = None) -> None:
+    def __init__(self, description: str | None = None, **options: t.Any) -> None:
         try:
             from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError(
                 "progress_bar=True needs tqdm: pip install 'flask-jobify[progress]'"
             ) from exc
-        self._bar: t.Any = tqdm(
-            total=100,
-            desc=description,
-            unit="%",
-            disable=None,
-            leave=False,
-            bar_format="{l_bar}{bar}| {n:.0f}% {postfix}",
-        )
+        self._bar: t.Any = tqdm(**{
+            "total": 100,
+            "desc": description,
+            "unit": "%",
+            "disable": None,
+            "leave": False,
+            "bar_format": "{l_bar}{bar}| {n:.0f}% {postfix}",
+            **options,
+        })
 
     def __call__(self, progress: JobProgress) -> None:
         """Show ``progress``."""
