@@ -34,8 +34,10 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
         "PETS_DATABASE", os.path.join(app.instance_path, "pets.sqlite3")
     )
     for name, value in os.environ.items():
-        if name.startswith("JOBIFY_") or name == "SECRET_KEY":
+        if name.startswith("JOBIFY_"):
             app.config[name] = _decode(value)
+    if os.environ.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = os.environ["SECRET_KEY"]  # a string, never decoded
     app.config.update(config or {})
 
     jobify.init_app(app)

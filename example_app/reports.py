@@ -36,7 +36,10 @@ def orders_report():
     month = str(data.get("month", "2024-03"))
     if not MONTH.match(month):
         abort(400, "month must look like 2024-03.")
-    delay = min(max(float(data.get("delay", 0.0) or 0.0), 0.0), 1.0)
+    try:
+        delay = min(max(float(data.get("delay", 0.0) or 0.0), 0.0), 1.0)
+    except (TypeError, ValueError):
+        abort(400, "delay must be a number of seconds.")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["date", "order", "item", "amount"])
