@@ -292,15 +292,17 @@ def test_job_cancel_finished_forgets_it(base: str, jobs: JobSession) -> None:
         jobs.resume(job.status_url)
 
 
-@pytest.mark.parametrize("cancel", [True, False])
-def test_keyboard_interrupt_cancels_when_asked(base: str, app: Flask, cancel: bool) -> None:
+@pytest.mark.parametrize(("via", "cancel"), [("adapter", True), ("adapter", False), ("handle", True)])
+def test_keyboard_interrupt_cancels_when_asked(base: str, app: Flask, via: str, cancel: bool) -> None:
     def interrupt(progress: JobProgress) -> None:
         raise KeyboardInterrupt
 
-    s = requests.Session()
-    s.mount(base, JobAdapter(poll=FAST, on_progress=interrupt, cancel_on_interrupt=cancel))
+    s = JobSession(poll=FAST, on_progress=interrupt, cancel_on_interrupt=cancel)
     with pytest.raises(KeyboardInterrupt):
-        s.post(base + "/gate/ctrl-c", timeout=10)
+        if via == "adapter":
+            s.post(base + "/gate/ctrl-c", timeout=10)
+        else:
+            s.submit("POST", base + "/gate/ctrl-c").wait()
     record = newest_job(base, "gate")
     assert record["cancelRequested"] is cancel
     app.extensions["gates"].open("ctrl-c")
@@ -313,7 +315,11 @@ def test_submit_then_resume_from_another_session(base: str, app: Flask) -> None:
     other = JobSession(poll=FAST).resume(first.status_url)
     assert other.id == first.id and not other.done
     app.extensions["gates"].open("resume")
-    assert other.result(timeout=10).json() == {"gate": "resume"}
+    result = other.result(timeout=10)
+    assert result.json() == {"gate": "resume"}
+    assert result.url == other.result_url and [r.status_code for r in result.history] == [200]
+    own = first.result(timeout=10)
+    assert own.url == base + "/gate/resume" and [r.status_code for r in own.history] == [202, 200]
     assert other.status().value == "succeeded"
 
 

@@ -25,7 +25,10 @@ RETRYABLE_SUBMISSION_ERRORS = frozenset({"queue_full", "shutting_down"})
 
 def is_job_response(response: requests.Response) -> bool:
     """Tell whether ``response`` is a Flask-Jobify ``202 Accepted`` (with
-    ``X-Job-Id``), rather than the view's own answer."""
+    ``X-Job-Id``), rather than the view's own answer.
+
+    .. versionadded:: 0.1
+    """
     return response.status_code == 202 and JOB_ID_HEADER in response.headers
 
 
@@ -122,12 +125,7 @@ class JobAdapter(HTTPAdapter):
         if not is_job_response(accepted):
             return accepted
         job = self.job_for(accepted, timeout=timeout, **settings)
-        final = job.follow_to_result(deadline, stream=stream)
-        final.url = accepted.url
-        final.request = accepted.request
-        last = job.last_status_response
-        final.history = [accepted] if last is None else [accepted, last]
-        return final
+        return job.follow_to_result(deadline, stream=stream)
 
     def send_plain(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
         """Send ``request`` as ``HTTPAdapter`` would, with no job handling."""

@@ -1,6 +1,7 @@
 """The :class:`Job` handle: one server-side job, seen from the client."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import typing as t
@@ -124,13 +125,17 @@ class Job:
         Long-polls the server, calling the progress callbacks on each change.
         :return: whether the job has ended (in any final status).
         """
-        return self._follow(None if timeout is None else time.monotonic() + timeout)
+        with self._interrupts():
+            return self._follow(None if timeout is None else time.monotonic() + timeout)
 
     def result(self, timeout: float | None = None, *, stream: bool = False) -> requests.Response:
         """Wait for the job to end and return the view's response.
 
         A failed job returns its stored error response, unless the adapter
-        has ``raise_on_failure``.
+        has ``raise_on_failure``. As from the adapter, the response has the
+        ``url`` of the request that started the job and ``history`` holding
+        its ``202`` and the status answer that saw it end (for a resumed
+        job: that status answer, and the result's ``url``).
 
         :param timeout: seconds to wait; ``None`` waits as long as it takes.
         :raises JobTimedOut: the job timed out on the server, or ``timeout``
@@ -168,15 +173,17 @@ class Job:
     ) -> requests.Response:
         """:meth:`result`, with a ``time.monotonic()`` deadline."""
         try:
-            if not self._follow(deadline):
-                self._give_up()
-            return self._fetch_result(deadline, stream)
-        except KeyboardInterrupt:
-            if self._adapter.cancel_on_interrupt:
-                self._cancel_quietly()
-            raise
+            with self._interrupts():
+                if not self._follow(deadline):
+                    self._give_up()
+                response = self._fetch_result(deadline, stream)
         finally:
             self.close()
+        if self.accepted is not None:
+            response.url = self.accepted.url
+            response.request = self.accepted.request
+        response.history = [r for r in (self.accepted, self.last_status_response) if r is not None]
+        return response
 
     def close(self) -> None:
         """Remove the progress bar, if one is shown."""
@@ -184,6 +191,16 @@ class Job:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
+
+    @contextlib.contextmanager
+    def _interrupts(self) -> t.Iterator[None]:
+        """Cancel the job on Ctrl-C, if the adapter says so."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            if self._adapter.cancel_on_interrupt:
+                self._cancel_quietly()
+            raise
 
     def _follow(self, deadline: float | None) -> bool:
         """Long-poll (or poll, if the server does not long-poll) until the
