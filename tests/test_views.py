@@ -1,0 +1,107 @@
+"""The jobs API: bad input gets clear JSON errors; listing and pagination."""
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+from flask import Flask
+
+from core_app import create_app
+from flask_jobify.models import new_job_id
+from test_extension import FLAG, finish
+
+
+@pytest.fixture
+def app() -> t.Iterator[Flask]:
+    app = create_app()
+    yield app
+    app.extensions["gates"].release.set()
+    app.extensions["jobify"].shutdown(grace=1)
+
+
+@pytest.fixture
+def client(app: Flask) -> t.Any:
+    return app.test_client()
+
+
+def error_of(response: t.Any) -> dict[str, t.Any]:
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
+    return body["error"]
+
+
+@pytest.mark.parametrize("path", ["/jobs/abc", "/jobs/" + "x" * 23, "/jobs/%00%01/result",
+                                  "/jobs/" + "!" * 22])
+def test_views_malformed_ids_are_400(client, path):
+    for method in ("get", "delete"):
+        response = getattr(client, method)(path)
+        if path.endswith("/result") and method == "delete":
+            assert response.status_code == 405
+            continue
+        assert response.status_code == 400
+        assert error_of(response)["code"] == "invalid_job_id"
+
+
+def test_views_unknown_ids_are_404_everywhere(client):
+    job_id = new_job_id()
+    for response in (client.get(f"/jobs/{job_id}"), client.get(f"/jobs/{job_id}?wait=1"),
+                     client.get(f"/jobs/{job_id}/result"), client.delete(f"/jobs/{job_id}")):
+        assert response.status_code == 404
+        assert error_of(response)["code"] == "job_not_found"
+
+
+@pytest.mark.parametrize("method, path", [("put", "/jobs/{id}"), ("post", "/jobs/{id}"),
+                                          ("post", "/jobs/{id}/result"), ("delete", "/jobs")])
+def test_views_wrong_methods_are_405_json_with_allow(client, method, path):
+    response = getattr(client, method)(path.format(id=new_job_id()))
+    assert response.status_code == 405
+    assert error_of(response)["code"] == "method_not_allowed"
+    assert "GET" in response.headers["Allow"]
+
+
+def test_views_unknown_paths_under_the_prefix_are_404_json(client):
+    assert error_of(client.get("/jobs/a/b/c"))["code"] == "not_found"
+
+
+@pytest.mark.parametrize("query", ["wait=-1", "wait=soon", "limit=0", "limit=1000", "limit=x",
+                                   "status=done", "cursor=%%%", "cursor=bm90LWpzb24"])
+def test_views_bad_arguments_are_422_json(client, query):
+    path = "/jobs?" + query if not query.startswith("wait") else f"/jobs/{new_job_id()}?{query}"
+    response = client.get(path)
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "invalid_argument"
+
+
+def test_views_result_before_finish_is_409_with_retry_after(app, client):
+    gates = app.extensions["gates"]
+    job_id = client.post("/blocking", headers=FLAG).get_json()["jobId"]
+    assert gates.started.wait(10)
+    response = client.get(f"/jobs/{job_id}/result")
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "job_not_finished"
+    assert response.headers["Retry-After"]
+    assert client.get(f"/jobs/{job_id}").headers["Retry-After"]
+    gates.release.set()
+    finish(client, job_id)
+    assert "Retry-After" not in client.get(f"/jobs/{job_id}").headers
+
+
+def test_views_list_newest_first_with_filters_and_cursor(client):
+    ids = [client.post("/json", json={}, headers=FLAG).get_json()["jobId"] for _ in range(5)]
+    ids.append(client.get("/text", headers=FLAG).get_json()["jobId"])
+    for job_id in ids:
+        finish(client, job_id)
+    seen, cursor = [], None
+    while True:
+        page = client.get("/jobs?limit=2" + (f"&cursor={cursor}" if cursor else "")).get_json()
+        seen += [job["id"] for job in page["jobs"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    texts = client.get("/jobs?operation=text_view").get_json()["jobs"]
+    assert [job["id"] for job in texts] == [ids[-1]]
+    assert len(client.get("/jobs?status=succeeded").get_json()["jobs"]) == 6
+    assert client.get("/jobs?status=failed").get_json()["jobs"] == []
