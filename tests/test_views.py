@@ -4,24 +4,9 @@ from __future__ import annotations
 import typing as t
 
 import pytest
-from flask import Flask
-
 from core_app import create_app
 from flask_jobify.models import new_job_id
-from test_extension import FLAG, finish
-
-
-@pytest.fixture
-def app() -> t.Iterator[Flask]:
-    app = create_app()
-    yield app
-    app.extensions["gates"].release.set()
-    app.extensions["jobify"].shutdown(grace=1)
-
-
-@pytest.fixture
-def client(app: Flask) -> t.Any:
-    return app.test_client()
+from test_extension import FLAG, app, client, finish  # noqa: F401 - shared fixtures
 
 
 def error_of(response: t.Any) -> dict[str, t.Any]:
