@@ -117,6 +117,11 @@ class WaitArgsSchema(Schema):
         validate=validate.Range(min=0),
         metadata={"description": "long-poll: seconds to wait for a change (capped by the server)"},
     )
+    version = fields.Integer(
+        validate=validate.Range(min=0),
+        metadata={"description": "the version the client last saw: answer at once if the "
+                  "job has moved past it, else wait for the next change"},
+    )
 
 
 class ListArgsSchema(Schema):

@@ -116,16 +116,19 @@ def create_jobs_blueprint() -> Blueprint:
     @bp.alt_response(404, schema=ErrorSchema, description=errors[404])
     @bp.alt_response(400, schema=ErrorSchema, description=errors[400])
     @bp.alt_response(422, schema=ErrorSchema, description="Invalid query argument")
-    def job_status(job_id: str, wait: float) -> t.Any:
+    def job_status(job_id: str, wait: float, version: int | None = None) -> t.Any:
         """Get a job's record.
 
         With ``?wait=S`` (long-poll), answer as soon as the job's status or
         progress changes or the job ends, or after ``S`` seconds (capped by
-        ``JOBIFY_MAX_WAIT``).
+        ``JOBIFY_MAX_WAIT``). With ``&version=N`` (the version the client
+        last saw), a job already past ``N`` is answered at once, so no
+        change between two polls goes unseen.
         """
         job = _visible_job(job_id)
         wait = min(wait, _state().settings.max_wait)
-        if wait > 0 and not job.is_final:
+        seen = job.version if version is None else version
+        if wait > 0 and not job.is_final and job.version == seen:
             changed = _state().store.wait(job.id, job.version, wait)
             if changed is None:
                 raise JobNotFound()

@@ -90,3 +90,17 @@ def test_views_list_newest_first_with_filters_and_cursor(client):
     assert [job["id"] for job in texts] == [ids[-1]]
     assert len(client.get("/jobs?status=succeeded").get_json()["jobs"]) == 6
     assert client.get("/jobs?status=failed").get_json()["jobs"] == []
+
+
+def test_views_long_poll_with_a_stale_version_answers_at_once(app, client):
+    gates = app.extensions["gates"]
+    job_id = client.post("/blocking", headers=FLAG).get_json()["jobId"]
+    assert gates.started.wait(10)
+    current = client.get(f"/jobs/{job_id}").get_json()
+    assert current["version"] >= 1
+    # The client saw an older version: the change it missed comes back at once,
+    # although the job stays blocked for the whole 30 s wait otherwise.
+    answered = client.get(f"/jobs/{job_id}?wait=30&version={current['version'] - 1}").get_json()
+    assert answered["version"] == current["version"]
+    assert client.get(f"/jobs/{job_id}?version=-1").status_code == 422
+    gates.release.set()

@@ -247,8 +247,12 @@ class Job:
         """One status request (with retries): the answer and whether the
         record changed, or ``None`` when ``deadline`` passed."""
         started = time.monotonic()
+        url = self.status_url
+        if wait is not None and "version" in self.record:
+            # Servers answer at once if the job moved past what we saw.
+            url += ("&" if "?" in url else "?") + f"version={self.record['version']}"
         response = self._transport.send_with_retries(
-            "GET", self.status_url, wait=wait, deadline=deadline, job=self.record
+            "GET", url, wait=wait, deadline=deadline, job=self.record
         )
         if response is None:
             return None
