@@ -209,6 +209,23 @@ def test_job_handle_progress_and_progress_bar(base: str) -> None:
     assert job.result().json() == {"steps": 3}
 
 
+def test_a_change_between_two_polls_is_not_missed(base: str, app: Flask) -> None:
+    """The client long-polls from the version it holds: a change made while
+    no poll was waiting is answered at once, not at the next change."""
+    gates = app.extensions["gates"]
+
+    def on_progress(progress: JobProgress) -> None:
+        if progress.message == "poked":
+            gates.open("between")  # the only way the job can end
+
+    job = JobSession(poll=FAST, on_progress=on_progress).submit("POST", base + "/gate/between")
+    assert gates.started["between"].wait(10)
+    job.status()  # holds the current version; no poll is waiting now
+    app.extensions["jobify"].store.update(job.id, {"progress": JobProgress(50.0, "poked")})
+    assert job.wait(timeout=10)
+    assert job.result().json() == {"gate": "between"}
+
+
 def test_threads_waiting_on_one_job_see_each_change_once(base: str, app: Flask) -> None:
     seen: list[JobProgress] = []
     s = JobSession(poll=FAST, on_progress=seen.append)
