@@ -49,9 +49,9 @@ class Server:
         )
         for _ in range(200):
             try:
-                requests.get(self.url + "/plain", timeout=1)
+                requests.get(self.url + "/plain", timeout=5)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.05)
         raise RuntimeError("gunicorn did not start")
 
@@ -209,6 +209,8 @@ def main() -> None:
             line("plain GET, threaded client", plain_py["rps"], "req/s", 1.0)
             line("trivial jobs completed end to end", jobs["rps"], "jobs/s",
                  jobs["rps"] / plain_py["rps"], f"target {target}")
+            line("  same, vs wrk plain req/s (other client)", jobs["rps"], "jobs/s",
+                 jobs["rps"] / plain["rps"], f"target {target}")
             line("job end-to-end p50 (3 requests)", jobs["p50"], "ms", jobs["p50"] / plain_py["p50"],
                  f"target < 4x; plain p50 {plain_py['p50']:.1f} ms")
             line("job end-to-end p99", jobs["p99"], "ms", jobs["p99"] / plain_py["p99"])
