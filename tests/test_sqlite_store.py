@@ -1,109 +1,284 @@
-"""SQLite store: what only a shared file can promise (processes, indexes)."""
+"""SQLite store: what only a shared file promises (processes, reopening, indexes).
+
+The contract itself is in ``test_stores.py``. Helpers that run in other
+processes are module-level functions, so that the ``spawn`` start method can
+import them.
+"""
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
+import sqlite3
 import threading
+import typing as t
 
-from flask_jobify.models import Job, JobStatus, new_job_id
-from flask_jobify.stores.sqlite import SQLiteStore
+import pytest
+
+from flask_jobify.errors import StoreError
+from flask_jobify.models import Job, JobProgress, JobStatus, StoredResponse, new_job_id
+from flask_jobify.stores import store_from_url
+from flask_jobify.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+
+WORKERS = 4
+JOBS_PER_WORKER = 250
+CONTESTED = 100
+#: Generous: a spawned interpreter imports Flask before it starts.
+LONG = 60
 
 
-def _job(**fields) -> Job:
-    return Job(id=fields.pop("id", new_job_id()), operation="op", method="POST", path="/p", **fields)
+def _job(**fields: t.Any) -> Job:
+    fields.setdefault("id", new_job_id())
+    return Job(operation="op", method="POST", path="/p", **fields)
 
 
-def _create_and_race(path: str, worker: int, shared_ids: list[str], queue) -> None:
+@pytest.fixture
+def path(tmp_path) -> str:
+    return str(tmp_path / "jobs.db")
+
+
+@pytest.fixture
+def store(path) -> t.Iterator[SQLiteStore]:
     store = SQLiteStore(path)
-    created = []
-    for _ in range(100):
-        job = _job()
+    yield store
+    store.close()
+
+
+# -- several processes on one file ---------------------------------------------------
+def _create_and_race(path: str, worker: int, contested: list[str], start, queue) -> None:
+    store = SQLiteStore(path)
+    start.wait(LONG)  # all together, for as much contention as possible
+    created, won = [], []
+    for n in range(JOBS_PER_WORKER):
+        job = _job(owner=f"worker{worker}")
         store.create(job)
         created.append(job.id)
-    won = [
-        job_id
-        for job_id in shared_ids
-        if store.update(job_id, {"status": JobStatus.RUNNING, "attempts": worker},
-                        only_if=[JobStatus.PENDING])
-    ]
-    queue.put((created, won))
+        if n < len(contested):  # interleave the races with the creations
+            job_id = contested[n]
+            if store.update(job_id, {"status": JobStatus.RUNNING, "attempts": worker},
+                            only_if=[JobStatus.PENDING]):
+                won.append(job_id)
+            store.update(job_id, {"progress": JobProgress(worker)})  # no condition: never lost
+    queue.put((worker, created, won))
     store.close()
 
 
-def test_sqlite_store_processes_lose_nothing_and_cas_has_one_winner(tmp_path) -> None:
-    path = str(tmp_path / "jobs.db")
-    store = SQLiteStore(path)
-    shared = [_job() for _ in range(50)]
-    for job in shared:
+def test_processes_lose_no_job_and_each_race_has_one_winner(store, path) -> None:
+    contested = [_job() for _ in range(CONTESTED)]
+    for job in contested:
         store.create(job)
     ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    processes = [
-        ctx.Process(target=_create_and_race, args=(path, n, [j.id for j in shared], queue))
-        for n in range(4)
-    ]
+    start, queue = ctx.Barrier(WORKERS), ctx.Queue()
+    ids = [job.id for job in contested]
+    processes = [ctx.Process(target=_create_and_race, args=(path, n, ids, start, queue))
+                 for n in range(WORKERS)]
     for process in processes:
         process.start()
-    results = [queue.get(timeout=60) for _ in processes]
+    reports = [queue.get(timeout=LONG) for _ in processes]
     for process in processes:
-        process.join(30)
+        process.join(LONG)
         assert process.exitcode == 0
-    created = [job_id for ids, _ in results for job_id in ids]
-    assert len(created) == len(set(created)) == 400
+
+    created = [job_id for _, ids_, _ in reports for job_id in ids_]
+    assert len(set(created)) == WORKERS * JOBS_PER_WORKER
     assert all(store.get(job_id) is not None for job_id in created)
-    winners = [job_id for _, won in results for job_id in won]
-    assert sorted(winners) == sorted(j.id for j in shared)  # each CAS won exactly once
+    listed = store.list(limit=10 * WORKERS * JOBS_PER_WORKER)
+    assert len(listed) == WORKERS * JOBS_PER_WORKER + CONTESTED
+    assert len(store.list(owner="worker0", limit=1000)) == JOBS_PER_WORKER
+
+    winner_of: dict[str, int] = {}
+    for worker, _, won in reports:
+        for job_id in won:
+            assert job_id not in winner_of, "two processes won the same compare-and-set"
+            winner_of[job_id] = worker
+    assert set(winner_of) == set(ids)
+    for job_id, worker in winner_of.items():
+        job = store.get(job_id)
+        assert job.status is JobStatus.RUNNING
+        assert job.attempts == worker
+        assert job.version == 1 + WORKERS  # one CAS and one progress update per worker
+
+
+def _update_when_told(path: str, job_id: str, go) -> None:
+    store = SQLiteStore(path)
+    if go.wait(LONG):
+        store.update(job_id, {"status": JobStatus.SUCCEEDED},
+                     result=StoredResponse(200, [("Content-Type", "text/plain")], b"done"))
     store.close()
 
 
-def _update_later(path: str, job_id: str, go) -> None:
-    go.wait(30)
-    store = SQLiteStore(path)
-    store.update(job_id, {"status": JobStatus.SUCCEEDED})
-    store.close()
-
-
-def test_sqlite_store_wait_sees_another_process(tmp_path) -> None:
-    path = str(tmp_path / "jobs.db")
-    store = SQLiteStore(path)
+def test_wait_wakes_when_another_process_updates(store, path, monkeypatch) -> None:
     job = _job()
     store.create(job)
     ctx = multiprocessing.get_context("spawn")
     go = ctx.Event()
-    process = ctx.Process(target=_update_later, args=(path, job.id, go))
+    process = ctx.Process(target=_update_when_told, args=(path, job.id, go))
     process.start()
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(store.wait(job.id, job.version, 60)))
-    waiter.start()
-    go.set()
-    waiter.join(60)
-    process.join(30)
-    assert got and got[0].status is JobStatus.SUCCEEDED
-    store.close()
+    # Let the other process update only once wait() has read the job unchanged,
+    # so that wait() must notice a change it was not notified of.
+    fetch = store._fetch
+
+    def fetch_then_go(*args: t.Any) -> t.Any:
+        rows = fetch(*args)
+        go.set()
+        return rows
+
+    monkeypatch.setattr(store, "_fetch", fetch_then_go)
+    got = store.wait(job.id, job.version, timeout=LONG)
+    process.join(LONG)
+    assert process.exitcode == 0
+    assert got is not None and got.status is JobStatus.SUCCEEDED  # not the timeout
+    assert store.get_result(job.id).body == b"done"
 
 
-def test_sqlite_store_reopened_file_keeps_jobs(tmp_path) -> None:
-    path = str(tmp_path / "jobs.db")
-    first = SQLiteStore(path)
+def test_wait_wakes_for_a_change_in_this_process_without_polling(path, monkeypatch) -> None:
+    store = SQLiteStore(path, poll_interval=LONG)  # only a notification ends the wait early
     job = _job()
-    first.create(job)
-    first.close()
-    assert SQLiteStore(path).get(job.id) == job
+    store.create(job)
+    fetch = store._fetch
+    changer = threading.Thread(target=store.update, args=(job.id, {"attempts": 1}))
 
+    def fetch_then_change(*args: t.Any) -> t.Any:
+        rows = fetch(*args)
+        if changer.ident is None:  # once: on the first read
+            changer.start()
+        return rows
 
-def test_sqlite_store_lookups_use_indexes(tmp_path) -> None:
-    store = SQLiteStore(str(tmp_path / "jobs.db"))
-    db = store._db()
-    get_plan = " ".join(r[-1] for r in db.execute(
-        "EXPLAIN QUERY PLAN SELECT data FROM jobs WHERE id = ?", ("x",)))
-    list_plan = " ".join(r[-1] for r in db.execute(
-        "EXPLAIN QUERY PLAN SELECT data FROM jobs WHERE (expires_at IS NULL OR expires_at > 0)"
-        " ORDER BY created_at DESC, id DESC LIMIT 5"))
-    assert "USING INDEX" in get_plan or "PRIMARY KEY" in get_plan
-    assert "jobs_created" in list_plan and "TEMP B-TREE" not in list_plan
+    monkeypatch.setattr(store, "_fetch", fetch_then_change)
+    got = store.wait(job.id, job.version, timeout=LONG)
+    changer.join()
+    assert got.attempts == 1
     store.close()
 
 
-def test_sqlite_store_from_url_paths(tmp_path, monkeypatch) -> None:
+def _use_inherited_store(store: SQLiteStore, job_id: str) -> None:
+    job = _job(id=job_id)
+    store.create(job)
+    assert store.update(job_id, {"status": JobStatus.RUNNING}, only_if=[JobStatus.PENDING])
+    store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_opens_its_own_connections(store) -> None:
+    before = _job()
+    store.create(before)  # the parent has a connection open before forking
+    job_id = new_job_id()
+    process = multiprocessing.get_context("fork").Process(
+        target=_use_inherited_store, args=(store, job_id))
+    process.start()
+    process.join(LONG)
+    assert process.exitcode == 0
+    assert store.get(job_id).status is JobStatus.RUNNING  # the parent's connection still works
+    assert store.get(before.id) == before
+
+
+# -- the file ----------------------------------------------------------------------
+def test_reopened_file_keeps_jobs_and_results(path) -> None:
+    first = SQLiteStore(path)
+    job = _job(owner="alice", meta={"k": [1, 2]})
+    first.create(job)
+    done = first.update(job.id, {"status": JobStatus.SUCCEEDED},
+                        result=StoredResponse(201, [("X-A", "1")], b"\x00\xff"))
+    first.close()
+    again = store_from_url(f"sqlite:///{path}")
+    assert again.get(job.id) == done
+    assert again.get_result(job.id) == StoredResponse(201, [("X-A", "1")], b"\x00\xff")
+    assert [j.id for j in again.list(owner="alice")] == [job.id]
+    again.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_newer_schema_is_refused(path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="upgrade"):
+        SQLiteStore(path)
+
+
+def test_from_url_paths(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert SQLiteStore.from_url("sqlite:///rel/jobs.db").path == "rel/jobs.db"
-    assert SQLiteStore.from_url(f"sqlite:///{tmp_path}/abs.db").path == f"{tmp_path}/abs.db"
+    relative = SQLiteStore.from_url("sqlite:///rel/sub/jobs.db")
+    assert relative.path == str(tmp_path / "rel" / "sub" / "jobs.db")
+    assert os.path.exists(relative.path)
+    absolute = SQLiteStore.from_url(f"sqlite:///{tmp_path}/abs/jobs.db")  # four slashes
+    assert absolute.path == str(tmp_path / "abs" / "jobs.db")
+    relative.close()
+    absolute.close()
+    for bad in ("sqlite://", "sqlite:///", "sqlite://host/jobs.db", "sqlite:///:memory:"):
+        with pytest.raises(StoreError):
+            SQLiteStore.from_url(bad)
+
+
+def test_create_once_claims_an_id_and_replaces_an_expired_job(store) -> None:
+    job = _job()
+    assert store.create_once(job) is None
+    assert store.create_once(_job(id=job.id)) == job
+    store.update(job.id, {"status": JobStatus.SUCCEEDED, "result_ttl": 0.0},
+                 result=StoredResponse(200, [], b"old"))  # expired at once, not yet purged
+    again = _job(id=job.id)
+    assert store.create_once(again) is None
+    assert store.get(job.id) == again
+    assert store.get_result(job.id) is None
+
+
+def test_connections_of_ended_threads_are_closed(store) -> None:
+    for _ in range(20):
+        thread = threading.Thread(target=store.get, args=(new_job_id(),))
+        thread.start()
+        thread.join()
+    # Each thread's first call closed the connections of the threads that had
+    # ended: left are this thread's and the last thread's.
+    assert len(store._process().connections) == 2
+
+
+# -- indexes -------------------------------------------------------------------------
+def test_get_and_list_use_indexes_at_100k_jobs(store, monkeypatch) -> None:
+    rows = 100_000
+    data = _job().to_dict()
+
+    def row(n: int) -> tuple[t.Any, ...]:
+        job_id = f"job{n:019d}"
+        return (job_id, "pending", f"op{n % 3}", f"owner{n % 50}", float(n), None, 0,
+                json.dumps({**data, "id": job_id, "created_at": float(n), "owner": f"owner{n % 50}",
+                            "operation": f"op{n % 3}"}))
+
+    with sqlite3.connect(store.path) as db:
+        db.executemany("INSERT INTO jobs (id, status, operation, owner, created_at, expires_at,"
+                       " version, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", map(row, range(rows)))
+    db.close()
+
+    issued: list[tuple[str, tuple[t.Any, ...]]] = []
+    fetch = store._fetch
+
+    def recording_fetch(sql: str, *params: t.Any) -> t.Any:
+        issued.append((sql, params))
+        return fetch(sql, *params)
+
+    monkeypatch.setattr(store, "_fetch", recording_fetch)
+
+    def plan_of(call: t.Callable[[], t.Any]) -> str:
+        issued.clear()
+        call()
+        (sql, params), = issued
+        plan = store._connection().execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+        return " | ".join(step[-1] for step in plan)
+
+    assert store.get("job0000000000000012345").created_at == 12345.0
+    get_plan = plan_of(lambda: store.get("job0000000000000012345"))
+    assert get_plan.startswith("SEARCH jobs USING") and "(id=?)" in get_plan, get_plan
+
+    newest = store.list(limit=2)
+    assert [j.created_at for j in newest] == [rows - 1.0, rows - 2.0]
+    cursor = (newest[-1].created_at, newest[-1].id)
+    assert store.list(limit=1, after=cursor)[0].created_at == rows - 3.0
+    for listing in (
+        lambda: store.list(limit=10),
+        lambda: store.list(limit=10, after=cursor),
+        lambda: store.list(limit=10, owner="owner7", after=cursor),
+        lambda: store.list(limit=10, status=JobStatus.PENDING, operation="op1"),
+    ):
+        plan = plan_of(listing)
+        assert "USING INDEX jobs_created" in plan or "USING INDEX jobs_owner" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan  # no sort: rows come in index order

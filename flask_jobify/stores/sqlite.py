@@ -1,6 +1,7 @@
 """A job store in one SQLite file, shared by every process on a machine."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -13,138 +14,209 @@ from ..errors import StoreError
 from ..models import Job, JobStatus, StoredResponse
 from .base import Cursor, JobStore, apply_changes, is_expired, status_allowed
 
-_SCHEMA_VERSION = 1
+#: Layout of the tables, kept in the file's ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    owner TEXT,
-    created_at REAL NOT NULL,
-    expires_at REAL,
-    version INTEGER NOT NULL,
-    data TEXT NOT NULL
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, operation TEXT NOT NULL, owner TEXT,
+    created_at REAL NOT NULL, expires_at REAL, version INTEGER NOT NULL, data TEXT NOT NULL
 );
+-- Listing: newest first by (created_at, id), for everyone or for one owner.
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created_at, id);
 CREATE INDEX IF NOT EXISTS jobs_expires ON jobs (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS results (
-    job_id TEXT PRIMARY KEY,
-    status INTEGER NOT NULL,
-    headers TEXT NOT NULL,
-    body BLOB NOT NULL
-);
+    job_id TEXT PRIMARY KEY, status INTEGER NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL
+)
 """
+#: SQL twin of :func:`~flask_jobify.stores.base.is_expired`, for listing and purging.
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+_GET = "SELECT data FROM jobs WHERE id = ?"
+_INSERT = ("INSERT INTO jobs (id, status, operation, owner, created_at, expires_at, version, data)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _row(job: Job) -> tuple[t.Any, ...]:
+    return (job.id, job.status.value, job.operation, job.owner, job.created_at,
+            job.expires_at, job.version, json.dumps(job.to_dict()))
+
+
+def _live(rows: list[t.Any]) -> Job | None:
+    """The job in the rows of :data:`_GET`, unless there is none or it has expired."""
+    job = Job.from_dict(json.loads(rows[0][0])) if rows else None
+    return None if job is None or is_expired(job) else job
+
+
+def _forget(db: sqlite3.Connection, job_id: str) -> bool:
+    db.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
+    return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+
+
+class _Process:
+    """What one process owns of a store: a forked child gets its own."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.generation = 0  # counts changes made here, so no wake-up is missed
+        self.local = threading.local()
+        self.connections: dict[threading.Thread, sqlite3.Connection] = {}
 
 
 class SQLiteStore(JobStore):
-    """Jobs in one SQLite file (WAL mode).
+    """Jobs in one SQLite file in WAL mode, shared by the processes of one machine.
 
-    Safe to share between threads (one connection per thread) and between
-    processes on one machine (several gunicorn workers): every write is a
-    ``BEGIN IMMEDIATE`` transaction, so compare-and-set updates are atomic
-    across processes. A waiter is woken at once by changes made in its own
-    process and within ``poll_interval`` seconds by changes made in others.
-    A forked child opens its own connections.
+    Safe to share between threads: each thread uses its own connection,
+    opened at its first call (a finished thread's connection is closed when
+    the next one opens). Safe to share between processes on the same
+    machine, such as gunicorn workers, the file being on a local disk:
+    every write is one ``BEGIN IMMEDIATE`` transaction, which takes the
+    file's write lock before reading, so a compare-and-set (``only_if``) has
+    exactly one winner among all processes, and a committed job is visible
+    to every process at once. A process forked after using the store (gunicorn
+    ``--preload``) opens connections of its own and never touches its
+    parent's. Not safe on a network file system, where SQLite's locks do not
+    hold.
 
-    :param path: the database file; its folder is created if needed.
+    :meth:`wait` wakes at once for changes made in its own process and
+    within ``poll_interval`` seconds for changes made in another, since
+    SQLite cannot notify across processes.
+
+    :param path: the database file, relative to the working folder when the
+        store is created; its folder is created if needed.
     :param poll_interval: seconds between two reads of a waited-on job.
-    :param busy_timeout: seconds a write waits for another writer's lock.
+    :param busy_timeout: seconds a write waits for another writer's lock
+        before :class:`~flask_jobify.errors.StoreError` is raised.
     """
 
     shared_across_processes = True
 
-    def __init__(self, path: str, *, poll_interval: float = 0.01, busy_timeout: float = 30.0) -> None:
-        self.path = path
+    def __init__(
+        self, path: str, *, poll_interval: float = 0.01, busy_timeout: float = 30.0
+    ) -> None:
+        if not path or path == ":memory:" or path.startswith("file:"):
+            raise StoreError(f"SQLiteStore needs a file path, not {path!r} (use memory://).")
+        self.path = os.path.abspath(path)
         self.poll_interval = poll_interval
         self.busy_timeout = busy_timeout
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._connections: list[sqlite3.Connection] = []
-        self._pid = os.getpid()
-        db = self._db()
-        # executescript commits on its own; every statement is idempotent.
-        db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
+        self._processes: dict[int, _Process] = {}
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with self._errors():
+            self._create_schema()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: t.Any) -> SQLiteStore:
-        """``sqlite:///relative.db`` (from the working folder) or
-        ``sqlite:////absolute/path.db``."""
+        """``sqlite:///relative/path.db`` (from the working folder) or
+        ``sqlite:////absolute/path.db``; ``kwargs`` go to the constructor."""
         parts = urlsplit(url)
-        path = unquote(parts.path)
-        if parts.netloc or len(path) < 2:
+        path = unquote(parts.path)[1:]  # "/rel.db" -> "rel.db", "//abs.db" -> "/abs.db"
+        if parts.scheme != "sqlite" or parts.netloc or not path:
             raise StoreError(f"Not an SQLite URL: {url!r}; use sqlite:///path/to/jobs.db")
-        return cls(path[1:], **kwargs)  # "/rel.db" -> "rel.db", "//abs.db" -> "/abs.db"
+        return cls(path, **kwargs)
 
-    # -- connections -------------------------------------------------------
-    def _db(self) -> sqlite3.Connection:
-        if os.getpid() != self._pid:  # forked: the parent's connections are not ours
-            self._pid = os.getpid()
-            self._local = threading.local()
-            self._connections = []
-        db = getattr(self._local, "db", None)
+    # -- connections and transactions ------------------------------------------
+    def _process(self) -> _Process:
+        pid = os.getpid()
+        process = self._processes.get(pid)
+        if process is None:  # first call here, maybe in a forked child
+            # setdefault is atomic: threads racing here share one state. The
+            # parent's state stays referenced, so its connections are never
+            # closed (nor garbage-collected) in the child.
+            process = self._processes.setdefault(pid, _Process())
+        return process
+
+    def _connection(self) -> sqlite3.Connection:
+        process = self._process()
+        db: sqlite3.Connection | None = getattr(process.local, "db", None)
         if db is None:
-            db = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            db.execute("PRAGMA journal_mode = WAL")
+            db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
             db.execute("PRAGMA synchronous = NORMAL")
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
+            process.local.db = db
+            with process.lock:
+                ended = [thread for thread in process.connections if not thread.is_alive()]
+                stale = [process.connections.pop(thread) for thread in ended]
+                process.connections[threading.current_thread()] = db
+            for old in stale:
+                old.close()
         return db
 
-    class _Transaction:
-        def __init__(self, db: sqlite3.Connection) -> None:
-            self.db = db
+    @contextlib.contextmanager
+    def _errors(self) -> t.Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite job store {self.path}: {exc}") from exc
 
-        def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
-            return self.db
+    @contextlib.contextmanager
+    def _transaction(self) -> t.Iterator[sqlite3.Connection]:
+        """A write transaction, atomic across processes: ``BEGIN IMMEDIATE``
+        takes the write lock before the first read."""
+        with self._errors():
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:  # an exception, or COMMIT failed
+                    db.execute("ROLLBACK")
 
-        def __exit__(self, exc_type: t.Any, *args: t.Any) -> None:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-    def _write(self) -> SQLiteStore._Transaction:
-        return self._Transaction(self._db())
+    def _fetch(self, sql: str, *params: t.Any) -> list[t.Any]:
+        with self._errors():
+            return self._connection().execute(sql, params).fetchall()
 
     def _notify(self) -> None:
-        with self._lock:
-            self._changed.notify_all()
+        process = self._process()
+        with process.lock:
+            process.generation += 1
+            process.changed.notify_all()
 
-    # -- the contract ------------------------------------------------------
-    def _read(self, db: sqlite3.Connection, job_id: str) -> Job | None:
-        row = db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            return None
-        job = Job.from_dict(json.loads(row[0]))
-        return None if is_expired(job) else job
+    def _create_schema(self) -> None:
+        db = self._connection()
+        # WAL is a property of the file. Switching takes an exclusive lock
+        # without waiting for it, so processes starting at once retry.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+        if mode.lower() != "wal":
+            raise StoreError(f"SQLite job store {self.path}: cannot use WAL (mode {mode!r}).")
+        with self._transaction() as db:
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            if found > SCHEMA_VERSION:
+                raise StoreError(f"SQLite job store {self.path} has schema {found}, newer than"
+                                 f" this Flask-Jobify's {SCHEMA_VERSION}: upgrade Flask-Jobify.")
+            for statement in _SCHEMA.split(";"):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def _save(self, db: sqlite3.Connection, job: Job) -> None:
-        db.execute(
-            "UPDATE jobs SET status = ?, owner = ?, expires_at = ?, version = ?, data = ?"
-            " WHERE id = ?",
-            (job.status.value, job.owner, job.expires_at, job.version,
-             json.dumps(job.to_dict()), job.id),
-        )
-
+    # -- the contract --------------------------------------------------------------
     def create(self, job: Job) -> None:
-        try:
-            with self._write() as db:
-                db.execute(
-                    "INSERT INTO jobs (id, status, operation, owner, created_at, expires_at,"
-                    " version, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (job.id, job.status.value, job.operation, job.owner, job.created_at,
-                     job.expires_at, job.version, json.dumps(job.to_dict())),
-                )
-        except sqlite3.IntegrityError:
-            raise StoreError(f"A job with id {job.id!r} exists already.") from None
-        self._notify()
+        with self._transaction() as db:
+            try:
+                db.execute(_INSERT, _row(job))
+            except sqlite3.IntegrityError:
+                raise StoreError(f"A job with id {job.id!r} exists already.") from None
+
+    def create_once(self, job: Job) -> Job | None:
+        """One transaction: return the live job holding the id, or replace an
+        expired one not yet purged by ``job``."""
+        with self._transaction() as db:
+            existing = _live(db.execute(_GET, (job.id,)).fetchall())
+            if existing is not None:
+                return existing
+            _forget(db, job.id)
+            db.execute(_INSERT, _row(job))
+        return None
 
     def get(self, job_id: str) -> Job | None:
-        return self._read(self._db(), job_id)
+        return _live(self._fetch(_GET, job_id))
 
     def update(
         self,
@@ -154,37 +226,33 @@ class SQLiteStore(JobStore):
         only_if: t.Iterable[JobStatus] | None = None,
         result: StoredResponse | None = None,
     ) -> Job | None:
-        with self._write() as db:
-            job = self._read(db, job_id)
+        with self._transaction() as db:
+            job = _live(db.execute(_GET, (job_id,)).fetchall())
             if job is None or not status_allowed(job, only_if):
                 return None
             apply_changes(job, changes)
-            self._save(db, job)
+            db.execute("UPDATE jobs SET status = ?, operation = ?, owner = ?, created_at = ?,"
+                       " expires_at = ?, version = ?, data = ? WHERE id = ?",
+                       (*_row(job)[1:], job_id))
             if result is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO results (job_id, status, headers, body)"
-                    " VALUES (?, ?, ?, ?)",
-                    (job_id, result.status, json.dumps(result.headers), result.body),
-                )
+                db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
+                           (job_id, result.status, json.dumps(result.headers), result.body))
         self._notify()
         return job
 
     def get_result(self, job_id: str) -> StoredResponse | None:
-        db = self._db()
-        if self._read(db, job_id) is None:
+        rows = self._fetch("SELECT results.status, headers, body FROM results JOIN jobs"
+                           f" ON jobs.id = job_id WHERE job_id = ? AND {_LIVE}",
+                           job_id, time.time())
+        if not rows:
             return None
-        row = db.execute(
-            "SELECT status, headers, body FROM results WHERE job_id = ?", (job_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        headers = [(name, value) for name, value in json.loads(row[1])]
-        return StoredResponse(row[0], headers, bytes(row[2]))
+        status, headers, body = rows[0]
+        return StoredResponse(status, [(name, value) for name, value in json.loads(headers)],
+                              bytes(body))
 
     def delete(self, job_id: str) -> bool:
-        with self._write() as db:
-            db.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
-            existed = db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+        with self._transaction() as db:
+            existed = _forget(db, job_id)
         self._notify()
         return existed
 
@@ -197,51 +265,55 @@ class SQLiteStore(JobStore):
         limit: int = 50,
         after: Cursor | None = None,
     ) -> list[Job]:
-        where = ["(expires_at IS NULL OR expires_at > ?)"]
+        where: list[str] = [_LIVE]
         params: list[t.Any] = [time.time()]
-        for column, value in (("status", status and status.value), ("operation", operation),
-                              ("owner", owner)):
+        filters = (("status", status and status.value), ("operation", operation), ("owner", owner))
+        for column, value in filters:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
         if after is not None:
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            # Strictly older in (created_at, id) order, as a range the index can seek.
+            where.append("created_at <= ? AND (created_at < ? OR id < ?)")
             params += [after[0], after[0], after[1]]
-        rows = self._db().execute(
-            f"SELECT data FROM jobs WHERE {' AND '.join(where)}"  # noqa: S608 - fixed columns
-            " ORDER BY created_at DESC, id DESC LIMIT ?",
-            (*params, limit),
-        )
+        rows = self._fetch(f"SELECT data FROM jobs WHERE {' AND '.join(where)}"
+                           " ORDER BY created_at DESC, id DESC LIMIT ?", *params, limit)
         return [Job.from_dict(json.loads(data)) for (data,) in rows]
 
     def wait(self, job_id: str, version: int, timeout: float) -> Job | None:
+        process = self._process()
         deadline = time.monotonic() + timeout
         while True:
-            job = self.get(job_id)
-            if job is None or job.version != version:
-                return job
+            with process.lock:
+                seen = process.generation
+            # A primary-key read of one column; the whole job only at the end.
+            rows = self._fetch(f"SELECT version FROM jobs WHERE id = ? AND {_LIVE}",
+                               job_id, time.time())
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return job
-            with self._lock:
-                self._changed.wait(min(remaining, self.poll_interval))
+            if not rows or rows[0][0] != version or remaining <= 0:
+                return self.get(job_id)
+            with process.lock:
+                if process.generation == seen:  # else a change came in meanwhile
+                    process.changed.wait(min(remaining, self.poll_interval))
 
     def purge_expired(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
-        with self._write() as db:
-            db.execute(
-                "DELETE FROM results WHERE job_id IN"
-                " (SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?)",
-                (now,),
-            )
-            count = db.execute(
-                "DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
-            ).rowcount
-        return count
+        with self._transaction() as db:
+            db.execute("DELETE FROM results WHERE job_id IN"
+                       " (SELECT id FROM jobs WHERE expires_at <= ?)", (now,))
+            purged: int = db.execute("DELETE FROM jobs WHERE expires_at <= ?", (now,)).rowcount
+        if purged:
+            self._notify()
+        return purged
 
     def close(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
+        """Close the connections this process opened; a parent's stay open."""
+        process = self._processes.get(os.getpid())
+        if process is None:
+            return
+        with process.lock:
+            connections = list(process.connections.values())
+            process.connections.clear()
+            process.local = threading.local()
         for db in connections:
             db.close()
-        self._local = threading.local()
