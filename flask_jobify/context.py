@@ -43,8 +43,9 @@ class JobHandle:
         self._cancel = threading.Event()
         self._check_interval = cancel_check_interval
         self._next_check = 0.0
-        #: Set once the handle raised :class:`JobCancelled` for this run.
-        self.raised_cancel = False
+        #: Set once the view was told of a cancellation: ``cancelled``
+        #: answered true, or ``progress()`` raised :class:`JobCancelled`.
+        self.noticed_cancel = False
 
     @property
     def is_job(self) -> bool:
@@ -56,15 +57,16 @@ class JobHandle:
         """Whether the job should stop: cancellation was requested, or its
         time ran out. Looks at the store at most every
         ``JOBIFY_CANCEL_CHECK_INTERVAL`` seconds."""
-        if self._cancel.is_set():
-            return True
         now = time.monotonic()
-        if now >= self._next_check:
+        if not self._cancel.is_set() and now >= self._next_check:
             self._next_check = now + self._check_interval
             job = self._store.get(t.cast(str, self.id))
             if job is None or job.cancel_requested or job.status is not JobStatus.RUNNING:
                 self._cancel.set()
-        return self._cancel.is_set()
+        if self._cancel.is_set():
+            self.noticed_cancel = True
+            return True
+        return False
 
     def progress(self, percent: float | None = None, message: str | None = None) -> None:
         """Publish how far the job has come.
@@ -90,7 +92,6 @@ class JobHandle:
     def raise_if_cancelled(self) -> None:
         """Raise :class:`JobCancelled` if :attr:`cancelled` is true."""
         if self.cancelled:
-            self.raised_cancel = True
             raise JobCancelled(f"Job {self.id} was cancelled or timed out.")
 
     def request_cancel(self) -> None:
@@ -103,7 +104,7 @@ class _NoJob(JobHandle):
 
     def __init__(self) -> None:  # noqa: D107 - nothing to keep
         self.id = None
-        self.raised_cancel = False
+        self.noticed_cancel = False
 
     @property
     def is_job(self) -> bool:

@@ -6,6 +6,7 @@ describes it on the wire.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import re
@@ -127,9 +128,21 @@ class Job:
 
     def to_dict(self) -> dict[str, t.Any]:
         """Return a JSON-compatible dict; :meth:`from_dict` reverses it."""
-        data = dataclasses.asdict(self)
-        data["status"] = self.status.value
-        return data
+        # Built by hand: dataclasses.asdict deep-copies recursively, and this
+        # runs on every store write.
+        progress, error = self.progress, self.error
+        return {
+            "id": self.id, "operation": self.operation, "method": self.method,
+            "path": self.path, "status": self.status.value,
+            "progress": {"percent": progress.percent, "message": progress.message},
+            "created_at": self.created_at, "started_at": self.started_at,
+            "finished_at": self.finished_at, "expires_at": self.expires_at,
+            "result_ttl": self.result_ttl, "attempts": self.attempts,
+            "error": None if error is None else {
+                "type": error.type, "message": error.message, "traceback": error.traceback},
+            "http_status": self.http_status, "cancel_requested": self.cancel_requested,
+            "owner": self.owner, "version": self.version, "meta": copy.deepcopy(self.meta),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, t.Any]) -> Job:

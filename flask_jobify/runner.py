@@ -57,7 +57,7 @@ def run_request(
             error = exc
             response = _render_exception(app, exc)
             return Outcome(freeze_response(response), _job_error(exc, expose_errors))
-        return Outcome(freeze_response(response), cancelled=handle.raised_cancel)
+        return Outcome(freeze_response(response), cancelled=handle.noticed_cancel)
     finally:
         _current_job_var.reset(token)
         ctx.pop(error)

@@ -162,7 +162,9 @@ class JobifyState:
                 )
             finally:
                 self.monitor.discard(job_id)
-            if outcome.cancelled or handle.cancelled:
+            # Cancellation is cooperative: a job ends as cancelled when its
+            # view noticed; one that finished first keeps its result.
+            if outcome.cancelled:
                 self.finish(job_id, JobStatus.CANCELLED, error=_cancelled_error())
                 return
             stored = outcome.response

@@ -77,7 +77,7 @@ def run_gunicorn(
             try:
                 requests.get(url + ready_path, timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a worker still booting
                 if time.monotonic() > deadline:
                     raise RuntimeError("gunicorn did not start in time") from None
                 time.sleep(0.1)
