@@ -1,18 +1,43 @@
-"""Redis store: expiry, key namespaces and notifications across processes."""
+"""Redis store: what only Redis promises (key prefixes, Redis expiry, other
+processes, listing at scale).
+
+The contract itself is in ``test_stores.py``. Every test needs Redis: the
+``prefix`` fixture skips it when Redis is down (fails it on CI) and deletes
+the keys of its prefix afterwards. Helpers that run in other processes are
+module-level functions, so that the ``spawn`` start method can import them.
+"""
 from __future__ import annotations
 
+import json
 import multiprocessing
 import threading
 import time
+import typing as t
 import uuid
 
-import typing as t
-
 import pytest
-
 from conftest import REDIS_URL, drop_redis_keys, require_redis
-from flask_jobify.models import Job, JobStatus, StoredResponse, new_job_id
+
+from flask_jobify.models import Job, JobProgress, JobStatus, StoredResponse, new_job_id
+from flask_jobify.stores import redis as redis_module
+from flask_jobify.stores import store_from_url
 from flask_jobify.stores.redis import RedisStore
+
+SPAWN = multiprocessing.get_context("spawn")
+#: Generous: a spawned interpreter imports Flask before it starts.
+LONG = 60
+
+
+def _job(**fields: t.Any) -> Job:
+    fields.setdefault("id", new_job_id())
+    fields.setdefault("operation", "op")
+    return Job(method="POST", path="/p", **fields)
+
+
+def _open(prefix: str) -> RedisStore:
+    store = store_from_url(f"{REDIS_URL}?prefix={prefix}")
+    assert isinstance(store, RedisStore)
+    return store
 
 
 @pytest.fixture
@@ -23,89 +48,246 @@ def prefix() -> t.Iterator[str]:
     drop_redis_keys(name)
 
 
+@pytest.fixture
+def store(prefix: str) -> t.Iterator[RedisStore]:
+    store = _open(prefix)
+    yield store
+    store.close()
 
 
-def _job(**fields) -> Job:
-    return Job(id=new_job_id(), operation="op", method="POST", path="/p", **fields)
+def _keys(store: RedisStore, prefix: str) -> set[str]:
+    return {key.decode() for key in store.client.scan_iter(f"{prefix}:*", count=1000)}
 
 
-def _store(prefix: str) -> RedisStore:
-    return RedisStore.from_url(f"{REDIS_URL}?prefix={prefix}")
+def test_redis_store_from_url_reads_the_prefix_and_never_decodes() -> None:
+    default = RedisStore.from_url("redis://127.0.0.1:6379/15?decode_responses=true")
+    named = RedisStore.from_url("redis://127.0.0.1:6379/15?prefix=app-1&socket_timeout=5")
+    assert default.prefix == "jobify" and named.prefix == "app-1"
+    assert not default.client.get_encoder().decode_responses
+    assert named.client.connection_pool.connection_kwargs["socket_timeout"] == 5.0
 
 
-def test_redis_store_prefixes_are_separate(prefix) -> None:
-    one, other = _store(prefix), _store(prefix + "-other")
-    job = _job()
-    one.create(job)
-    assert one.get(job.id) == job
-    assert other.get(job.id) is None
-    assert other.list() == []
-    assert one.client.exists(f"{prefix}:job:{job.id}")
-    drop_redis_keys(prefix + "-other")
+def test_redis_store_keys_are_namespaced_by_prefix(store: RedisStore, prefix: str) -> None:
+    other_prefix = f"{prefix}-other"
+    other = _open(other_prefix)
+    try:
+        job = _job(owner="alice")
+        store.create(job)
+        store.update(job.id, {"status": JobStatus.SUCCEEDED}, result=StoredResponse(200, [], b"ok"))
+        twin = _job(id=job.id, owner="alice")  # the same id, under the other prefix
+        other.create(twin)
+        assert _keys(store, prefix) >= {
+            f"{prefix}:job:{job.id}", f"{prefix}:result:{job.id}", f"{prefix}:jobs",
+            f"{prefix}:status:succeeded", f"{prefix}:operation:op", f"{prefix}:owner:alice"}
+        assert all(key.startswith(f"{other_prefix}:") for key in _keys(other, other_prefix))
+        assert store.get(job.id).status is JobStatus.SUCCEEDED
+        assert other.get(job.id) == twin
+        assert other.get_result(job.id) is None
+        assert [j.id for j in other.list(status=JobStatus.SUCCEEDED)] == []
+        assert other.list(owner="alice") == [twin]
+        assert other.delete(job.id) is True
+        assert store.get(job.id) is not None and store.list(owner="alice") != []
+    finally:
+        other.close()
+        drop_redis_keys(other_prefix)
 
 
-def test_redis_store_final_jobs_carry_a_redis_expiry(prefix) -> None:
-    store = _store(prefix)
+def test_redis_store_final_jobs_carry_a_redis_expiry(store: RedisStore, prefix: str) -> None:
     job = _job(result_ttl=120)
     store.create(job)
-    assert store.client.pttl(f"{prefix}:job:{job.id}") == -1  # active jobs never expire
+    job_key, result_key = f"{prefix}:job:{job.id}", f"{prefix}:result:{job.id}"
+    store.update(job.id, {"status": JobStatus.RUNNING})
+    assert store.client.pttl(job_key) == -1  # active jobs never expire
     store.update(job.id, {"status": JobStatus.SUCCEEDED}, result=StoredResponse(200, [], b"ok"))
-    for key in (f"{prefix}:job:{job.id}", f"{prefix}:result:{job.id}"):
-        assert 0 < store.client.pttl(key) <= 120_000
+    store.update(job.id, {"meta": {"later": True}})  # rewriting a record keeps its expiry
+    for key in (job_key, result_key):
+        assert 110_000 < store.client.pttl(key) <= 120_000
 
 
-def _update_when_told(prefix: str, job_id: str, go) -> None:
-    go.wait(30)
-    _store(prefix).update(job_id, {"status": JobStatus.SUCCEEDED})
+def test_redis_store_purge_drops_index_entries_and_a_reused_id_starts_clean(
+    store: RedisStore, prefix: str
+) -> None:
+    job = _job(owner="alice", result_ttl=0.0)
+    store.create(job)
+    store.update(job.id, {"status": JobStatus.FAILED}, result=StoredResponse(500, [], b"x"))
+    deadline = time.monotonic() + 5
+    while store.client.exists(f"{prefix}:job:{job.id}") and time.monotonic() < deadline:
+        time.sleep(0.001)  # Redis expires the key within a millisecond
+    assert store.client.zscore(f"{prefix}:status:failed", job.id) is not None  # not swept yet
+    again = _job(id=job.id, owner="alice")  # an idempotency key reuses its id
+    store.create(again)
+    assert store.client.zscore(f"{prefix}:status:failed", job.id) is None
+    assert store.purge_expired() == 0
+    assert store.list(owner="alice") == [again]
+    store.update(job.id, {"status": JobStatus.CANCELLED})
+    assert store.purge_expired(now=time.time() + 7200) == 1  # past its hour
+    assert store.get(job.id) is None and store.list() == []
+    assert _keys(store, prefix) == set()  # nothing left behind
 
 
-def test_redis_store_wait_wakes_on_another_process(prefix) -> None:
-    store = _store(prefix)
+def _update_when_told(prefix: str, job_id: str, go: t.Any, done: t.Any) -> None:
+    store = _open(prefix)
+    assert go.wait(LONG)
+    store.update(job_id, {"status": JobStatus.SUCCEEDED})
+    done.put(time.time())
+    store.close()
+
+
+def test_redis_store_wait_wakes_when_another_process_updates(
+    store: RedisStore, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_module, "_SAFETY_POLL", 3600.0)  # only a notice can wake it
     job = _job()
     store.create(job)
-    ctx = multiprocessing.get_context("spawn")
-    go = ctx.Event()
-    process = ctx.Process(target=_update_when_told, args=(prefix, job.id, go))
-    process.start()
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(store.wait(job.id, job.version, 60)))
+    go, done = SPAWN.Event(), SPAWN.Queue()
+    child = SPAWN.Process(target=_update_when_told, args=(prefix, job.id, go, done))
+    child.start()
+    read = threading.Event()
+    real_get = store.get
+
+    def get(job_id: str) -> Job | None:
+        found = real_get(job_id)
+        read.set()  # wait() has subscribed and read the job: it waits from now on
+        return found
+
+    monkeypatch.setattr(store, "get", get)
+    got: list[tuple[Job | None, float]] = []
+    waiter = threading.Thread(target=lambda: got.append(
+        (store.wait(job.id, job.version, LONG), time.time())))
     waiter.start()
+    assert read.wait(LONG)
     go.set()
-    waiter.join(60)
-    process.join(30)
-    assert got and got[0].status is JobStatus.SUCCEEDED
+    updated_at = done.get(timeout=LONG)
+    waiter.join(LONG)
+    child.join(LONG)
+    assert got, "wait() did not return"
+    woken, returned_at = got[0]
+    assert woken.status is JobStatus.SUCCEEDED and woken.version == job.version + 1
+    assert returned_at - updated_at < 0.5
 
 
-def _race(prefix: str, job_ids: list[str], worker: int, queue) -> None:
-    store = _store(prefix)
-    won = [j for j in job_ids
-           if store.update(j, {"status": JobStatus.RUNNING, "attempts": worker},
-                           only_if=[JobStatus.PENDING])]
-    queue.put(won)
-
-
-def test_redis_store_cas_across_processes_has_one_winner(prefix) -> None:
-    store = _store(prefix)
-    jobs = [_job() for _ in range(50)]
+def test_redis_store_64_waiters_share_one_listener(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_module, "_SAFETY_POLL", 3600.0)  # only a notice can wake them
+    jobs = [_job() for _ in range(8)]
     for job in jobs:
         store.create(job)
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    processes = [ctx.Process(target=_race, args=(prefix, [j.id for j in jobs], n, queue))
-                 for n in range(4)]
-    for process in processes:
-        process.start()
-    won = [job_id for _ in processes for job_id in queue.get(timeout=60)]
-    for process in processes:
-        process.join(30)
-    assert sorted(won) == sorted(j.id for j in jobs)
+    lock, reads, all_read = threading.Lock(), [0], threading.Event()
+    real_get = store.get
+
+    def get(job_id: str) -> Job | None:
+        found = real_get(job_id)
+        with lock:
+            reads[0] += 1
+            if reads[0] == 64:  # every waiter has subscribed and read its job
+                all_read.set()
+        return found
+
+    monkeypatch.setattr(store, "get", get)
+    results: list[Job | None] = []
+    waiters = [threading.Thread(target=lambda job=job: results.append(
+        store.wait(job.id, job.version, LONG))) for job in jobs for _ in range(8)]
+    for waiter in waiters:
+        waiter.start()
+    assert all_read.wait(LONG)
+    for job in jobs:
+        store.update(job.id, {"progress": JobProgress(50)})
+    for waiter in waiters:
+        waiter.join(LONG)
+    assert len(results) == 64 and all(job.version == 1 for job in results)
+    listeners = [th for th in threading.enumerate() if th.name == f"jobify-redis-{store.prefix}"]
+    assert len(listeners) == 1
+    store.close()
+    assert not listeners[0].is_alive()
 
 
-def test_redis_store_purge_drops_index_entries_of_expired_jobs(prefix) -> None:
-    store = _store(prefix)
-    job = _job(result_ttl=0.001)
-    store.create(job)
-    store.update(job.id, {"status": JobStatus.FAILED})
-    assert store.purge_expired(now=time.time() + 60) == 1
-    assert store.client.exists(f"{prefix}:job:{job.id}") == 0
-    assert store.client.zcard(f"{prefix}:jobs") == 0
+def _race(prefix: str, job_ids: list[str], shared_id: str, worker: int,
+          barrier: t.Any, results: t.Any) -> None:
+    store = _open(prefix)
+    barrier.wait(LONG)
+    won = [job_id for job_id in job_ids if store.update(
+        job_id, {"status": JobStatus.RUNNING, "attempts": worker}, only_if=[JobStatus.PENDING])]
+    for n in range(50):
+        store.update(shared_id, {"progress": JobProgress(n, f"worker {worker}")})
+    results.put((worker, won))
+    store.close()
+
+
+def test_redis_store_across_4_processes_one_cas_winner_and_no_lost_update(
+    store: RedisStore, prefix: str
+) -> None:
+    jobs, shared = [_job() for _ in range(40)], _job()
+    for job in [*jobs, shared]:
+        store.create(job)
+    barrier, results = SPAWN.Barrier(4), SPAWN.Queue()
+    workers = [SPAWN.Process(target=_race, args=(
+        prefix, [j.id for j in jobs], shared.id, n, barrier, results)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    winners = dict(results.get(timeout=LONG) for _ in workers)
+    for worker in workers:
+        worker.join(LONG)
+    won = sorted(job_id for ids in winners.values() for job_id in ids)
+    assert won == sorted(j.id for j in jobs)  # each job won exactly once
+    for worker, ids in winners.items():
+        for job_id in ids:
+            assert store.get(job_id).attempts == worker
+    assert store.get(shared.id).version == 4 * 50
+
+
+def _bulk_create(store: RedisStore, prefix: str, jobs: list[Job]) -> None:
+    """Write ``jobs`` as :meth:`RedisStore.create` would, in a few round trips."""
+    indexes: dict[str, dict[str, float]] = {}
+    pipe = store.client.pipeline(transaction=False)
+    for start in range(0, len(jobs), 5000):
+        chunk = jobs[start:start + 5000]
+        pipe.mset({f"{prefix}:job:{job.id}": json.dumps(job.to_dict()) for job in chunk})
+    for job in jobs:
+        names = ["jobs", f"status:{job.status.value}", f"operation:{job.operation}"]
+        names += [f"owner:{job.owner}"] if job.owner else []
+        for name in names:
+            indexes.setdefault(f"{prefix}:{name}", {})[job.id] = job.created_at
+    for key, members in indexes.items():
+        items = list(members.items())
+        for start in range(0, len(items), 10000):
+            pipe.zadd(key, dict(items[start:start + 10000]))
+    pipe.execute()
+
+
+def test_redis_store_list_pages_stay_fast_at_100k_jobs(store: RedisStore, prefix: str) -> None:
+    base, now = time.time() - 200_000, time.time()
+    statuses = {7: JobStatus.SUCCEEDED, 3: JobStatus.FAILED}
+    jobs = [
+        _job(created_at=base + n // 4,  # four jobs share each created_at: ties go by id
+             operation=f"op{n % 10}", owner="alice" if n % 97 == 0 else None,
+             status=statuses.get(n % 1000, JobStatus.PENDING),
+             finished_at=now if n % 1000 in statuses else None,
+             expires_at=now + 3600 if n % 1000 in statuses else None)
+        for n in range(100_000)
+    ]
+    _bulk_create(store, prefix, jobs)
+    newest = sorted(jobs, key=lambda job: (job.created_at, job.id), reverse=True)
+
+    def expect(limit: int, after: Job | None = None, **filters: t.Any) -> list[str]:
+        cursor = None if after is None else (after.created_at, after.id)
+        return [job.id for job in newest
+                if all(getattr(job, name) == value for name, value in filters.items())
+                and (cursor is None or (job.created_at, job.id) < cursor)][:limit]
+
+    def timed(limit: int, after: Job | None = None, **filters: t.Any) -> list[str]:
+        cursor = None if after is None else (after.created_at, after.id)
+        started = time.perf_counter()
+        page = store.list(limit=limit, after=cursor, **filters)
+        assert time.perf_counter() - started < 1.0  # an index walk takes milliseconds
+        return [job.id for job in page]
+
+    middle = newest[50_001]  # has tie partners on both sides
+    assert timed(50) == expect(50)
+    assert timed(50, after=middle) == expect(50, after=middle)
+    assert timed(20, status=JobStatus.SUCCEEDED) == expect(20, status=JobStatus.SUCCEEDED)
+    assert timed(20, after=middle, status=JobStatus.FAILED) == expect(
+        20, after=middle, status=JobStatus.FAILED)
+    assert timed(10, operation="op3", owner="alice", after=middle) == expect(
+        10, operation="op3", owner="alice", after=middle)
+    assert store.list(limit=1, after=(middle.created_at, middle.id))[0] == newest[50_002]

@@ -1,7 +1,10 @@
 """A job store in Redis, shared by every process and machine that reaches it."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import math
 import threading
 import time
 import typing as t
@@ -13,72 +16,161 @@ from ..errors import StoreError
 from ..models import Job, JobStatus, StoredResponse
 from .base import Cursor, JobStore, apply_changes, is_expired, status_allowed
 
-#: Seconds a waiter sleeps between two reads when no notification comes
-#: (a safety net: pub/sub messages are not guaranteed).
-_FALLBACK_POLL = 0.5
+#: Seconds between two reads of a waited-on job when no notice comes. Only a
+#: safety net for a connection that died silently: a notice lost to a
+#: reconnection is not missed, as every waiter re-reads after a resubscription.
+_SAFETY_POLL = 2.0
+#: Most ids read from an index in one round trip while listing or purging.
+_BATCH = 1000
+
+#: Insert a record, if its id is free, with its index entries; first drop the
+#: entries of an expired predecessor with this id that no purge swept yet.
+#: KEYS: job, final, expiry, then the indexes. ARGV: record, created_at, id.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local stale = redis.call('HGET', KEYS[2], ARGV[3])
+if stale then
+  for _, key in ipairs(cjson.decode(stale)) do redis.call('ZREM', key, ARGV[3]) end
+  redis.call('HDEL', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 4, #KEYS do redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3]) end
+return 1
+"""
+
+_F = t.TypeVar("_F", bound=t.Callable[..., t.Any])
+
+
+def _reported(method: _F) -> _F:
+    """Raise :class:`StoreError` for a Redis failure, as the other stores do."""
+
+    @functools.wraps(method)
+    def wrapper(self: RedisStore, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            return method(self, *args, **kwargs)
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis job store {self.prefix!r}: {exc}") from exc
+
+    return t.cast(_F, wrapper)
 
 
 class RedisStore(JobStore):
-    """Jobs in Redis, under keys that start with ``prefix``.
+    """Jobs in Redis, shared by every thread, process and machine that reaches it.
 
-    Safe to share between threads (redis-py pools its connections) and
-    between processes and machines: an update is a ``WATCH``/``MULTI``
-    transaction, retried if another client changed the job in between, so
-    compare-and-set is atomic everywhere. Finished jobs carry a Redis
-    expiry at ``expires_at``. Waiters are woken through pub/sub by one
-    listener thread per store (started at the first :meth:`wait`).
+    Safe to share between threads: redis-py pools its connections, and a
+    lock guards the waiters. Safe to share between processes and machines:
+    :meth:`update` and :meth:`delete` are ``WATCH``/``MULTI`` transactions,
+    retried when another client touched the job meanwhile, so ``only_if`` has
+    one winner and no update is lost; :meth:`create` is one Lua script.
+    Standalone Redis or Sentinel: a job's keys span Redis Cluster slots.
 
-    Keys: ``{prefix}:job:{id}`` (the record as JSON), ``{prefix}:result:{id}``
-    (a hash: status, headers, body), ``{prefix}:jobs`` (a sorted set of ids
-    scored by ``created_at``, for listing) and the channel
-    ``{prefix}:changed`` (a job id per message).
+    Keys start with ``prefix``: ``{prefix}:job:{id}`` (the record as JSON),
+    ``{prefix}:result:{id}`` (a hash: ``status``, ``headers``, binary
+    ``body``), and sorted sets of ids scored by ``created_at``, kept in the
+    record's transaction: ``{prefix}:jobs``, ``{prefix}:status:{status}``,
+    ``{prefix}:operation:{name}``, ``{prefix}:owner:{owner}``. A filtered
+    page walks its own index (the smallest, for several filters), so it
+    costs the same at 100,000 jobs as at 10, where filtering ``jobs`` here
+    would read every job to find a rare one. A finished job's keys expire
+    at ``expires_at``; ``{prefix}:expiry`` (a sorted set) and
+    ``{prefix}:final`` (a hash: id to index keys) let :meth:`purge_expired`
+    drop the index entries of expired jobs without a scan.
+
+    :meth:`update` and :meth:`delete` publish the job id on
+    ``{prefix}:changed``. One listener thread per store, started by the
+    first :meth:`wait` and stopped by :meth:`close`, holds the subscription
+    and wakes that job's waiters: any number of waiters share one connection
+    and no wait pays a subscribe round trip. The price: every listening
+    process receives the id of every change under the prefix.
+
+    The client must not decode responses; :meth:`from_url` makes one.
     """
 
     shared_across_processes = True
 
     def __init__(self, client: redis.Redis, *, prefix: str = "jobify") -> None:
+        if not prefix:
+            raise StoreError("RedisStore needs a non-empty key prefix.")
+        if client.get_encoder().decode_responses:
+            raise StoreError("RedisStore needs a client with decode_responses=False.")
         self.client = client
+        self._db: t.Any = client  # redis-py's return types are unions: untyped here
         self.prefix = prefix
-        self._index = f"{prefix}:jobs"
+        self._all = f"{prefix}:jobs"
+        self._expiry = f"{prefix}:expiry"
+        self._final = f"{prefix}:final"
         self._channel = f"{prefix}:changed"
+        self._create = client.register_script(_CREATE)
         self._lock = threading.Lock()
         self._waiters: dict[str, set[threading.Event]] = {}
         self._listener: threading.Thread | None = None
-        self._pubsub: t.Any = None
-        self._subscribed = threading.Event()
+        self._ready = threading.Event()  # the listener is subscribed
+        self._closing = threading.Event()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: t.Any) -> RedisStore:
-        """``redis://host:port/db?prefix=name``; other query parameters go to
-        redis-py."""
+        """Build a store from ``redis://host:port/db``, ``rediss://`` or
+        ``unix:///path``.
+
+        The ``prefix`` query parameter starts every key (default ``jobify``);
+        other query parameters and ``kwargs`` go to
+        :meth:`redis.Redis.from_url`, except ``decode_responses``, always off.
+        """
         parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query))
-        prefix = query.pop("prefix", "jobify")
-        clean = urlunsplit(parts._replace(query=urlencode(query)))
-        return cls(redis.Redis.from_url(clean, **kwargs), prefix=prefix)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        prefix = dict(query).get("prefix", "jobify")
+        rest = [(k, v) for k, v in query if k not in ("prefix", "decode_responses")]
+        kwargs["decode_responses"] = False
+        try:
+            client = redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(rest))), **kwargs)
+        except ValueError as exc:
+            raise StoreError(f"Not a Redis URL: {url!r} ({exc})") from exc
+        return cls(client, prefix=prefix)
 
-    def _job_key(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}"
+    # -- keys --------------------------------------------------------------
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}:{kind}:{name}"
 
-    def _result_key(self, job_id: str) -> str:
-        return f"{self.prefix}:result:{job_id}"
+    def _indexes(self, job: Job) -> list[str]:
+        """The sorted sets that list ``job``, besides ``{prefix}:jobs``."""
+        keys = [self._key("status", job.status.value), self._key("operation", job.operation)]
+        if job.owner is not None:
+            keys.append(self._key("owner", job.owner))
+        return keys
 
     @staticmethod
-    def _load(raw: bytes | None) -> Job | None:
-        if raw is None:
-            return None
-        job = Job.from_dict(json.loads(raw))
-        return None if is_expired(job) else job
+    def _load(raw: bytes | None, now: float | None = None) -> Job | None:
+        job = None if raw is None else Job.from_dict(json.loads(raw))
+        return None if job is None or is_expired(job, now) else job
+
+    def _expire(self, pipe: t.Any, job: Job) -> None:
+        """Queue the expiry of a finished job's keys and its purge entries."""
+        assert job.expires_at is not None
+        at_ms = math.ceil(job.expires_at * 1000)
+        pipe.pexpireat(self._key("job", job.id), at_ms)
+        pipe.pexpireat(self._key("result", job.id), at_ms)
+        pipe.zadd(self._expiry, {job.id: job.expires_at})
+        pipe.hset(self._final, job.id, json.dumps(self._indexes(job)))
 
     # -- the contract ------------------------------------------------------
+    @_reported
     def create(self, job: Job) -> None:
-        if not self.client.set(self._job_key(job.id), json.dumps(job.to_dict()), nx=True):
+        keys = [self._key("job", job.id), self._final, self._expiry, self._all,
+                *self._indexes(job)]
+        args = [json.dumps(job.to_dict()), repr(float(job.created_at)), job.id]
+        if not self._create(keys=keys, args=args):
             raise StoreError(f"A job with id {job.id!r} exists already.")
-        self.client.zadd(self._index, {job.id: job.created_at})
+        if job.expires_at is not None:  # created finished: unusual, not atomic
+            pipe = self._db.pipeline()
+            self._expire(pipe, job)
+            pipe.execute()
 
+    @_reported
     def get(self, job_id: str) -> Job | None:
-        return self._load(self.client.get(self._job_key(job_id)))
+        return self._load(self._db.get(self._key("job", job_id)))
 
+    @_reported
     def update(
         self,
         job_id: str,
@@ -87,52 +179,62 @@ class RedisStore(JobStore):
         only_if: t.Iterable[JobStatus] | None = None,
         result: StoredResponse | None = None,
     ) -> Job | None:
-        key = self._job_key(job_id)
-        updated: list[Job | None] = [None]
+        key = self._key("job", job_id)
 
-        def attempt(pipe: redis.client.Pipeline) -> None:
-            job = self._load(pipe.get(key))
-            updated[0] = None
+        def attempt(pipe: t.Any) -> Job | None:
+            job = self._load(pipe.get(key))  # WATCHed: EXEC fails if it changes
             if job is None or not status_allowed(job, only_if):
-                return  # nothing to write
+                return None
+            before, created_at = self._indexes(job), job.created_at
             apply_changes(job, changes)
+            after = self._indexes(job)
+            moved = job.created_at != created_at
             pipe.multi()
             pipe.set(key, json.dumps(job.to_dict()))
+            for index in set(before) - set(after):
+                pipe.zrem(index, job_id)
+            for index in [self._all, *after] if moved else set(after) - set(before):
+                pipe.zadd(index, {job_id: job.created_at})
             if result is not None:
-                result_key = self._result_key(job_id)
-                pipe.hset(result_key, mapping={
-                    "status": result.status,
-                    "headers": json.dumps(result.headers),
-                    "body": result.body,
-                })
+                pipe.hset(self._key("result", job_id), mapping={
+                    "status": result.status, "headers": json.dumps(result.headers),
+                    "body": result.body})
             if job.expires_at is not None:
-                at_ms = max(int(job.expires_at * 1000), 1)
-                pipe.pexpireat(key, at_ms)
-                pipe.pexpireat(self._result_key(job_id), at_ms)
-            updated[0] = job
+                self._expire(pipe, job)
+            pipe.publish(self._channel, job_id)  # inside EXEC: sent once committed
+            return job
 
-        self.client.transaction(attempt, key)
-        if updated[0] is not None:
-            self.client.publish(self._channel, job_id)
-        return updated[0]
+        return self._db.transaction(attempt, key, value_from_callable=True)
 
+    @_reported
     def get_result(self, job_id: str) -> StoredResponse | None:
-        if self.get(job_id) is None:
-            return None
-        fields = self.client.hgetall(self._result_key(job_id))
-        if not fields:
+        raw, fields = self._db.pipeline(transaction=False).get(self._key("job", job_id)).hgetall(
+            self._key("result", job_id)).execute()
+        if not fields or self._load(raw) is None:
             return None
         headers = [(name, value) for name, value in json.loads(fields[b"headers"])]
         return StoredResponse(int(fields[b"status"]), headers, bytes(fields[b"body"]))
 
+    @_reported
     def delete(self, job_id: str) -> bool:
-        pipe = self.client.pipeline()
-        pipe.delete(self._job_key(job_id), self._result_key(job_id))
-        pipe.zrem(self._index, job_id)
-        deleted, _ = pipe.execute()
-        self.client.publish(self._channel, job_id)
-        return deleted > 0
+        key = self._key("job", job_id)
 
+        def attempt(pipe: t.Any) -> bool:
+            raw = pipe.get(key)
+            if raw is None:  # unknown, or expired by Redis: purge_expired() sweeps it
+                return False
+            job = Job.from_dict(json.loads(raw))
+            pipe.multi()
+            pipe.delete(key, self._key("result", job_id))
+            for index in (self._all, *self._indexes(job), self._expiry):
+                pipe.zrem(index, job_id)
+            pipe.hdel(self._final, job_id)
+            pipe.publish(self._channel, job_id)
+            return True
+
+        return bool(self._db.transaction(attempt, key, value_from_callable=True))
+
+    @_reported
     def list(
         self,
         *,
@@ -142,107 +244,144 @@ class RedisStore(JobStore):
         limit: int = 50,
         after: Cursor | None = None,
     ) -> list[Job]:
+        filters = {"status": None if status is None else JobStatus(status).value,
+                   "operation": operation, "owner": owner}
+        indexes = [self._key(kind, value) for kind, value in filters.items() if value is not None]
+        index = indexes[0] if indexes else self._all
+        if len(indexes) > 1:  # walk the smallest, check the other filters here
+            pipe = self._db.pipeline(transaction=False)
+            for key in indexes:
+                pipe.zcard(key)
+            index = min(zip(pipe.execute(), indexes))[1]
+
+        def wanted(job: Job) -> bool:
+            return ((status is None or job.status == status)
+                    and (operation is None or job.operation == operation)
+                    and (owner is None or job.owner == owner)
+                    and (after is None or (job.created_at, job.id) < tuple(after)))
+
+        # Walk the index newest first from the cursor's score. Equal scores
+        # come by id, descending; ``skip`` steps over those already read, so
+        # no read starts further than the ties of one score.
         found: list[Job] = []
-        top: t.Any = "+inf" if after is None else after[0]
-        offset = 0
-        batch = max(limit * 2, 100)
+        top, skip, batch, now = math.inf if after is None else after[0], 0, limit + 10, time.time()
         while len(found) < limit:
-            ids = self.client.zrevrangebyscore(self._index, top, "-inf", start=offset, num=batch)
-            if not ids:
+            entries = self._db.zrevrangebyscore(
+                index, top, "-inf", start=skip, num=batch, withscores=True)
+            if not entries:
                 break
-            offset += len(ids)
-            raws = self.client.mget([self._job_key(i.decode()) for i in ids])
+            last = entries[-1][1]
+            ties = sum(1 for _, score in entries if score == last)
+            skip, top = (skip + ties if last == top else ties), last
+            raws = self._db.mget([self._key("job", member.decode()) for member, _ in entries])
             for raw in raws:
-                job = self._load(raw)
-                if job is None:
-                    continue
-                if after is not None and (job.created_at, job.id) >= tuple(after):
-                    continue
-                if ((status is None or job.status == status)
-                        and (operation is None or job.operation == operation)
-                        and (owner is None or job.owner == owner)):
+                job = self._load(raw, now)
+                if job is not None and wanted(job):
                     found.append(job)
                     if len(found) == limit:
                         break
+            if len(entries) < batch:
+                break
+            batch = min(batch * 2, _BATCH)
         return found
 
     def wait(self, job_id: str, version: int, timeout: float) -> Job | None:
-        self._ensure_listener()
+        deadline = time.monotonic() + timeout
         event = threading.Event()
-        with self._lock:
+        with self._lock:  # subscribe first, then read: no change slips in between
             self._waiters.setdefault(job_id, set()).add(event)
+            if self._listener is None or not self._listener.is_alive():
+                self._ready.clear()
+                self._listener = threading.Thread(
+                    target=self._listen, name=f"jobify-redis-{self.prefix}", daemon=True)
+                self._listener.start()
         try:
-            deadline = time.monotonic() + timeout
+            self._ready.wait(min(max(timeout, 0.0), 5.0))
             while True:
-                job = self.get(job_id)  # read after subscribing: no change is missed
+                job = self.get(job_id)
                 if job is None or job.version != version:
                     return job
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return job
-                event.wait(min(remaining, _FALLBACK_POLL))
-                event.clear()
+                event.wait(min(remaining, _SAFETY_POLL))
+                event.clear()  # before the next read, so no later notice is lost
         finally:
             with self._lock:
-                waiters = self._waiters.get(job_id)
-                if waiters is not None:
-                    waiters.discard(event)
-                    if not waiters:
-                        del self._waiters[job_id]
+                self._waiters[job_id].discard(event)
+                if not self._waiters[job_id]:
+                    del self._waiters[job_id]
 
+    @_reported
     def purge_expired(self, now: float | None = None) -> int:
-        """Drop index entries of jobs Redis has expired (or that are past
-        ``expires_at``); Redis itself frees their keys."""
         now = time.time() if now is None else now
-        purged = 0
-        cursor = 0
+        purged = skipped = 0
         while True:
-            cursor, entries = self.client.zscan(self._index, cursor, count=1000)
-            ids = [member.decode() for member, _ in entries]
-            if ids:
-                raws = self.client.mget([self._job_key(i) for i in ids])
-                gone = []
-                for job_id, raw in zip(ids, raws):
-                    if raw is None:
-                        gone.append(job_id)
-                    elif is_expired(Job.from_dict(json.loads(raw)), now):
-                        gone.append(job_id)
-                        self.client.delete(self._job_key(job_id), self._result_key(job_id))
-                if gone:
-                    purged += self.client.zrem(self._index, *gone)
-            if cursor == 0:
+            ids = [member.decode() for member in self._db.zrangebyscore(
+                self._expiry, "-inf", now, start=skipped, num=_BATCH)]
+            if not ids:
                 return purged
+            forgot, live = self._db.transaction(
+                functools.partial(self._purge, ids, now),
+                *(self._key("job", job_id) for job_id in ids), value_from_callable=True)
+            purged, skipped = purged + forgot, skipped + live
+
+    def _purge(self, ids: t.Sequence[str], now: float, pipe: t.Any) -> tuple[int, int]:
+        """Forget the expired jobs among ``ids`` (their keys are WATCHed);
+        return how many were forgotten, and how many are live (re-created)."""
+        raws, stale = pipe.mget([self._key("job", i) for i in ids]), pipe.hmget(self._final, ids)
+        gone = [n for n, raw in enumerate(raws) if self._load(raw, now) is None]
+        if not gone:
+            return 0, len(ids)
+        pipe.multi()
+        pipe.zrem(self._all, *(ids[n] for n in gone))
+        for n in gone:
+            pipe.delete(self._key("job", ids[n]), self._key("result", ids[n]))
+            for index in json.loads(stale[n] or "[]"):
+                pipe.zrem(index, ids[n])
+        pipe.zrem(self._expiry, *(ids[n] for n in gone))
+        pipe.hdel(self._final, *(ids[n] for n in gone))
+        # Executed here for the counts; transaction()'s own execute() then
+        # finds nothing left to send. A WatchError still makes it retry.
+        return int(pipe.execute()[0]), len(ids) - len(gone)
 
     def close(self) -> None:
-        with self._lock:
-            pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            pubsub.close()
+        self._closing.set()
+        listener = self._listener
+        if listener is not None and listener.is_alive():
+            with contextlib.suppress(redis.RedisError):
+                self.client.publish(self._channel, "")  # wakes the listener to stop
+            listener.join(1.0)
         self.client.close()
 
-    # -- notifications -------------------------------------------------------
-    def _ensure_listener(self) -> None:
-        with self._lock:
-            if self._listener is not None and self._listener.is_alive():
-                return
-            self._subscribed.clear()
-            self._pubsub = self.client.pubsub(ignore_subscribe_messages=False)
-            self._listener = threading.Thread(
-                target=self._listen, args=(self._pubsub,), name="jobify-redis", daemon=True
-            )
-            self._listener.start()
-        self._subscribed.wait(5)
+    # -- notifications -----------------------------------------------------
+    def _listen(self) -> None:
+        """Wake the waiters of each changed job, until :meth:`close`."""
+        while not self._closing.is_set():
+            pubsub = self.client.pubsub()
+            try:
+                pubsub.subscribe(self._channel)
+                for message in pubsub.listen():
+                    if self._closing.is_set():
+                        return
+                    if message["type"] == "subscribe":  # at first, or after a reconnection
+                        self._ready.set()
+                        self._wake(None)
+                    elif message["type"] == "message":
+                        self._wake(message["data"].decode())
+            except Exception:  # noqa: BLE001 - the connection dropped: read again, retry
+                self._ready.clear()
+                self._wake(None)
+                self._closing.wait(0.5)
+            finally:
+                pubsub.close()
 
-    def _listen(self, pubsub: t.Any) -> None:
-        try:
-            pubsub.subscribe(self._channel)
-            for message in pubsub.listen():
-                if message["type"] == "subscribe":
-                    self._subscribed.set()
-                elif message["type"] == "message":
-                    with self._lock:
-                        waiters = list(self._waiters.get(message["data"].decode(), ()))
-                    for event in waiters:
-                        event.set()
-        except Exception:  # closed, or the connection dropped: waiters fall back to polling
-            self._subscribed.set()
+    def _wake(self, job_id: str | None) -> None:
+        """Wake the waiters of ``job_id``, or every waiter for ``None``."""
+        with self._lock:
+            if job_id is None:
+                events = [event for events in self._waiters.values() for event in events]
+            else:
+                events = list(self._waiters.get(job_id, ()))
+        for event in events:
+            event.set()
