@@ -77,8 +77,7 @@ class JobHandle:
             propagate and the job ends as ``cancelled``.
         :raises ValueError: for a percent outside 0..100.
         """
-        if percent is not None and not 0 <= percent <= 100:
-            raise ValueError(f"percent must be within 0..100, not {percent!r}")
+        _check_percent(percent)
         self.raise_if_cancelled()
         job = self._store.update(
             t.cast(str, self.id),
@@ -99,6 +98,11 @@ class JobHandle:
         self._cancel.set()
 
 
+def _check_percent(percent: float | None) -> None:
+    if percent is not None and not 0 <= percent <= 100:
+        raise ValueError(f"percent must be within 0..100, not {percent!r}")
+
+
 class _NoJob(JobHandle):
     """The stand-in :data:`current_job` points at outside a job."""
 
@@ -115,8 +119,7 @@ class _NoJob(JobHandle):
         return False
 
     def progress(self, percent: float | None = None, message: str | None = None) -> None:
-        if percent is not None and not 0 <= percent <= 100:
-            raise ValueError(f"percent must be within 0..100, not {percent!r}")
+        _check_percent(percent)
 
     def raise_if_cancelled(self) -> None:
         return None
