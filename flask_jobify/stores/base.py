@@ -159,4 +159,4 @@ def is_expired(job: Job, now: float | None = None) -> bool:
     )
 
 
-__all__ = ["ACTIVE_STATUSES", "Cursor", "JobStore", "apply_changes", "is_expired"]
+__all__ = ["ACTIVE_STATUSES", "Cursor", "JobStore", "apply_changes", "is_expired", "status_allowed"]
