@@ -6,6 +6,9 @@ Every method is atomic: two threads, or two processes for stores that say
 so, never see half of an update, and a compare-and-set on the status
 (``only_if``) is how the executor, the timeout monitor and a cancelling
 client agree on who ends a job.
+
+A job's ``meta`` must be JSON-serialisable: the SQLite and Redis stores
+keep records as JSON.
 """
 from __future__ import annotations
 
