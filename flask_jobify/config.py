@@ -49,8 +49,9 @@ CANCEL_CHECK_INTERVAL = 0.25
 #: production.
 EXPOSE_ERRORS = None
 
-#: Headers of a captured request dropped before it is handed to another
-#: process (the Celery executor). Lower-case names.
+#: Headers of a captured request to drop before it is handed to another
+#: process. Lower-case names. Not used yet: the thread executor keeps
+#: captured requests in memory and never writes them to a store.
 DROP_HEADERS: tuple[str, ...] = ()
 
 #: Key that signs webhooks (``X-Jobify-Signature``, HMAC-SHA256). ``None``:
