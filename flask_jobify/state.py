@@ -111,9 +111,8 @@ class JobifyState:
         return self._load_owner()
 
     def may_see(self, job: Job) -> bool:
-        """Whether the caller may see ``job``: jobs with an owner are seen
-        only by that owner."""
-        return job.owner is None or job.owner == self.current_owner()
+        """Whether the caller may see ``job`` (see :func:`visible_to`)."""
+        return visible_to(job, self.current_owner())
 
     # -- accepting ---------------------------------------------------------
     def submit(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
@@ -267,6 +266,12 @@ class JobifyState:
             if self.finish(job_id, JobStatus.FAILED, only_if=ACTIVE_STATUSES, error=error):
                 if handle is not None:
                     handle.request_cancel()
+
+
+def visible_to(job: Job, owner: str | None) -> bool:
+    """Whether ``owner`` may see ``job``: jobs with an owner are seen only
+    by that owner; jobs without one by anyone who knows their id."""
+    return job.owner is None or job.owner == owner
 
 
 def _cancelled_error() -> JobError:

@@ -22,6 +22,8 @@ from .models import Job, JobStatus, is_valid_job_id
 from .runner import replay_response
 from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
 
+from .state import visible_to
+
 if t.TYPE_CHECKING:
     from .state import JobifyState
 
@@ -54,7 +56,7 @@ def _visible_jobs(
     visible: list[Job] = []
     while len(visible) < limit:
         page = state.store.list(owner=owner, limit=limit, after=after, **filters)
-        visible.extend(job for job in page if job.owner is None or job.owner == owner)
+        visible.extend(job for job in page if visible_to(job, owner))
         if len(page) < limit:
             break
         after = (page[-1].created_at, page[-1].id)
