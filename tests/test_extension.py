@@ -29,11 +29,34 @@ def finish(client: t.Any, job_id: str) -> dict[str, t.Any]:
 
 
 @pytest.fixture
-def app() -> t.Iterator[Flask]:
-    app = create_app()
-    yield app
-    app.extensions["gates"].release.set()
-    app.extensions["jobify"].shutdown(grace=1)
+def make_app() -> t.Iterator[t.Callable[..., Flask]]:
+    """Build core apps with extra config; release and stop them afterwards."""
+    apps: list[Flask] = []
+
+    def make(**config: t.Any) -> Flask:
+        apps.append(create_app(**config))
+        return apps[-1]
+
+    yield make
+    for built in apps:
+        built.extensions["gates"].release.set()
+        built.extensions["jobify"].shutdown(grace=1)
+
+
+@pytest.fixture
+def app(make_app: t.Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+def wait_until_idle(app: Flask) -> None:
+    """Wait until no job thread of ``app`` is running any more."""
+    executor = app.extensions["jobify"].executor
+    idle = threading.Event()
+    for _ in range(500):
+        if executor.running == 0 and executor.queued == 0:
+            return
+        idle.wait(0.02)
+    raise AssertionError("job threads still running")
 
 
 @pytest.fixture
@@ -222,25 +245,21 @@ def test_extension_all_views_makes_undecorated_views_jobifiable():
     assert client.get("/jobs", headers=FLAG).status_code == 200  # the jobs API is never a job
 
 
-def test_extension_cancel_pending_with_one_worker():
-    app = create_app(JOBIFY_MAX_WORKERS=1)
+def test_extension_cancel_pending_with_one_worker(make_app):
+    app = make_app(JOBIFY_MAX_WORKERS=1)
     client = app.test_client()
     gates = app.extensions["gates"]
-    try:
-        first = client.post("/blocking?n=first", headers=FLAG).get_json()["jobId"]
-        assert gates.started.wait(10)
-        second = client.post("/blocking?n=second", headers=FLAG).get_json()["jobId"]
-        cancelled = client.delete(f"/jobs/{second}")
-        assert cancelled.status_code == 200
-        assert cancelled.get_json()["status"] == "cancelled"
-        gates.release.set()
-        assert finish(client, first)["status"] == "succeeded"
-        assert finish(client, second)["status"] == "cancelled"
-        assert gates.ran == ["first"]  # the cancelled job never ran
-        assert client.get(f"/jobs/{second}/result").get_json()["error"]["code"] == "no_result"
-    finally:
-        gates.release.set()
-        app.extensions["jobify"].shutdown(grace=1)
+    first = client.post("/blocking?n=first", headers=FLAG).get_json()["jobId"]
+    assert gates.started.wait(10)
+    second = client.post("/blocking?n=second", headers=FLAG).get_json()["jobId"]
+    cancelled = client.delete(f"/jobs/{second}")
+    assert cancelled.status_code == 200
+    assert cancelled.get_json()["status"] == "cancelled"
+    gates.release.set()
+    assert finish(client, first)["status"] == "succeeded"
+    assert finish(client, second)["status"] == "cancelled"
+    assert gates.ran == ["first"]  # the cancelled job never ran
+    assert client.get(f"/jobs/{second}/result").get_json()["error"]["code"] == "no_result"
 
 
 def test_extension_cancel_running_is_cooperative(app, client):
@@ -266,8 +285,8 @@ def test_extension_timeout_marks_timed_out_and_discards_late_result(app, client)
     assert record["status"] == "timed_out"
     assert record["error"]["type"] == "timeout"
     gates.release.set()
+    wait_until_idle(app)  # the view has returned its late result by now
     store = app.extensions["jobify"].store
-    store.wait(job_id, record["version"], 0.5)
     assert store.get(job_id).status is JobStatus.TIMED_OUT
     assert client.get(f"/jobs/{job_id}/result").get_json()["error"]["code"] == "no_result"
 
@@ -282,25 +301,21 @@ def test_extension_expired_jobs_are_404_and_reclaimed(app, client):
     assert record["expiresAt"] is not None
 
 
-def test_extension_backpressure_answers_503_never_drops():
-    app = create_app(JOBIFY_MAX_WORKERS=1, JOBIFY_MAX_QUEUED=1)
+def test_extension_backpressure_answers_503_never_drops(make_app):
+    app = make_app(JOBIFY_MAX_WORKERS=1, JOBIFY_MAX_QUEUED=1)
     client = app.test_client()
     gates = app.extensions["gates"]
-    try:
-        running = client.post("/blocking", headers=FLAG)
-        assert gates.started.wait(10)
-        queued = client.post("/blocking", headers=FLAG)
-        refused = client.post("/blocking", headers=FLAG)
-        assert (running.status_code, queued.status_code, refused.status_code) == (202, 202, 503)
-        assert refused.get_json()["error"]["code"] == "queue_full"
-        assert refused.headers["Retry-After"]
-        assert len(app.extensions["jobify"].store.list()) == 2  # the refused one left no trace
-        gates.release.set()
-        for accepted in (running, queued):
-            assert finish(client, accepted.get_json()["jobId"])["status"] == "succeeded"
-    finally:
-        gates.release.set()
-        app.extensions["jobify"].shutdown(grace=1)
+    running = client.post("/blocking", headers=FLAG)
+    assert gates.started.wait(10)
+    queued = client.post("/blocking", headers=FLAG)
+    refused = client.post("/blocking", headers=FLAG)
+    assert (running.status_code, queued.status_code, refused.status_code) == (202, 202, 503)
+    assert refused.get_json()["error"]["code"] == "queue_full"
+    assert refused.headers["Retry-After"]
+    assert len(app.extensions["jobify"].store.list()) == 2  # the refused one left no trace
+    gates.release.set()
+    for accepted in (running, queued):
+        assert finish(client, accepted.get_json()["jobId"])["status"] == "succeeded"
 
 
 def test_extension_long_poll_returns_on_completion(app, client):
@@ -317,21 +332,20 @@ def test_extension_long_poll_returns_on_completion(app, client):
     assert answers[0]["version"] >= 2
 
 
-def test_extension_shutdown_fails_unfinished_jobs_and_refuses_new_ones():
-    app = create_app()
-    client = app.test_client()
+def test_extension_shutdown_fails_unfinished_jobs_and_refuses_new_ones(app, client):
     gates = app.extensions["gates"]
-    job_id = client.post("/slow", headers=FLAG).get_json()["jobId"]
+    job_id = client.post("/blocking", headers=FLAG).get_json()["jobId"]  # 30 s timeout
     assert gates.started.wait(10)
     app.extensions["jobify"].shutdown(grace=0.1)
     record = client.get(f"/jobs/{job_id}").get_json()
-    assert record["status"] in ("failed", "timed_out")
-    if record["status"] == "failed":
-        assert record["error"]["type"] == "shutdown"
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "shutdown"
+    assert gates.saw_cancel.wait(10)  # the running view was told to stop
+    wait_until_idle(app)
+    assert client.get(f"/jobs/{job_id}").get_json()["status"] == "failed"
     refused = client.post("/json", json={}, headers=FLAG)
     assert refused.status_code == 503
     assert refused.get_json()["error"]["code"] == "shutting_down"
-    gates.release.set()
 
 
 def test_extension_thousand_concurrent_submissions_lose_nothing(app):

@@ -6,7 +6,7 @@ import typing as t
 import pytest
 from core_app import create_app
 from flask_jobify.models import new_job_id
-from test_extension import FLAG, app, client, finish  # noqa: F401 - shared fixtures
+from test_extension import FLAG, app, client, finish, make_app  # noqa: F401 - fixtures
 
 
 def error_of(response: t.Any) -> dict[str, t.Any]:
