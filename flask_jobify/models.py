@@ -112,7 +112,15 @@ class Job:
     expires_at: float | None = None
     #: Seconds a finished job is kept; copied from the operation's options.
     result_ttl: float = 3600.0
+    #: Runs started so far; a run fences its writes with its number.
     attempts: int = 0
+    #: Runs allowed in all: 1 + the operation's ``retries`` when it may be
+    #: retried, else 1.
+    max_attempts: int = 1
+    #: Until when the process holding the job (queued or running) vouches
+    #: for it (POSIX seconds); renewed by heartbeats. ``None``: no process
+    #: holds it (a Celery job waiting in its broker).
+    lease_until: float | None = None
     error: JobError | None = None
     #: HTTP status of the stored result, once there is one.
     http_status: int | None = None
@@ -138,6 +146,7 @@ class Job:
             "created_at": self.created_at, "started_at": self.started_at,
             "finished_at": self.finished_at, "expires_at": self.expires_at,
             "result_ttl": self.result_ttl, "attempts": self.attempts,
+            "max_attempts": self.max_attempts, "lease_until": self.lease_until,
             "error": None if error is None else {
                 "type": error.type, "message": error.message, "traceback": error.traceback},
             "http_status": self.http_status, "cancel_requested": self.cancel_requested,

@@ -35,6 +35,7 @@ class MemoryStore(JobStore):
         # Insertion order is creation order, which listing relies on.
         self._jobs: dict[str, Job] = {}
         self._results: dict[str, StoredResponse] = {}
+        self._requests: dict[str, bytes] = {}
 
     def _live(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
@@ -60,16 +61,49 @@ class MemoryStore(JobStore):
         *,
         only_if: t.Iterable[JobStatus] | None = None,
         result: StoredResponse | None = None,
+        expect: t.Mapping[str, t.Any] | None = None,
     ) -> Job | None:
         with self._lock:
             job = self._live(job_id)
-            if job is None or not status_allowed(job, only_if):
+            if job is None or not status_allowed(job, only_if, expect):
                 return None
             apply_changes(job, changes)
             if result is not None:
                 self._results[job_id] = result
+            if job.is_final:
+                self._requests.pop(job_id, None)
             self._changed.notify_all()
             return _copy(job)
+
+    def renew_lease(self, job_id: str, attempt: int, until: float) -> bool:
+        with self._lock:
+            job = self._live(job_id)
+            if job is None or job.is_final or job.attempts != attempt:
+                return False
+            job.lease_until = until
+            return True
+
+    def expired_leases(self, now: float | None = None, limit: int = 100) -> list[Job]:
+        now = time.time() if now is None else now
+        with self._lock:
+            # Only this process sees these jobs: the leases are its own, and
+            # a scan is as fast as the number of jobs in memory allows.
+            lost = sorted(
+                (job for job in self._jobs.values()
+                 if not job.is_final and job.lease_until is not None and job.lease_until <= now),
+                key=lambda job: t.cast(float, job.lease_until),
+            )
+            return [_copy(job) for job in lost[:limit]]
+
+    def save_request(self, job_id: str, data: bytes) -> None:
+        with self._lock:
+            job = self._live(job_id)
+            if job is not None and not job.is_final:
+                self._requests[job_id] = data
+
+    def load_request(self, job_id: str) -> bytes | None:
+        with self._lock:
+            return self._requests.get(job_id) if self._live(job_id) is not None else None
 
     def get_result(self, job_id: str) -> StoredResponse | None:
         with self._lock:
@@ -80,6 +114,7 @@ class MemoryStore(JobStore):
     def delete(self, job_id: str) -> bool:
         with self._lock:
             self._results.pop(job_id, None)
+            self._requests.pop(job_id, None)
             existed = self._jobs.pop(job_id, None) is not None
             self._changed.notify_all()
             return existed
@@ -129,6 +164,7 @@ class MemoryStore(JobStore):
             for job_id in expired:
                 del self._jobs[job_id]
                 self._results.pop(job_id, None)
+                self._requests.pop(job_id, None)
             if expired:
                 self._changed.notify_all()
             return len(expired)
