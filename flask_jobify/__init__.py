@@ -1,8 +1,12 @@
 """Flask-Jobify: any Flask view becomes a background job when the client asks."""
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
+from .capture import CapturedRequest
 from .context import JobHandle, current_job
 from .errors import (
+    ExecutorUnavailable,
     IdempotencyMismatch,
     InvalidCallback,
     InvalidIdempotencyKey,
@@ -17,6 +21,7 @@ from .errors import (
     QueueFull,
     ShuttingDown,
     StoreError,
+    StoreUnavailable,
     WebhookSignatureError,
 )
 from .extension import Jobify
@@ -25,9 +30,14 @@ from .options import JobOptions
 from .signals import job_accepted, job_finished, job_started
 from .stores import JobStore, store_from_url
 
-__version__ = "0.1.0.dev0"
+try:
+    __version__ = version("Flask-Jobify")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0.0.0"
 
 __all__ = [
+    "CapturedRequest",
+    "ExecutorUnavailable",
     "IdempotencyMismatch",
     "InvalidCallback",
     "InvalidIdempotencyKey",
@@ -50,6 +60,7 @@ __all__ = [
     "QueueFull",
     "ShuttingDown",
     "StoreError",
+    "StoreUnavailable",
     "StoredResponse",
     "WebhookSignatureError",
     "current_job",

@@ -58,6 +58,21 @@ class CapturedRequest:
         environ = {k: v for k, v in self.environ.items() if k not in drop}
         return dataclasses.replace(self, environ=environ)
 
+    def with_headers(self, **headers: str | None) -> CapturedRequest:
+        """Return a copy with headers set, or removed where the value is
+        ``None``. Underscores in names become dashes:
+        ``with_headers(Authorization="Bearer ...", X_Api_Key=None)``."""
+        environ = dict(self.environ)
+        for name, value in headers.items():
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                key = key[5:]
+            if value is None:
+                environ.pop(key, None)
+            else:
+                environ[key] = value
+        return dataclasses.replace(self, environ=environ)
+
     def to_dict(self) -> dict[str, t.Any]:
         """A JSON-compatible form, for handing the request to another process."""
         return {"environ": self.environ, "body": base64.b64encode(self.body).decode()}

@@ -49,10 +49,26 @@ CANCEL_CHECK_INTERVAL = 0.25
 #: production.
 EXPOSE_ERRORS = None
 
-#: Headers of a captured request to drop before it is handed to another
-#: process. Lower-case names. Not used yet: the thread executor keeps
-#: captured requests in memory and never writes them to a store.
+#: Headers of a captured request to drop before the job keeps it, e.g.
+#: ``("authorization", "cookie")``. The job's run then sees the request
+#: without them, whatever the executor. Captured requests go to Celery's
+#: broker with the Celery executor, and to the store for operations that
+#: may be retried (so that another process can take them over); see
+#: ``Jobify.request_filter`` to re-derive a credential instead.
 DROP_HEADERS: tuple[str, ...] = ()
+
+#: What runs jobs: ``"thread"`` (a pool of threads in each web process) or
+#: ``"celery"`` (Celery workers; see ``Jobify.init_celery``).
+EXECUTOR = "thread"
+
+#: Seconds within which a job whose process died (``kill -9``, a lost
+#: machine) is noticed, with a shared store: it is then queued again if its
+#: operation may be retried, else failed with error type ``lost``. Each
+#: process renews the leases of its jobs every quarter of this.
+LEASE_SECONDS = 30.0
+
+#: Longest wait between two runs of a job (``@jobify.job(retries=...)``).
+RETRY_MAX_BACKOFF = 300.0
 
 #: Key that signs webhooks (``X-Jobify-Signature``, HMAC-SHA256). ``None``:
 #: webhooks are off and a callback URL is refused with a 400.

@@ -35,10 +35,14 @@ class JobHandle:
         job_id: str,
         store: JobStore,
         *,
+        attempt: int = 1,
         cancel_check_interval: float = 0.25,
     ) -> None:
         #: The job's id.
         self.id: str | None = job_id
+        #: Which run of the job this is: 1 for the first, 2 for the first
+        #: retry... Writes from an older run are refused by the store.
+        self.attempt = attempt
         self._store = store
         self._cancel = threading.Event()
         self._check_interval = cancel_check_interval
@@ -54,14 +58,16 @@ class JobHandle:
 
     @property
     def cancelled(self) -> bool:
-        """Whether the job should stop: cancellation was requested, or its
-        time ran out. Looks at the store at most every
-        ``JOBIFY_CANCEL_CHECK_INTERVAL`` seconds."""
+        """Whether the job should stop: cancellation was requested, its time
+        ran out, or it was given up as lost and another run took it over.
+        Looks at the store at most every ``JOBIFY_CANCEL_CHECK_INTERVAL``
+        seconds."""
         now = time.monotonic()
         if not self._cancel.is_set() and now >= self._next_check:
             self._next_check = now + self._check_interval
             job = self._store.get(t.cast(str, self.id))
-            if job is None or job.cancel_requested or job.status is not JobStatus.RUNNING:
+            if (job is None or job.cancel_requested or job.status is not JobStatus.RUNNING
+                    or job.attempts != self.attempt):
                 self._cancel.set()
         if self._cancel.is_set():
             self.noticed_cancel = True
@@ -83,6 +89,7 @@ class JobHandle:
             t.cast(str, self.id),
             {"progress": JobProgress(percent, message)},
             only_if=[JobStatus.RUNNING],
+            expect={"attempts": self.attempt},
         )
         if job is None or job.cancel_requested:
             self._cancel.set()
@@ -108,6 +115,7 @@ class _NoJob(JobHandle):
 
     def __init__(self) -> None:  # noqa: D107 - nothing to keep
         self.id = None
+        self.attempt = 0
         self.noticed_cancel = False
 
     @property

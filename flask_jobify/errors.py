@@ -24,7 +24,6 @@ from werkzeug.exceptions import (
 from werkzeug.wrappers import Response
 
 
-
 def error_body(code: str, message: str, details: t.Any = None) -> dict[str, t.Any]:
     """Return the JSON error document: ``{"error": {"code", "message"}}``."""
     error: dict[str, t.Any] = {"code": code, "message": message}
@@ -159,6 +158,20 @@ class ShuttingDown(JobifyHTTPError, ServiceUnavailable):
 
     error_code = "shutting_down"
     description = "This server is shutting down and accepts no new jobs; retry."
+
+
+class StoreUnavailable(JobifyHTTPError, ServiceUnavailable):
+    """The job store could not be reached (a Redis outage, a locked file)."""
+
+    error_code = "store_unavailable"
+    description = "The job store is unavailable; retry later."
+
+
+class ExecutorUnavailable(JobifyHTTPError, ServiceUnavailable):
+    """The job could not be handed to its executor (a Celery broker outage)."""
+
+    error_code = "executor_unavailable"
+    description = "Jobs cannot be queued right now; retry later."
 
 
 class InvalidArgument(JobifyHTTPError, UnprocessableEntity):

@@ -63,10 +63,14 @@ class ThreadExecutor:
     def closed(self) -> bool:
         return self._closed
 
-    def submit(self, task: Task) -> bool:
-        """Queue ``task``; return ``False`` if the queue is full or closed."""
+    def submit(self, task: Task, *, force: bool = False) -> bool:
+        """Queue ``task``; return ``False`` if the queue is full or closed.
+
+        :param force: queue it even past ``max_queued`` (work accepted
+            earlier: a retry, a job taken over from a dead process).
+        """
         with self._lock:
-            if self._closed or self._queued >= self.max_queued:
+            if self._closed or (self._queued >= self.max_queued and not force):
                 return False
             self._start_threads()
             self._queued += 1

@@ -20,6 +20,8 @@ from .errors import (
     JobifyHTTPError,
     QueueFull,
     ShuttingDown,
+    StoreError,
+    StoreUnavailable,
     http_exception_response,
 )
 from .idempotency import fingerprint, idempotency_key, job_id_for_key, secret_of, submit_once
@@ -29,13 +31,14 @@ from .options import OPTIONS_ATTR, JobOptions, options_of
 from .runner import replay_response
 from .schemas import AcceptedJobSchema
 from .signals import job_accepted
-from .state import JobifyState, Settings
+from .state import JobifyState, RequestFilter, Settings
 from .stores.base import JobStore
 from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, VARY_HEADERS, JobTrigger, parse_trigger
 from .views import create_jobs_blueprint
 from .webhooks import CALLBACK_HEADER, callback_meta
 
 if t.TYPE_CHECKING:
+    import celery
     from flask_smorest import Api  # type: ignore[import-untyped]
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
@@ -59,7 +62,8 @@ class Jobify:
     ``JOBIFY_DEFAULT_TIMEOUT``, ``JOBIFY_RETRY_AFTER``, ``JOBIFY_ALL_VIEWS``,
     ``JOBIFY_URL_PREFIX``, ``JOBIFY_SHUTDOWN_GRACE``,
     ``JOBIFY_CLEANUP_INTERVAL``, ``JOBIFY_CANCEL_CHECK_INTERVAL``,
-    ``JOBIFY_EXPOSE_ERRORS``, ``JOBIFY_DROP_HEADERS``, ``JOBIFY_SWAGGER_UI``,
+    ``JOBIFY_EXPOSE_ERRORS``, ``JOBIFY_DROP_HEADERS``, ``JOBIFY_EXECUTOR``,
+    ``JOBIFY_LEASE_SECONDS``, ``JOBIFY_RETRY_MAX_BACKOFF``, ``JOBIFY_SWAGGER_UI``,
     ``JOBIFY_SWAGGER_UI_URL``, ``JOBIFY_WEBHOOK_SECRET``,
     ``JOBIFY_WEBHOOK_MAX_ATTEMPTS``, ``JOBIFY_WEBHOOK_BACKOFF``,
     ``JOBIFY_WEBHOOK_MAX_BACKOFF``, ``JOBIFY_WEBHOOK_TIMEOUT``,
@@ -80,6 +84,7 @@ class Jobify:
     def __init__(self, app: Flask | None = None, *, store: JobStore | None = None) -> None:
         self._store = store
         self._owner_loader: OwnerLoader | None = None
+        self._request_filters: list[RequestFilter] = []
         if app is not None:
             self.init_app(app)
 
@@ -93,6 +98,7 @@ class Jobify:
             )
         settings = Settings.from_app(app)
         state = JobifyState(app, settings, store=self._store, load_owner=self.load_owner)
+        state.request_filters = self._request_filters
         app.extensions["jobify"] = state
         jobs_blueprint = create_jobs_blueprint()
         add_spec_routes(jobs_blueprint, settings)
@@ -109,6 +115,7 @@ class Jobify:
     def job(
         self, view: None = None, *, timeout: float | None = None,
         result_ttl: float | None = None, callback: str | None = None,
+        retries: int = 0, backoff: float = 1.0, retryable: bool | None = None,
     ) -> t.Callable[[F], F]: ...
 
     def job(
@@ -118,6 +125,9 @@ class Jobify:
         timeout: float | None = None,
         result_ttl: float | None = None,
         callback: str | None = None,
+        retries: int = 0,
+        backoff: float = 1.0,
+        retryable: bool | None = None,
     ) -> t.Any:
         """Make a view jobifiable: it runs as a job when the client asks.
 
@@ -129,18 +139,89 @@ class Jobify:
             @jobify.job(timeout=600)
             def make_report(): ...
 
-        :param timeout: seconds the job may run (``JOBIFY_DEFAULT_TIMEOUT``).
+        :param timeout: seconds each run of the job may take
+            (``JOBIFY_DEFAULT_TIMEOUT``).
         :param result_ttl: seconds the finished job is kept
             (``JOBIFY_RESULT_TTL``).
         :param callback: webhook URL called when a job ends, unless the
             request names one with ``X-Job-Callback``.
+        :param retries: runs after the first when a run raises or answers
+            5xx, or its process dies. A timed-out or cancelled job is not
+            run again.
+        :param backoff: seconds before the first retry, doubled for each
+            next one (with jitter, up to ``JOBIFY_RETRY_MAX_BACKOFF``).
+        :param retryable: whether the operation may run more than once.
+            By default only idempotent methods (``GET``, ``PUT``,
+            ``DELETE``...) are retried: a ``POST`` that creates something
+            is not run twice unless you say so with ``retryable=True``.
         """
-        options = JobOptions(timeout=timeout, result_ttl=result_ttl, callback=callback)
+        options = JobOptions(timeout=timeout, result_ttl=result_ttl, callback=callback,
+                             retries=retries, backoff=backoff, retryable=retryable)
 
         def decorator(func: F) -> F:
             return t.cast(F, self._wrap(func, options))
 
         return decorator(view) if view is not None else decorator
+
+    def init_celery(
+        self, celery_app: celery.Celery, app: Flask | None = None, *, queue: str | None = None
+    ) -> None:
+        """Run the jobs of ``app`` on ``celery_app``'s workers
+        (``JOBIFY_EXECUTOR = "celery"``).
+
+        Call it where both apps are made, in a module that the web servers
+        and the Celery workers both import, so that the task it registers
+        (``flask_jobify.run_job.<app name>``) exists on both sides::
+
+            app = Flask(__name__)
+            app.config["JOBIFY_STORE"] = "redis://localhost:6379/0"
+            app.config["JOBIFY_EXECUTOR"] = "celery"
+            jobify = Jobify(app)
+            celery_app = Celery(__name__, broker="redis://localhost:6379/1")
+            jobify.init_celery(celery_app, app)
+
+        The store must be shared across processes (Redis, or SQLite for
+        workers on the same machine).
+
+        :param celery_app: the Celery app.
+        :param app: the Flask app (default: the current app).
+        :param queue: the Celery queue the jobs go to (default: Celery's).
+
+        .. versionadded:: 0.1
+        """
+        from .celery_executor import CeleryExecutor
+
+        state = self.get_state(app)
+        if state.settings.executor != "celery":
+            raise RuntimeError(
+                "init_celery() needs JOBIFY_EXECUTOR = 'celery' in the app's config."
+            )
+        if not state.store.shared_across_processes:
+            raise RuntimeError(
+                "Celery workers cannot see this store: set JOBIFY_STORE to redis://..."
+                " (or sqlite:///... for workers on this machine)."
+            )
+        state.celery = CeleryExecutor(state, celery_app, queue=queue)
+
+    def request_filter(self, func: RequestFilter) -> RequestFilter:
+        """Register a function that rewrites every captured request before a
+        job keeps it, to drop or re-derive credentials::
+
+            @jobify.request_filter
+            def short_lived_token(captured):
+                return captured.with_headers(Authorization=mint_token_for_job())
+
+        It gets and returns a :class:`~flask_jobify.capture.CapturedRequest`,
+        and runs in the request that submits the job (``request`` and
+        ``g`` are available). The job's run sees the filtered request,
+        whatever the executor; with the Celery executor, or for operations
+        that may be retried, the filtered request is what leaves the
+        process. ``JOBIFY_DROP_HEADERS`` is applied first.
+
+        .. versionadded:: 0.1
+        """
+        self._request_filters.append(func)
+        return func
 
     def owner_loader(self, loader: OwnerLoader) -> OwnerLoader:
         """Register the function that names the caller (``str`` or ``None``).
@@ -232,10 +313,22 @@ class Jobify:
 
     def _accept(self, state: JobifyState, trigger: JobTrigger, options: JobOptions) -> Response:
         retry_after = {"Retry-After": str(state.settings.retry_after)}
-        if state.executor.closed:
+        if state.closed:
             return ShuttingDown(headers=retry_after).get_response()
+        try:
+            return self._submit(state, trigger, options, retry_after)
+        except JobifyHTTPError as exc:
+            return exc.get_response()
+        except StoreError:
+            current_app.logger.exception("Flask-Jobify could not store a job")
+            return StoreUnavailable(headers=retry_after).get_response()
+
+    def _submit(
+        self, state: JobifyState, trigger: JobTrigger, options: JobOptions,
+        retry_after: dict[str, str],
+    ) -> Response:
         owner = self.load_owner()
-        captured = capture_request(request)
+        captured = state.capture_filtered(capture_request(request))
         try:
             callback = request.headers.get(CALLBACK_HEADER) or options.callback
             meta = callback_meta(callback, state.settings, request.url_root)
@@ -254,6 +347,7 @@ class Jobify:
             owner=owner,
             meta=meta,
         )
+        state.prepare(job, options)
         if key is None:
             outcome: tuple[Job, bool] | None = (
                 (job, True) if state.submit(job, captured, options) else None
@@ -287,6 +381,7 @@ class Jobify:
             ):
                 return http_exception_response(routing_error)
             return None
+        state.start()
         if state.settings.all_views:
             self._wrap_all_views(state)
         return None

@@ -1,62 +1,66 @@
-"""One background thread per app that fires job deadlines and sweeps
-expired jobs."""
+"""One background thread per app and process for everything that happens
+at a time rather than on a request: job deadlines, delayed retries, lease
+heartbeats, and sweeps of expired jobs and lost leases."""
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
+import os
 import threading
 import time
 import typing as t
 
 logger = logging.getLogger("flask_jobify")
 
+Key = t.Hashable
+
 
 class Monitor:
-    """Calls ``on_deadline(job_id)`` when a job's deadline passes, and
-    ``sweep()`` every ``sweep_interval`` seconds.
+    """A small scheduler: :meth:`call_at` runs a function once at a given
+    time, :meth:`every` runs one periodically. Each scheduled call has a
+    key; scheduling a key again replaces its call, :meth:`discard` drops it.
 
-    Thread-safe: :meth:`add_deadline` and :meth:`discard` may be called
-    from any thread. The thread is a daemon, started on first use and again
-    in a forked child.
+    Thread-safe: any thread may schedule or discard. Calls run one after
+    the other on the monitor's daemon thread, which starts on first use and
+    again in a forked child (gunicorn ``--preload``, a Celery prefork
+    pool), which inherits no threads. A call that raises is logged and the
+    monitor goes on.
     """
 
-    def __init__(
-        self,
-        on_deadline: t.Callable[[str], None],
-        sweep: t.Callable[[], None],
-        sweep_interval: float,
-    ) -> None:
-        self._on_deadline = on_deadline
-        self._sweep = sweep
-        self._sweep_interval = sweep_interval
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._heap: list[tuple[float, str]] = []
-        # The live deadline of each job; heap entries not matching are stale.
-        self._deadlines: dict[str, float] = {}
+        self._heap: list[tuple[float, int, Key]] = []
+        self._order = itertools.count()
+        # key -> (when, seq, func, interval); heap entries with another seq are stale.
+        self._calls: dict[Key, tuple[float, int, t.Callable[[], None], float | None]] = {}
         self._thread: threading.Thread | None = None
+        self._pid: int | None = None
         self._stopped = False
 
-    def add_deadline(self, job_id: str, when: float) -> None:
-        """Call ``on_deadline(job_id)`` at ``when`` (``time.monotonic()``)."""
-        with self._lock:
-            self._deadlines[job_id] = when
-            heapq.heappush(self._heap, (when, job_id))
-            self._ensure_thread()
-            self._wake.notify()
+    def call_at(self, key: Key, when: float, func: t.Callable[[], None]) -> None:
+        """Call ``func()`` once at ``when`` (``time.monotonic()``)."""
+        self._schedule(key, when, func, None)
 
-    def discard(self, job_id: str) -> None:
-        """Forget a job's deadline (it ended in time)."""
+    def every(self, key: Key, interval: float, func: t.Callable[[], None]) -> None:
+        """Call ``func()`` every ``interval`` seconds, the first time one
+        interval from now."""
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, not {interval!r}")
+        self._schedule(key, time.monotonic() + interval, func, interval)
+
+    def discard(self, key: Key) -> None:
+        """Forget the call scheduled under ``key``, if any."""
         with self._lock:
-            self._deadlines.pop(job_id, None)
-            if len(self._heap) > 64 and len(self._heap) > 2 * len(self._deadlines):
-                self._heap = [(w, j) for j, w in self._deadlines.items()]
+            self._calls.pop(key, None)
+            if len(self._heap) > 64 and len(self._heap) > 2 * len(self._calls):
+                self._heap = [(w, seq, k) for k, (w, seq, _, _) in self._calls.items()]
                 heapq.heapify(self._heap)
 
     def start(self) -> None:
         """Make sure the thread runs (cheap when it does)."""
-        thread = self._thread
-        if thread is not None and thread.is_alive():
+        if self._pid == os.getpid() and self._thread is not None:
             return
         with self._lock:
             self._ensure_thread()
@@ -66,38 +70,55 @@ class Monitor:
             self._stopped = True
             self._wake.notify()
 
+    def _schedule(
+        self, key: Key, when: float, func: t.Callable[[], None], interval: float | None
+    ) -> None:
+        with self._lock:
+            seq = next(self._order)
+            self._calls[key] = (when, seq, func, interval)
+            heapq.heappush(self._heap, (when, seq, key))
+            self._ensure_thread()
+            self._wake.notify()
+
     def _ensure_thread(self) -> None:
-        if self._stopped or (self._thread is not None and self._thread.is_alive()):
+        if self._stopped:
             return
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            return
+        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="jobify-monitor", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        next_sweep = time.monotonic() + self._sweep_interval
         while True:
-            due: list[str] = []
             with self._lock:
                 if self._stopped:
                     return
-                now = time.monotonic()
-                while self._heap and self._heap[0][0] <= now:
-                    when, job_id = heapq.heappop(self._heap)
-                    if self._deadlines.get(job_id) == when:
-                        del self._deadlines[job_id]
-                        due.append(job_id)
-                if not due and now < next_sweep:
-                    wake_at = min(next_sweep, self._heap[0][0] if self._heap else next_sweep)
-                    self._wake.wait(wake_at - now)
+                due = self._pop_due(time.monotonic())
+                if due is None:
+                    wake_at = self._heap[0][0] if self._heap else None
+                    timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
+                    self._wake.wait(timeout)
                     continue
-            for job_id in due:
-                self._guard(self._on_deadline, job_id)
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + self._sweep_interval
-                self._guard(self._sweep)
+            try:
+                due()
+            except Exception:  # the monitor must outlive any one failure
+                logger.exception("Flask-Jobify monitor task failed")
 
-    @staticmethod
-    def _guard(func: t.Callable[..., None], *args: t.Any) -> None:
-        try:
-            func(*args)
-        except Exception:  # the monitor must outlive any one failure
-            logger.exception("Flask-Jobify monitor task failed")
+    def _pop_due(self, now: float) -> t.Callable[[], None] | None:
+        """Take the next call that is due off the heap (re-arming periodic
+        ones), or return ``None`` if none is. Called with the lock held."""
+        while self._heap and self._heap[0][0] <= now:
+            _, seq, key = heapq.heappop(self._heap)
+            call = self._calls.get(key)
+            if call is None or call[1] != seq:
+                continue  # replaced or discarded
+            _, _, func, interval = call
+            if interval is None:
+                del self._calls[key]
+            else:
+                again = (now + interval, next(self._order))
+                self._calls[key] = (*again, func, interval)
+                heapq.heappush(self._heap, (*again, key))
+            return func
+        return None

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import typing as t
 
 #: Attribute under which a decorated view keeps its :class:`JobOptions`.
 OPTIONS_ATTR = "_jobify_options"
+
+#: Methods RFC 9110 calls idempotent: running them twice has the effect of
+#: running them once, so a failed job of one may be run again unasked.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,7 +20,7 @@ class JobOptions:
     .. versionadded:: 0.1
     """
 
-    #: Seconds the job may run before it is ``timed_out``
+    #: Seconds each run of the job may take before the job is ``timed_out``
     #: (``JOBIFY_DEFAULT_TIMEOUT``).
     timeout: float | None = None
     #: Seconds a finished job is kept (``JOBIFY_RESULT_TTL``).
@@ -23,12 +28,46 @@ class JobOptions:
     #: URL POSTed to when a job ends, unless the request names one with
     #: ``X-Job-Callback``. Checked at each submission, like the header.
     callback: str | None = None
+    #: Runs after the first when a run fails (an exception, or a 5xx
+    #: answer), or when the process running it dies.
+    retries: int = 0
+    #: Seconds before the first retry; each further retry waits twice as
+    #: long (with jitter), up to ``JOBIFY_RETRY_MAX_BACKOFF``.
+    backoff: float = 1.0
+    #: Whether a failed job may run again. ``None``: only for idempotent
+    #: methods (``GET``, ``PUT``, ``DELETE``...), so that a failed ``POST``
+    #: never runs twice unless the operation says it may.
+    retryable: bool | None = None
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "result_ttl"):
+        for name in ("timeout", "result_ttl", "retries", "backoff"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must not be negative, not {value!r}")
+
+    def max_attempts(self, method: str) -> int:
+        """Runs a job of this operation gets in all, for an HTTP ``method``."""
+        retryable = self.retryable
+        if retryable is None:
+            retryable = method.upper() in IDEMPOTENT_METHODS
+        return 1 + self.retries if retryable else 1
+
+    def retry_delay(self, attempt: int, max_backoff: float) -> float:
+        """Seconds to wait before the run after run number ``attempt``:
+        ``backoff * 2 ** (attempt - 1)``, capped at ``max_backoff``, then a
+        random point in its upper half (jitter), so that jobs that failed
+        together do not all retry together."""
+        delay = min(max_backoff, self.backoff * 2 ** (attempt - 1))
+        return random.uniform(delay / 2, delay)
+
+    def to_dict(self) -> dict[str, t.Any]:
+        """A JSON-compatible form, for handing the options to another process."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: t.Mapping[str, t.Any]) -> JobOptions:
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def options_of(view: t.Callable[..., t.Any]) -> JobOptions | None:

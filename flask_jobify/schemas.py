@@ -69,8 +69,15 @@ class JobSchema(Schema):
     startedAt = Timestamp(attribute="started_at", allow_none=True)
     finishedAt = Timestamp(attribute="finished_at", allow_none=True)
     expiresAt = Timestamp(attribute="expires_at", allow_none=True)
-    attempts = fields.Integer(required=True)
-    error = fields.Nested(JobErrorSchema, allow_none=True)
+    attempts = fields.Integer(required=True, metadata={"description": "runs started so far"})
+    maxAttempts = fields.Integer(
+        attribute="max_attempts", required=True,
+        metadata={"description": "runs allowed: 1 + retries when the operation may be retried"},
+    )
+    error = fields.Nested(
+        JobErrorSchema, allow_none=True,
+        metadata={"description": "why it failed; while a retry waits, why the last run failed"},
+    )
     httpStatus = fields.Integer(attribute="http_status", allow_none=True)
     cancelRequested = fields.Boolean(attribute="cancel_requested", required=True)
     version = fields.Integer(required=True, metadata={"description": "grows on every change"})

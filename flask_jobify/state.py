@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import logging
 import os
 import threading
 import time
@@ -17,8 +19,9 @@ from flask import Flask
 from . import config as defaults
 from .capture import CapturedRequest
 from .context import JobHandle
+from .errors import ExecutorUnavailable, StoreError
 from .executor import ThreadExecutor
-from .models import ACTIVE_STATUSES, Job, JobError, JobStatus
+from .models import ACTIVE_STATUSES, Job, JobError, JobProgress, JobStatus
 from .monitor import Monitor
 from .options import JobOptions
 from .runner import run_request
@@ -26,6 +29,15 @@ from .signals import job_finished, job_started
 from .stores import store_from_url
 from .stores.base import JobStore
 from .webhooks import WebhookDispatcher
+
+if t.TYPE_CHECKING:
+    from .celery_executor import CeleryExecutor
+
+logger = logging.getLogger("flask_jobify")
+
+#: Called on every captured request before a job keeps it: returns the
+#: request to keep (``Jobify.request_filter``).
+RequestFilter = t.Callable[[CapturedRequest], CapturedRequest]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +58,9 @@ class Settings:
     cancel_check_interval: float
     expose_errors: bool
     drop_headers: tuple[str, ...]
+    executor: str
+    lease_seconds: float
+    retry_max_backoff: float
     swagger_ui: bool
     swagger_ui_url: str
     webhook_secret: str | None
@@ -67,6 +82,12 @@ class Settings:
         if values["expose_errors"] is None:
             values["expose_errors"] = bool(app.debug)
         values["drop_headers"] = tuple(h.lower() for h in values["drop_headers"])
+        if values["executor"] not in ("thread", "celery"):
+            raise ValueError(
+                f"JOBIFY_EXECUTOR must be 'thread' or 'celery', not {values['executor']!r}"
+            )
+        if values["lease_seconds"] <= 0:
+            raise ValueError("JOBIFY_LEASE_SECONDS must be positive")
         hosts = values["webhook_allowed_hosts"]
         if isinstance(hosts, str):  # "a.example, 127.0.0.1" from an env var
             hosts = hosts.replace(",", " ").split()
@@ -74,12 +95,33 @@ class Settings:
         return cls(**values)
 
 
+@dataclasses.dataclass
+class _Held:
+    """A job this process holds: queued or running here. Its lease is
+    renewed while the store's ``attempts`` is still ``attempts``."""
+
+    attempts: int
+    handle: JobHandle | None = None
+    #: Its request is saved in the store: another process can take it over.
+    saved: bool = False
+
+
 class JobifyState:
     """Everything Flask-Jobify keeps for one app.
 
     Thread-safe. The store decides what is shared between processes; the
-    executor, the monitor and the table of jobs running here are per
-    process.
+    executor, the monitor and the table of jobs held here are per process.
+
+    Every job that a process holds (queued in its thread pool, waiting for
+    a retry, or running) carries a lease in the store, renewed by the
+    monitor every quarter of ``JOBIFY_LEASE_SECONDS`` to half of it ahead.
+    Every process also looks for expired leases as often: a job whose
+    process died is noticed within ``JOBIFY_LEASE_SECONDS`` and either
+    queued again (when it may be retried and its request was saved) or
+    failed with error type ``lost``. Each run has a number (``attempts``)
+    and the store refuses writes from any run but the latest, so a run
+    given up as lost can no longer change its job, and notices that it
+    should stop.
     """
 
     def __init__(
@@ -95,16 +137,19 @@ class JobifyState:
         self.settings = settings
         self.store = store if store is not None else store_from_url(settings.store)
         self.executor = ThreadExecutor(settings.max_workers, settings.max_queued)
-        self.monitor = Monitor(self._on_deadline, self._sweep, settings.cleanup_interval)
+        #: Set by :meth:`Jobify.init_celery`: jobs then run on Celery workers.
+        self.celery: CeleryExecutor | None = None
+        self.monitor = Monitor()
         self._lock = threading.Lock()
-        # Jobs this process has accepted and not yet finished: id -> handle
-        # (None while pending).
-        self._local: dict[str, JobHandle | None] = {}
+        self._held: dict[str, _Held] = {}
         #: Guards the one-time wrapping of every view (``JOBIFY_ALL_VIEWS``).
         self.wrap_lock = threading.Lock()
         self.all_views_wrapped = False
         #: Sends webhooks when jobs end (see :mod:`flask_jobify.webhooks`).
         self.webhooks = WebhookDispatcher(app, self.store, settings)
+        #: Applied to every captured request (``Jobify.request_filter``).
+        self.request_filters: list[RequestFilter] = []
+        self._started_pid: int | None = None
 
     def current_owner(self) -> str | None:
         """The caller's identity, from the extension's owner loader."""
@@ -114,70 +159,227 @@ class JobifyState:
         """Whether the caller may see ``job`` (see :func:`visible_to`)."""
         return visible_to(job, self.current_owner())
 
+    @property
+    def closed(self) -> bool:
+        """Whether this process stopped accepting jobs."""
+        return self.executor.closed
+
+    @property
+    def uses_celery(self) -> bool:
+        return self.settings.executor == "celery"
+
+    def start(self) -> None:
+        """Start this process's periodic work (sweeps, heartbeats, lost-job
+        recovery) if it is not running yet. Cheap; called on every request
+        and every run, so that each process of a deployment takes part."""
+        pid = os.getpid()
+        if self._started_pid == pid:
+            return
+        self._started_pid = pid
+        self.monitor.every("sweep", self.settings.cleanup_interval, self._sweep)
+        if self.store.shared_across_processes:
+            # Only another process can notice that one died.
+            quarter = self.settings.lease_seconds / 4
+            self.monitor.every("heartbeat", quarter, self._heartbeat)
+            self.monitor.every("reclaim", quarter, self.reclaim_lost)
+
     # -- accepting ---------------------------------------------------------
+    def capture_filtered(self, captured: CapturedRequest) -> CapturedRequest:
+        """Apply ``JOBIFY_DROP_HEADERS`` and the request filters."""
+        if self.settings.drop_headers:
+            captured = captured.without_headers(self.settings.drop_headers)
+        for request_filter in self.request_filters:
+            captured = request_filter(captured)
+        return captured
+
+    def prepare(self, job: Job, options: JobOptions) -> None:
+        """Fill in what the executor decides about a new ``job``."""
+        job.max_attempts = options.max_attempts(job.method)
+        if not self.uses_celery and self.store.shared_across_processes:
+            job.lease_until = self._lease_until()  # held by this process from now on
+
     def submit(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
         """Store ``job`` and queue it to run; ``False`` (and nothing stored)
-        when the queue is full or the process is stopping."""
+        when the queue is full or the process is stopping.
+
+        :raises ExecutorUnavailable: if Celery's broker refused the job
+            (nothing is stored then either).
+        """
         self.store.create(job)
         return self.enqueue(job, captured, options)
 
     def enqueue(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
-        """Queue a stored ``job`` to run; ``False`` (and the job deleted)
-        when the queue is full or the process is stopping."""
-        self.monitor.start()  # sweeps expired jobs even if none has a timeout
+        """Queue a stored, new ``job`` to run; ``False`` (and the job
+        deleted) when the queue is full or the process is stopping."""
+        saved = self._save_request(job, captured, options)
+        try:
+            queued = self._dispatch(job.id, captured, options, attempt=1, saved=saved)
+        except ExecutorUnavailable:
+            self.store.delete(job.id)
+            raise
+        if not queued:
+            self.store.delete(job.id)
+        return queued
+
+    def _save_request(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
+        """Keep the request of a job that may run again in a shared store,
+        so that another process can run it if this one dies."""
+        if job.max_attempts < 2 or not self.store.shared_across_processes:
+            return False
+        data = {"request": captured.to_dict(), "options": options.to_dict()}
+        self.store.save_request(job.id, json.dumps(data).encode())
+        return True
+
+    def _dispatch(
+        self,
+        job_id: str,
+        captured: CapturedRequest,
+        options: JobOptions,
+        *,
+        attempt: int,
+        saved: bool,
+        delay: float = 0.0,
+        force: bool = False,
+    ) -> bool:
+        """Have run number ``attempt`` of a stored job run, after ``delay``
+        seconds: on Celery, or on this process's threads. ``force`` goes
+        past a full queue (the job was accepted already)."""
+        self.start()
+        if self.celery is not None:
+            return self.celery.send(job_id, captured, options, attempt=attempt, delay=delay)
+        if self.uses_celery:
+            raise RuntimeError(
+                "JOBIFY_EXECUTOR is 'celery' but no Celery app was given:"
+                " call jobify.init_celery(celery_app)."
+            )
         with self._lock:
-            self._local[job.id] = None
-        task = functools.partial(self.run, job.id, captured, options)
-        if self.executor.submit(task):
+            self._held[job_id] = _Held(attempts=attempt - 1, saved=saved)
+        task = functools.partial(self.run, job_id, captured, options, attempt)
+        if delay > 0:
+            self.monitor.call_at(("retry", job_id), time.monotonic() + delay,
+                                 functools.partial(self._submit_delayed, job_id, attempt, task))
+            return True
+        if self.executor.submit(task, force=force):
             return True
         with self._lock:
-            self._local.pop(job.id, None)
-        self.store.delete(job.id)
+            self._held.pop(job_id, None)
         return False
 
+    def _submit_delayed(self, job_id: str, attempt: int, task: t.Callable[[], None]) -> None:
+        if not self.executor.submit(task, force=True):  # closed: shutting down
+            with self._lock:
+                self._held.pop(job_id, None)
+            self.finish(job_id, JobStatus.FAILED, only_if=[JobStatus.PENDING],
+                        expect={"attempts": attempt - 1}, error=_shutdown_error())
+
     # -- running -----------------------------------------------------------
-    def run(self, job_id: str, captured: CapturedRequest, options: JobOptions) -> None:
-        """Run an accepted job to its end, in the calling thread."""
+    def run(
+        self, job_id: str, captured: CapturedRequest, options: JobOptions, attempt: int = 1
+    ) -> None:
+        """Run number ``attempt`` of an accepted job, in the calling thread
+        (a thread of this process's pool, or a Celery worker)."""
+        self.start()
+        outcome = None
         try:
             job = self.store.update(
                 job_id,
-                {"status": JobStatus.RUNNING, "started_at": time.time(), "attempts": 1},
+                {"status": JobStatus.RUNNING, "started_at": time.time(), "attempts": attempt,
+                 "progress": JobProgress(), "lease_until": self._lease_until()},
                 only_if=[JobStatus.PENDING],
+                expect={"attempts": attempt - 1},
             )
-            if job is None:  # cancelled or deleted while it waited
+            if job is None:  # cancelled, deleted or taken over while it waited
                 return
             handle = JobHandle(
-                job_id, self.store, cancel_check_interval=self.settings.cancel_check_interval
+                job_id, self.store, attempt=attempt,
+                cancel_check_interval=self.settings.cancel_check_interval,
             )
             with self._lock:
-                self._local[job_id] = handle
+                held = self._held.setdefault(job_id, _Held(attempts=attempt))
+                held.attempts, held.handle = attempt, handle
             timeout = self.timeout_of(options)
             if timeout is not None:
-                self.monitor.add_deadline(job_id, time.monotonic() + timeout)
+                self.monitor.call_at(("deadline", job_id), time.monotonic() + timeout,
+                                     functools.partial(self._on_deadline, job_id, attempt))
             job_started.send(self.app, job=job)
             try:
                 outcome = run_request(
                     self.app, captured, handle, expose_errors=self.settings.expose_errors
                 )
             finally:
-                self.monitor.discard(job_id)
-            # Cancellation is cooperative: a job ends as cancelled when its
-            # view noticed; one that finished first keeps its result.
-            if outcome.cancelled:
-                self.finish(job_id, JobStatus.CANCELLED, error=_cancelled_error())
-                return
-            stored = outcome.response
-            assert stored is not None
-            if stored.status < 400:
-                self.finish(job_id, JobStatus.SUCCEEDED, http_status=stored.status, result=stored)
-                return
-            error = outcome.error or JobError(
-                "http_error", f"The view answered with HTTP {stored.status}."
-            )
-            self.finish(job_id, JobStatus.FAILED, http_status=stored.status, error=error, result=stored)
+                self.monitor.discard(("deadline", job_id))
         finally:
             with self._lock:
-                self._local.pop(job_id, None)
+                held = self._held.pop(job_id, None)
+        if outcome is not None:
+            self._conclude(job, captured, options, attempt, outcome, saved=bool(held and held.saved))
+
+    def _conclude(
+        self,
+        job: Job,
+        captured: CapturedRequest,
+        options: JobOptions,
+        attempt: int,
+        outcome: t.Any,
+        *,
+        saved: bool,
+    ) -> None:
+        """Record how run number ``attempt`` ended: a final status, or back
+        to ``pending`` for a retry."""
+        fence = {"expect": {"attempts": attempt}}
+        # Cancellation is cooperative: a job ends as cancelled when its view
+        # noticed; one that finished first keeps its result.
+        if outcome.cancelled:
+            self.finish(job.id, JobStatus.CANCELLED, error=_cancelled_error(), **fence)
+            return
+        stored = outcome.response
+        assert stored is not None
+        if stored.status < 400:
+            self.finish(job.id, JobStatus.SUCCEEDED, http_status=stored.status, result=stored,
+                        **fence)
+            return
+        error = outcome.error or JobError(
+            "http_error", f"The view answered with HTTP {stored.status}."
+        )
+        if (stored.status >= 500 or outcome.error is not None) and attempt < job.max_attempts:
+            if self._retry(job, captured, options, attempt, error, saved=saved):
+                return
+        self.finish(job.id, JobStatus.FAILED, http_status=stored.status, error=error,
+                    result=stored, **fence)
+
+    def _retry(
+        self,
+        job: Job,
+        captured: CapturedRequest,
+        options: JobOptions,
+        attempt: int,
+        error: JobError,
+        *,
+        saved: bool,
+    ) -> bool:
+        """Put a job whose run failed back to ``pending`` and queue its next
+        run after a backoff. ``False`` if it was cancelled meanwhile."""
+        delay = options.retry_delay(attempt, self.settings.retry_max_backoff)
+        waiting = self.store.update(
+            job.id,
+            {"status": JobStatus.PENDING, "error": error, "http_status": None,
+             "lease_until": None if self.uses_celery else self._lease_until()},
+            only_if=[JobStatus.RUNNING],
+            expect={"attempts": attempt, "cancel_requested": False},
+        )
+        if waiting is None:
+            return False
+        logger.info("Job %s: run %d of %d failed (%s); next run in %.1f s",
+                    job.id, attempt, job.max_attempts, error.type, delay)
+        try:
+            self._dispatch(job.id, captured, options, attempt=attempt + 1, saved=saved,
+                           delay=delay, force=True)
+        except Exception as exc:  # the broker went away between two runs
+            logger.exception("Job %s could not be queued again", job.id)
+            self.finish(job.id, JobStatus.FAILED, only_if=[JobStatus.PENDING],
+                        expect={"attempts": attempt},
+                        error=JobError("executor_unavailable", f"Could not queue a retry: {exc}"))
+        return True
 
     def finish(
         self,
@@ -185,11 +387,14 @@ class JobifyState:
         status: JobStatus,
         *,
         only_if: t.Iterable[JobStatus] = (JobStatus.RUNNING,),
+        expect: t.Mapping[str, t.Any] | None = None,
         **changes: t.Any,
     ) -> Job | None:
-        """End a job with a final ``status`` unless it ended already."""
+        """End a job with a final ``status`` unless it ended already (or
+        ``expect`` does not hold)."""
         result = changes.pop("result", None)
-        job = self.store.update(job_id, {"status": status, **changes}, only_if=only_if, result=result)
+        job = self.store.update(job_id, {"status": status, "lease_until": None, **changes},
+                                only_if=only_if, result=result, expect=expect)
         if job is not None:
             job_finished.send(self.app, job=job)
         return job
@@ -211,6 +416,8 @@ class JobifyState:
                     cancel_requested=True, error=_cancelled_error(),
                 )
                 if done is not None:
+                    if self.celery is not None:
+                        self.celery.revoke(job.id, attempt=done.attempts + 1)
                     return done
             elif job.status is JobStatus.RUNNING:
                 asked = self.store.update(
@@ -229,13 +436,14 @@ class JobifyState:
 
     def _tell_local(self, job_id: str) -> None:
         with self._lock:
-            handle = self._local.get(job_id)
-        if handle is not None:
-            handle.request_cancel()
+            held = self._held.get(job_id)
+        if held is not None and held.handle is not None:
+            held.handle.request_cancel()
 
-    def _on_deadline(self, job_id: str) -> None:
+    def _on_deadline(self, job_id: str, attempt: int) -> None:
         job = self.finish(
-            job_id, JobStatus.TIMED_OUT, only_if=ACTIVE_STATUSES, cancel_requested=True,
+            job_id, JobStatus.TIMED_OUT, only_if=[JobStatus.RUNNING],
+            expect={"attempts": attempt}, cancel_requested=True,
             error=JobError("timeout", "The job ran past its time limit; its result is discarded."),
         )
         if job is not None:
@@ -244,12 +452,78 @@ class JobifyState:
     def _sweep(self) -> None:
         self.store.purge_expired()
 
+    # -- leases ------------------------------------------------------------
+    def _lease_until(self) -> float | None:
+        if not self.store.shared_across_processes:
+            return None  # nobody else could take the job over
+        return time.time() + self.settings.lease_seconds / 2
+
+    def _heartbeat(self) -> None:
+        """Renew the lease of every job held here; tell a running job whose
+        lease is gone (taken over after a stall) to stop."""
+        with self._lock:
+            held = list(self._held.items())
+        until = t.cast(float, self._lease_until())
+        for job_id, entry in held:
+            if not self.store.renew_lease(job_id, entry.attempts, until):
+                if entry.handle is not None:
+                    entry.handle.request_cancel()
+
+    def reclaim_lost(self, now: float | None = None) -> int:
+        """Deal with jobs whose lease expired (their process died or hung):
+        queue them again here when they may run again and their request was
+        saved, else fail them with error type ``lost``. Return how many.
+
+        Safe to run in every process at once: each job is claimed with a
+        compare-and-set on its attempt number and lease.
+        """
+        lost = self.store.expired_leases(now)
+        for job in lost:
+            try:
+                self._reclaim(job)
+            except StoreError:
+                logger.exception("Could not recover lost job %s", job.id)
+        return len(lost)
+
+    def _reclaim(self, job: Job) -> None:
+        claim = {"only_if": [job.status],
+                 "expect": {"attempts": job.attempts, "lease_until": job.lease_until}}
+        saved = self.store.load_request(job.id)
+        # A job that never started may always run; a started one only if
+        # its operation allows another run.
+        again = saved is not None and not job.cancel_requested and (
+            job.status is JobStatus.PENDING or job.attempts < job.max_attempts)
+        if again and not self.closed:
+            data = json.loads(t.cast(bytes, saved))
+            captured = CapturedRequest.from_dict(data["request"])
+            options = JobOptions.from_dict(data["options"])
+            error = JobError("lost", "The process running the job stopped; it was queued again.")
+            taken = self.store.update(
+                job.id,
+                {"status": JobStatus.PENDING, "error": error if job.attempts else job.error,
+                 "lease_until": None if self.uses_celery else self._lease_until()},
+                **claim,
+            )
+            if taken is not None:
+                logger.warning("Job %s was lost by its process; queued again here", job.id)
+                self._dispatch(job.id, captured, options, attempt=job.attempts + 1,
+                               saved=True, force=True)
+            return
+        message = ("The process holding the job stopped (it crashed, was killed, or hung)"
+                   " before the job finished.")
+        if self.finish(job.id, JobStatus.FAILED, error=JobError("lost", message), **claim):
+            logger.warning("Job %s was lost by its process; failed", job.id)
+
     # -- stopping ----------------------------------------------------------
     def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting jobs, give running ones ``grace`` seconds, and mark
-        what did not finish as ``failed`` (error type ``shutdown``)."""
+        what did not finish as ``failed`` (error type ``shutdown``). Queued
+        jobs that another process may take over (their request is saved in
+        a shared store) are released to it instead."""
         grace = self.settings.shutdown_grace if grace is None else grace
         self.executor.close()
+        if self.celery is not None:
+            self.celery.close()
         self._fail_local(pending_only=True)
         self.executor.shutdown(grace)
         self._fail_local(pending_only=False)
@@ -258,20 +532,31 @@ class JobifyState:
 
     def _fail_local(self, *, pending_only: bool) -> None:
         with self._lock:
-            local = dict(self._local)
-        error = JobError("shutdown", "The server stopped before the job finished; submit it again.")
-        for job_id, handle in local.items():
-            if pending_only and handle is not None:
+            held = dict(self._held)
+        error = _shutdown_error()
+        for job_id, entry in held.items():
+            if pending_only and entry.handle is not None:
                 continue
-            if self.finish(job_id, JobStatus.FAILED, only_if=ACTIVE_STATUSES, error=error):
-                if handle is not None:
-                    handle.request_cancel()
+            if entry.handle is None and entry.saved and self.store.renew_lease(
+                job_id, entry.attempts, 0.0
+            ):
+                with self._lock:
+                    self._held.pop(job_id, None)
+                continue  # its lease has expired: another process will run it
+            if self.finish(job_id, JobStatus.FAILED, only_if=ACTIVE_STATUSES,
+                           expect={"attempts": entry.attempts}, error=error):
+                if entry.handle is not None:
+                    entry.handle.request_cancel()
 
 
 def visible_to(job: Job, owner: str | None) -> bool:
     """Whether ``owner`` may see ``job``: jobs with an owner are seen only
     by that owner; jobs without one by anyone who knows their id."""
     return job.owner is None or job.owner == owner
+
+
+def _shutdown_error() -> JobError:
+    return JobError("shutdown", "The server stopped before the job finished; submit it again.")
 
 
 def _cancelled_error() -> JobError:

@@ -16,12 +16,13 @@ from .errors import (
     JobNotFinished,
     JobNotFound,
     NoResult,
+    StoreError,
+    StoreUnavailable,
     http_exception_response,
 )
 from .models import Job, JobStatus, is_valid_job_id
 from .runner import replay_response
 from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
-
 from .state import visible_to
 
 if t.TYPE_CHECKING:
@@ -84,12 +85,19 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         ) from None
 
 
+def _store_unavailable(exc: StoreError) -> Response:
+    current_app.logger.error("Flask-Jobify store error: %s", exc)
+    retry_after = str(_state().settings.retry_after)
+    return StoreUnavailable(headers={"Retry-After": retry_after}).get_response()
+
+
 def create_jobs_blueprint() -> Blueprint:
     """Build the jobs blueprint (one per app, so apps share no state)."""
     bp = Blueprint(
         "jobify", __name__, description="Jobs: status, long-poll, result, cancel and list."
     )
     bp.register_error_handler(HTTPException, http_exception_response)
+    bp.register_error_handler(StoreError, _store_unavailable)
     errors = {404: "No such job (or not yours)", 400: "Not a job id"}
 
     @bp.route("", methods=["GET"])

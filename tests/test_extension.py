@@ -12,20 +12,11 @@ from flask import Flask, abort, request
 
 from core_app import create_app
 from flask_jobify import Jobify, JobStatus, current_job
+from helpers import finish
 from servers import serve_app
 
 FLAG = {"X-Job-Flag": "ON"}
 COMPARED_HEADERS = ("Content-Type", "Content-Disposition", "X-Extra", "Location", "Vary")
-
-
-def finish(client: t.Any, job_id: str) -> dict[str, t.Any]:
-    """Long-poll until the job ends; return its record."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        record = client.get(f"/jobs/{job_id}?wait=10").get_json()
-        if record["status"] not in ("pending", "running"):
-            return record
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 @pytest.fixture
