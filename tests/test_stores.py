@@ -1,6 +1,7 @@
 """The store contract, run against every backend (see the ``store`` fixture)."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -225,3 +226,291 @@ def test_store_concurrent_updates_lose_nothing(store: JobStore) -> None:
 def test_store_from_url_rejects_unknown_scheme() -> None:
     with pytest.raises(StoreError, match="memory://"):
         store_from_url("mongodb://x")
+
+
+# -- expect=, leases and saved requests ------------------------------------------------
+def test_store_update_expect_is_a_condition(store: JobStore) -> None:
+    job = make_job(status=JobStatus.RUNNING, attempts=1)
+    store.create(job)
+    assert store.update(job.id, {"status": JobStatus.FAILED}, expect={"attempts": 2}) is None
+    assert store.update(job.id, {"status": JobStatus.FAILED}, only_if=[JobStatus.PENDING],
+                        expect={"attempts": 1}) is None
+    assert store.get(job.id) == job  # unchanged: same status, same version
+    done = store.update(job.id, {"status": JobStatus.SUCCEEDED}, only_if=[JobStatus.RUNNING],
+                        expect={"attempts": 1, "cancel_requested": False})
+    assert done is not None and done.status is JobStatus.SUCCEEDED
+    assert store.get(job.id).version == job.version + 1
+
+
+def test_store_renew_lease_keeps_the_version(store: JobStore) -> None:
+    job = make_job(status=JobStatus.RUNNING, attempts=2, lease_until=time.time() + 5)
+    store.create(job)
+    until = time.time() + 30.123456789  # every digit must survive
+    assert store.renew_lease(job.id, 2, until) is True
+    renewed = store.get(job.id)
+    assert renewed.lease_until == until
+    assert renewed.version == job.version
+    assert renewed == make_job(**{**job.__dict__, "lease_until": until})  # nothing else moved
+    assert store.renew_lease(job.id, 1, until + 10) is False  # a stale run
+    assert store.renew_lease(job.id, 3, until + 10) is False
+    assert store.get(job.id).lease_until == until
+    assert store.renew_lease(new_job_id(), 2, until) is False
+    pending = make_job(meta={}, attempts=0)
+    store.create(pending)
+    assert store.renew_lease(pending.id, 0, until) is True
+    assert store.get(pending.id).meta == {}
+
+
+def test_store_renew_lease_refuses_final_jobs(store: JobStore) -> None:
+    job = make_job(status=JobStatus.RUNNING, attempts=1, lease_until=time.time() + 5)
+    store.create(job)
+    done = store.update(job.id, {"status": JobStatus.CANCELLED, "lease_until": None})
+    assert store.renew_lease(job.id, 1, time.time() + 60) is False
+    assert store.get(job.id) == done
+    assert store.get(job.id).lease_until is None
+
+
+def test_store_renew_lease_does_not_wake_waiters(store: JobStore) -> None:
+    job = make_job(status=JobStatus.RUNNING, attempts=1)
+    store.create(job)
+    until = time.time() + 60
+    renewer = threading.Timer(0.02, store.renew_lease, args=(job.id, 1, until))
+    renewer.start()
+    got = store.wait(job.id, job.version, timeout=0.3)
+    renewer.join()
+    # A renewal is no change: the wait ran to its timeout and saw it done.
+    assert got.version == job.version
+    assert store.get(job.id).lease_until == until
+
+
+def test_store_renew_lease_publishes_nothing_on_redis(store: JobStore) -> None:
+    from flask_jobify.stores.redis import RedisStore
+
+    if not isinstance(store, RedisStore):
+        pytest.skip("Redis publishes changes; the other stores have no channel")
+    job = make_job(status=JobStatus.RUNNING, attempts=1)
+    store.create(job)
+    pubsub = store.client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"{store.prefix}:changed")
+    try:
+        assert pubsub.get_message(timeout=1.0) is None  # the subscription notice
+        assert store.renew_lease(job.id, 1, time.time() + 60)
+        assert pubsub.get_message(timeout=0.2) is None
+        store.update(job.id, {"attempts": 2})
+        assert pubsub.get_message(timeout=5.0)["data"] == job.id.encode()  # the probe works
+    finally:
+        pubsub.close()
+
+
+def test_store_expired_leases(store: JobStore) -> None:
+    now = 1000.0
+    a = make_job(status=JobStatus.RUNNING, attempts=1, lease_until=now - 10)
+    b = make_job(lease_until=now - 50)  # pending, queued by a live process
+    c = make_job(status=JobStatus.RUNNING, attempts=1)  # gets its lease by update
+    d = make_job(status=JobStatus.RUNNING, attempts=1)  # no lease: a Celery job
+    e = make_job(status=JobStatus.RUNNING, attempts=1, lease_until=now - 90)  # ends
+    f = make_job(status=JobStatus.RUNNING, attempts=1, lease_until=now + 10)  # not yet
+    g = make_job(status=JobStatus.FAILED, lease_until=now - 70, finished_at=now,
+                 expires_at=time.time() + 3600)  # created final
+    for job in (a, b, c, d, e, f, g):
+        store.create(job)
+    store.update(c.id, {"lease_until": now})  # <= now counts
+    store.update(e.id, {"status": JobStatus.SUCCEEDED})
+
+    def lost(**kwargs) -> list[str]:
+        return [job.id for job in store.expired_leases(now=now, **kwargs)]
+
+    assert lost() == [b.id, a.id, c.id]
+    assert lost(limit=2) == [b.id, a.id]
+    assert store.expired_leases(now=now)[0] == store.get(b.id)
+    assert store.renew_lease(b.id, 0, now + 5)  # renewed: no longer lost
+    assert lost() == [a.id, c.id]
+    store.update(a.id, {"status": JobStatus.FAILED})
+    store.update(c.id, {"lease_until": None})
+    assert lost() == []
+    assert [job.id for job in store.expired_leases(now=now + 10)] == [b.id, f.id]
+
+
+def test_store_expired_leases_defaults_to_now(store: JobStore) -> None:
+    past = make_job(lease_until=time.time() - 1)
+    future = make_job(lease_until=time.time() + 3600)
+    store.create(past)
+    store.create(future)
+    assert [job.id for job in store.expired_leases()] == [past.id]
+
+
+def test_store_saved_request_roundtrip_and_forgotten_when_final(store: JobStore) -> None:
+    job = make_job(status=JobStatus.RUNNING, attempts=1)
+    store.create(job)
+    data = bytes(range(256)) * 8
+    assert store.load_request(job.id) is None
+    store.save_request(job.id, data)
+    assert store.load_request(job.id) == data
+    store.save_request(job.id, b"\x00second")
+    assert store.load_request(job.id) == b"\x00second"
+    store.update(job.id, {"progress": JobProgress(50)})  # still active: kept
+    assert store.load_request(job.id) == b"\x00second"
+    assert store.update(job.id, {"status": JobStatus.SUCCEEDED},
+                        result=StoredResponse(200, [], b"ok"))
+    assert store.load_request(job.id) is None
+    store.save_request(job.id, data)  # final: nothing happens
+    assert store.load_request(job.id) is None
+    unknown = new_job_id()
+    store.save_request(unknown, data)
+    assert store.load_request(unknown) is None
+
+
+def test_store_saved_request_forgotten_on_delete_and_purge(store: JobStore) -> None:
+    deleted, purged, kept = make_job(), make_job(result_ttl=0.05), make_job()
+    for job in (deleted, purged, kept):
+        store.create(job)
+        store.save_request(job.id, job.id.encode())
+    assert store.delete(deleted.id)
+    assert store.load_request(deleted.id) is None
+    store.create(make_job(id=deleted.id))  # the id reused: no request of the old job
+    assert store.load_request(deleted.id) is None
+    store.update(purged.id, {"status": JobStatus.CANCELLED})
+    assert store.purge_expired(now=time.time() + 10) == 1
+    assert store.load_request(purged.id) is None
+    assert store.load_request(kept.id) == kept.id.encode()
+
+
+def test_store_renewals_never_revive_a_job_ended_meanwhile(store: JobStore) -> None:
+    now = time.time()
+    job = make_job(status=JobStatus.RUNNING, attempts=1, lease_until=now + 30)
+    witness = make_job(status=JobStatus.RUNNING, attempts=1, lease_until=now + 500)
+    store.create(job)
+    store.create(witness)
+    store.save_request(job.id, b"request")
+    barrier = threading.Barrier(9)
+    renewed = threading.Event()
+    outcomes: list[bool] = []
+    ended: list[Job | None] = []
+
+    def renew(n: int) -> None:
+        barrier.wait()
+        for i in range(50):
+            ok = store.renew_lease(job.id, 1, now + 60 + n + i / 100)
+            outcomes.append(ok)
+            if ok:
+                renewed.set()
+
+    def end() -> None:
+        barrier.wait()
+        renewed.wait(10)  # end it while the renewals go on
+        ended.append(store.update(job.id, {"status": JobStatus.TIMED_OUT, "lease_until": None},
+                                  only_if=[JobStatus.RUNNING], expect={"attempts": 1}))
+
+    threads = [threading.Thread(target=renew, args=(n,)) for n in range(8)]
+    threads.append(threading.Thread(target=end))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert ended[0] is not None and ended[0].status is JobStatus.TIMED_OUT
+    assert True in outcomes and len(outcomes) == 400
+    final = store.get(job.id)
+    assert final.status is JobStatus.TIMED_OUT and final.lease_until is None
+    assert final.version == ended[0].version  # renewals after the end changed nothing
+    assert store.load_request(job.id) is None
+    # A lease left behind would come first; limit=1 shows it crowding out the witness.
+    assert [j.id for j in store.expired_leases(now=now + 1000, limit=1)] == [witness.id]
+
+
+def test_store_final_jobs_leave_the_lease_index(store: JobStore) -> None:
+    """What :meth:`expired_leases` walks holds active jobs only, so its cost
+    does not grow with the finished jobs kept."""
+    import sqlite3
+
+    from flask_jobify.stores.redis import RedisStore
+    from flask_jobify.stores.sqlite import SQLiteStore
+
+    def indexed() -> int:
+        if isinstance(store, SQLiteStore):
+            with contextlib.closing(sqlite3.connect(store.path)) as db:
+                return db.execute("SELECT count(*) FROM jobs WHERE lease_until IS NOT NULL"
+                                  ).fetchone()[0]
+        if isinstance(store, RedisStore):
+            return store.client.zcard(f"{store.prefix}:leases")
+        pytest.skip("the memory store has no index")
+
+    jobs = [make_job(status=JobStatus.RUNNING, attempts=1, lease_until=time.time() + 60)
+            for _ in range(3)]
+    for job in jobs:
+        store.create(job)
+    assert indexed() == 3
+    store.update(jobs[0].id, {"status": JobStatus.SUCCEEDED})  # its record keeps the lease
+    store.update(jobs[1].id, {"lease_until": None})
+    store.delete(jobs[2].id)
+    assert indexed() == 0
+    store.create(make_job(status=JobStatus.FAILED, lease_until=1.0, finished_at=1.0,
+                          expires_at=time.time() + 60))
+    assert indexed() == 0
+
+
+# -- SQLite: a version-1 file is migrated --------------------------------------------------
+_V1_SCHEMA = """
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, operation TEXT NOT NULL, owner TEXT,
+    created_at REAL NOT NULL, expires_at REAL, version INTEGER NOT NULL, data TEXT NOT NULL
+);
+CREATE INDEX jobs_created ON jobs (created_at, id);
+CREATE INDEX jobs_owner ON jobs (owner, created_at, id);
+CREATE INDEX jobs_expires ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE results (
+    job_id TEXT PRIMARY KEY, status INTEGER NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL
+);
+PRAGMA user_version = 1;
+"""
+
+
+def test_sqlite_store_migrates_a_version_1_file(tmp_path) -> None:
+    import json
+    import sqlite3
+
+    from flask_jobify.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+
+    path = str(tmp_path / "v1.db")
+    job = make_job(status=JobStatus.RUNNING, attempts=1)
+    record = job.to_dict()
+    del record["lease_until"], record["max_attempts"]  # a version-1 record
+    with sqlite3.connect(path) as db:
+        db.executescript(_V1_SCHEMA)
+        db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (job.id, "running", job.operation, None, job.created_at, None, 0,
+                    json.dumps(record)))
+    db.close()
+    opened: list[SQLiteStore] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            opened.append(SQLiteStore(path))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]  # all migrate at once
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(opened) == 4
+    store = opened[0]
+    try:
+        assert store.get(job.id) == job
+        assert store.renew_lease(job.id, 1, 50.0)
+        assert [j.id for j in store.expired_leases(now=100.0)] == [job.id]
+        store.save_request(job.id, b"r")
+        assert opened[1].load_request(job.id) == b"r"
+        assert store.update(job.id, {"status": JobStatus.SUCCEEDED})
+        assert store.expired_leases(now=100.0) == [] and store.load_request(job.id) is None
+    finally:
+        for each in opened:
+            each.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(jobs)")}
+        assert "jobs_leases" in indexes
+    db.close()

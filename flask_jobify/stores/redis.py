@@ -25,7 +25,8 @@ _BATCH = 1000
 
 #: Insert a record, if its id is free, with its index entries; first drop the
 #: entries of an expired predecessor with this id that no purge swept yet.
-#: KEYS: job, final, expiry, then the indexes. ARGV: record, created_at, id.
+#: KEYS: job, final, expiry, leases, then the indexes. ARGV: record,
+#: created_at, id, lease_until (empty for none).
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local stale = redis.call('HGET', KEYS[2], ARGV[3])
@@ -35,7 +36,19 @@ if stale then
   redis.call('ZREM', KEYS[3], ARGV[3])
 end
 redis.call('SET', KEYS[1], ARGV[1])
-for i = 4, #KEYS do redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3]) end
+for i = 5, #KEYS do redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3]) end
+return 1
+"""
+
+#: Keep a request if its job is active (the record is only read: cjson would
+#: not give back the record's own JSON). KEYS: job, request. ARGV: request.
+_SAVE_REQUEST = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local status = cjson.decode(raw)['status']
+if status ~= 'pending' and status ~= 'running' then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -67,9 +80,13 @@ class RedisStore(JobStore):
 
     Keys start with ``prefix``: ``{prefix}:job:{id}`` (the record as JSON),
     ``{prefix}:result:{id}`` (a hash: ``status``, ``headers``, binary
-    ``body``), and sorted sets of ids scored by ``created_at``, kept in the
-    record's transaction: ``{prefix}:jobs``, ``{prefix}:status:{status}``,
-    ``{prefix}:operation:{name}``, ``{prefix}:owner:{owner}``. A filtered
+    ``body``), ``{prefix}:request:{id}`` (an active job's saved request,
+    deleted in the transaction that ends the job), ``{prefix}:leases`` (a
+    sorted set of the active jobs that have a ``lease_until``, scored by it,
+    which :meth:`expired_leases` walks), and sorted sets of ids scored by
+    ``created_at``, kept in the record's transaction: ``{prefix}:jobs``,
+    ``{prefix}:status:{status}``, ``{prefix}:operation:{name}``,
+    ``{prefix}:owner:{owner}``. A filtered
     page walks its own index (the smallest, for several filters), so it
     costs the same at 100,000 jobs as at 10, where filtering ``jobs`` here
     would read every job to find a rare one. A finished job's keys expire
@@ -77,7 +94,8 @@ class RedisStore(JobStore):
     ``{prefix}:final`` (a hash: id to index keys) let :meth:`purge_expired`
     drop the index entries of expired jobs without a scan.
 
-    :meth:`update` and :meth:`delete` publish the job id on
+    :meth:`renew_lease` is a ``WATCH``/``MULTI`` transaction too, which
+    publishes nothing. :meth:`update` and :meth:`delete` publish the job id on
     ``{prefix}:changed``. One listener thread per store, started by the
     first :meth:`wait` and stopped by :meth:`close`, holds the subscription
     and wakes that job's waiters: any number of waiters share one connection
@@ -100,8 +118,10 @@ class RedisStore(JobStore):
         self._all = f"{prefix}:jobs"
         self._expiry = f"{prefix}:expiry"
         self._final = f"{prefix}:final"
+        self._leases = f"{prefix}:leases"
         self._channel = f"{prefix}:changed"
         self._create = client.register_script(_CREATE)
+        self._save_request = client.register_script(_SAVE_REQUEST)
         self._lock = threading.Lock()
         self._waiters: dict[str, set[threading.Event]] = {}
         self._listener: threading.Thread | None = None
@@ -140,6 +160,11 @@ class RedisStore(JobStore):
         return keys
 
     @staticmethod
+    def _lease(job: Job) -> float | None:
+        """The score of ``job`` in ``{prefix}:leases``; ``None``: not there."""
+        return None if job.is_final else job.lease_until
+
+    @staticmethod
     def _load(raw: bytes | None, now: float | None = None) -> Job | None:
         job = None if raw is None else Job.from_dict(json.loads(raw))
         return None if job is None or is_expired(job, now) else job
@@ -156,9 +181,11 @@ class RedisStore(JobStore):
     # -- the contract ------------------------------------------------------
     @_reported
     def create(self, job: Job) -> None:
-        keys = [self._key("job", job.id), self._final, self._expiry, self._all,
+        keys = [self._key("job", job.id), self._final, self._expiry, self._leases, self._all,
                 *self._indexes(job)]
-        args = [json.dumps(job.to_dict()), repr(float(job.created_at)), job.id]
+        lease = self._lease(job)
+        args = [json.dumps(job.to_dict()), repr(float(job.created_at)), job.id,
+                "" if lease is None else repr(float(lease))]
         if not self._create(keys=keys, args=args):
             raise StoreError(f"A job with id {job.id!r} exists already.")
         if job.expires_at is not None:  # created finished: unusual, not atomic
@@ -178,14 +205,16 @@ class RedisStore(JobStore):
         *,
         only_if: t.Iterable[JobStatus] | None = None,
         result: StoredResponse | None = None,
+        expect: t.Mapping[str, t.Any] | None = None,
     ) -> Job | None:
         key = self._key("job", job_id)
 
         def attempt(pipe: t.Any) -> Job | None:
             job = self._load(pipe.get(key))  # WATCHed: EXEC fails if it changes
-            if job is None or not status_allowed(job, only_if):
+            if job is None or not status_allowed(job, only_if, expect):
                 return None
-            before, created_at = self._indexes(job), job.created_at
+            before, created_at, leased, ended = (
+                self._indexes(job), job.created_at, self._lease(job), job.is_final)
             apply_changes(job, changes)
             after = self._indexes(job)
             moved = job.created_at != created_at
@@ -199,12 +228,59 @@ class RedisStore(JobStore):
                 pipe.hset(self._key("result", job_id), mapping={
                     "status": result.status, "headers": json.dumps(result.headers),
                     "body": result.body})
+            lease = self._lease(job)
+            if lease is not None and lease != leased:
+                pipe.zadd(self._leases, {job_id: lease})
+            elif lease is None and leased is not None:
+                pipe.zrem(self._leases, job_id)
+            if job.is_final and not ended:
+                pipe.delete(self._key("request", job_id))
             if job.expires_at is not None:
                 self._expire(pipe, job)
             pipe.publish(self._channel, job_id)  # inside EXEC: sent once committed
             return job
 
         return self._db.transaction(attempt, key, value_from_callable=True)
+
+    @_reported
+    def renew_lease(self, job_id: str, attempt: int, until: float) -> bool:
+        key, until = self._key("job", job_id), float(until)
+
+        def renew(pipe: t.Any) -> bool:
+            job = self._load(pipe.get(key))  # WATCHed: EXEC fails if it changes
+            if job is None or job.is_final or job.attempts != attempt:
+                return False
+            job.lease_until = until
+            pipe.multi()
+            pipe.set(key, json.dumps(job.to_dict()))  # an active record has no expiry
+            pipe.zadd(self._leases, {job_id: until})
+            return True
+
+        return bool(self._db.transaction(renew, key, value_from_callable=True))
+
+    @_reported
+    def expired_leases(self, now: float | None = None, limit: int = 100) -> list[Job]:
+        now = time.time() if now is None else now
+        ids = self._db.zrangebyscore(self._leases, "-inf", now, start=0, num=limit)
+        if not ids:
+            return []
+        jobs = (self._load(raw) for raw in self._db.mget(
+            [self._key("job", member.decode()) for member in ids]))
+        # A job that ended between the two reads has left the set since.
+        return [job for job in jobs if job is not None and not job.is_final]
+
+    @_reported
+    def save_request(self, job_id: str, data: bytes) -> None:
+        self._save_request(keys=[self._key("job", job_id), self._key("request", job_id)],
+                           args=[bytes(data)])
+
+    @_reported
+    def load_request(self, job_id: str) -> bytes | None:
+        raw, data = self._db.pipeline(transaction=False).get(self._key("job", job_id)).get(
+            self._key("request", job_id)).execute()
+        if data is None or self._load(raw) is None:
+            return None
+        return bytes(data)
 
     @_reported
     def get_result(self, job_id: str) -> StoredResponse | None:
@@ -225,8 +301,8 @@ class RedisStore(JobStore):
                 return False
             job = Job.from_dict(json.loads(raw))
             pipe.multi()
-            pipe.delete(key, self._key("result", job_id))
-            for index in (self._all, *self._indexes(job), self._expiry):
+            pipe.delete(key, self._key("result", job_id), self._key("request", job_id))
+            for index in (self._all, *self._indexes(job), self._expiry, self._leases):
                 pipe.zrem(index, job_id)
             pipe.hdel(self._final, job_id)
             pipe.publish(self._channel, job_id)
@@ -336,10 +412,12 @@ class RedisStore(JobStore):
         pipe.multi()
         pipe.zrem(self._all, *(ids[n] for n in gone))
         for n in gone:
-            pipe.delete(self._key("job", ids[n]), self._key("result", ids[n]))
+            pipe.delete(self._key("job", ids[n]), self._key("result", ids[n]),
+                        self._key("request", ids[n]))
             for index in json.loads(stale[n] or "[]"):
                 pipe.zrem(index, ids[n])
         pipe.zrem(self._expiry, *(ids[n] for n in gone))
+        pipe.zrem(self._leases, *(ids[n] for n in gone))
         pipe.hdel(self._final, *(ids[n] for n in gone))
         # Executed here for the counts; transaction()'s own execute() then
         # finds nothing left to send. A WatchError still makes it retry.

@@ -14,31 +14,40 @@ from ..errors import StoreError
 from ..models import Job, JobStatus, StoredResponse
 from .base import Cursor, JobStore, apply_changes, is_expired, status_allowed
 
-#: Layout of the tables, kept in the file's ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
+#: Layout of the tables, kept in the file's ``PRAGMA user_version``. Version 2
+#: added ``jobs.lease_until``, its index and the ``requests`` table.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, status TEXT NOT NULL, operation TEXT NOT NULL, owner TEXT,
-    created_at REAL NOT NULL, expires_at REAL, version INTEGER NOT NULL, data TEXT NOT NULL
+    created_at REAL NOT NULL, expires_at REAL, version INTEGER NOT NULL, data TEXT NOT NULL,
+    lease_until REAL
 );
 -- Listing: newest first by (created_at, id), for everyone or for one owner.
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created_at, id);
 CREATE INDEX IF NOT EXISTS jobs_expires ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+-- Lost jobs: only active jobs held by a process have a lease_until here.
+CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_until) WHERE lease_until IS NOT NULL;
 CREATE TABLE IF NOT EXISTS results (
     job_id TEXT PRIMARY KEY, status INTEGER NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS requests (job_id TEXT PRIMARY KEY, data BLOB NOT NULL)
 """
 #: SQL twin of :func:`~flask_jobify.stores.base.is_expired`, for listing and purging.
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _GET = "SELECT data FROM jobs WHERE id = ?"
-_INSERT = ("INSERT INTO jobs (id, status, operation, owner, created_at, expires_at, version, data)"
-           " VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT = ("INSERT INTO jobs (id, status, operation, owner, created_at, expires_at, version, data,"
+           " lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_ACTIVE = "status IN ('pending', 'running')"
 
 
 def _row(job: Job) -> tuple[t.Any, ...]:
+    """The columns of ``job``, in :data:`_INSERT`'s order. A final job has no
+    lease in its column, so that :meth:`SQLiteStore.expired_leases` never sees it."""
     return (job.id, job.status.value, job.operation, job.owner, job.created_at,
-            job.expires_at, job.version, json.dumps(job.to_dict()))
+            job.expires_at, job.version, json.dumps(job.to_dict()),
+            None if job.is_final else job.lease_until)
 
 
 def _live(rows: list[t.Any]) -> Job | None:
@@ -49,6 +58,7 @@ def _live(rows: list[t.Any]) -> Job | None:
 
 def _forget(db: sqlite3.Connection, job_id: str) -> bool:
     db.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
+    db.execute("DELETE FROM requests WHERE job_id = ?", (job_id,))
     return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
 
@@ -192,6 +202,11 @@ class SQLiteStore(JobStore):
             if found > SCHEMA_VERSION:
                 raise StoreError(f"SQLite job store {self.path} has schema {found}, newer than"
                                  f" this Flask-Jobify's {SCHEMA_VERSION}: upgrade Flask-Jobify.")
+            # Version 1 to 2. The write lock is held: of processes opening the
+            # file at once, the first migrates and the others find it done.
+            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            if columns and "lease_until" not in columns:
+                db.execute("ALTER TABLE jobs ADD COLUMN lease_until REAL")
             for statement in _SCHEMA.split(";"):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -225,20 +240,55 @@ class SQLiteStore(JobStore):
         *,
         only_if: t.Iterable[JobStatus] | None = None,
         result: StoredResponse | None = None,
+        expect: t.Mapping[str, t.Any] | None = None,
     ) -> Job | None:
         with self._transaction() as db:
             job = _live(db.execute(_GET, (job_id,)).fetchall())
-            if job is None or not status_allowed(job, only_if):
+            if job is None or not status_allowed(job, only_if, expect):
                 return None
             apply_changes(job, changes)
             db.execute("UPDATE jobs SET status = ?, operation = ?, owner = ?, created_at = ?,"
-                       " expires_at = ?, version = ?, data = ? WHERE id = ?",
+                       " expires_at = ?, version = ?, data = ?, lease_until = ? WHERE id = ?",
                        (*_row(job)[1:], job_id))
             if result is not None:
                 db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
                            (job_id, result.status, json.dumps(result.headers), result.body))
+            if job.is_final:
+                db.execute("DELETE FROM requests WHERE job_id = ?", (job_id,))
         self._notify()
         return job
+
+    def renew_lease(self, job_id: str, attempt: int, until: float) -> bool:
+        """One ``UPDATE`` of the column and of the record, which keeps its
+        ``version``; waiters are not woken."""
+        until = float(until)
+        with self._transaction() as db:
+            # json(?) of the repr keeps every digit; json_set of a REAL keeps 15.
+            renewed: int = db.execute(
+                "UPDATE jobs SET lease_until = ?, data = json_set(data, '$.lease_until', json(?))"
+                f" WHERE id = ? AND {_ACTIVE} AND json_extract(data, '$.attempts') = ?"
+                f" AND {_LIVE}", (until, json.dumps(until), job_id, attempt, time.time()),
+            ).rowcount
+        return renewed > 0
+
+    def expired_leases(self, now: float | None = None, limit: int = 100) -> list[Job]:
+        now = time.time() if now is None else now
+        # Walks the partial index jobs_leases, which holds active leased jobs only.
+        rows = self._fetch("SELECT data FROM jobs WHERE lease_until IS NOT NULL"
+                           f" AND lease_until <= ? AND {_ACTIVE} ORDER BY lease_until LIMIT ?",
+                           now, limit)
+        return [Job.from_dict(json.loads(data)) for (data,) in rows]
+
+    def save_request(self, job_id: str, data: bytes) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO requests (job_id, data) SELECT id, ? FROM jobs"
+                       f" WHERE id = ? AND {_ACTIVE} AND {_LIVE}",
+                       (bytes(data), job_id, time.time()))
+
+    def load_request(self, job_id: str) -> bytes | None:
+        rows = self._fetch("SELECT requests.data FROM requests JOIN jobs ON jobs.id = job_id"
+                           f" WHERE job_id = ? AND {_LIVE}", job_id, time.time())
+        return bytes(rows[0][0]) if rows else None
 
     def get_result(self, job_id: str) -> StoredResponse | None:
         rows = self._fetch("SELECT results.status, headers, body FROM results JOIN jobs"
@@ -299,8 +349,9 @@ class SQLiteStore(JobStore):
     def purge_expired(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
         with self._transaction() as db:
-            db.execute("DELETE FROM results WHERE job_id IN"
-                       " (SELECT id FROM jobs WHERE expires_at <= ?)", (now,))
+            for table in ("results", "requests"):
+                db.execute(f"DELETE FROM {table} WHERE job_id IN"
+                           " (SELECT id FROM jobs WHERE expires_at <= ?)", (now,))
             purged: int = db.execute("DELETE FROM jobs WHERE expires_at <= ?", (now,)).rowcount
         if purged:
             self._notify()
