@@ -5,7 +5,12 @@ store)::
 
     gunicorn -c example_app/gunicorn.conf.py 'example_app:create_app()'
 
-and drive it with ``python -m example_app.client``.
+and drive it with ``python -m example_app.client``. To run the jobs on
+Celery workers instead of the web workers' threads::
+
+    export JOBIFY_EXECUTOR=celery JOBIFY_STORE=redis://127.0.0.1:6379/0
+    celery -A example_app.celery_worker worker --concurrency 2 &
+    gunicorn -c example_app/gunicorn.conf.py 'example_app:create_app()'
 """
 from __future__ import annotations
 
@@ -41,6 +46,8 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     app.config.update(config or {})
 
     jobify.init_app(app)
+    if app.config.get("JOBIFY_EXECUTOR") == "celery":
+        _init_celery(app)
     db.init_app(app)
 
     from . import pets, reports, status
@@ -49,6 +56,17 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     app.register_blueprint(pets.bp)
     app.register_blueprint(reports.bp)
     return app
+
+
+def _init_celery(app: Flask) -> None:
+    """Run the jobs on Celery workers (``JOBIFY_EXECUTOR=celery``), with the
+    broker at ``CELERY_BROKER_URL``; see :mod:`example_app.celery_worker`."""
+    from celery import Celery
+
+    broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")
+    celery_app = Celery(app.import_name, broker=broker)
+    jobify.init_celery(celery_app, app)
+    app.extensions["celery"] = celery_app
 
 
 def _decode(value: str) -> t.Any:
