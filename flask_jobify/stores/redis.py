@@ -52,6 +52,59 @@ redis.call('SET', KEYS[2], ARGV[1])
 return 1
 """
 
+#: Compare-and-set: run the commands only if the record is still the one the
+#: caller read (byte for byte, so a lease renewal counts as a change too).
+#: KEYS: job. ARGV: the record read, then each command as its argument
+#: count followed by its arguments. One round trip, where WATCH, GET and
+#: MULTI/EXEC take three.
+_APPLY = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
+
+
+class _Commands:
+    """Collects the writes of one update, in the shape :data:`_APPLY` runs."""
+
+    def __init__(self) -> None:
+        self.args: list[t.Any] = []
+
+    def _add(self, *command: t.Any) -> None:
+        self.args += [len(command), *command]
+
+    def set(self, key: str, value: t.Any) -> None:
+        self._add("SET", key, value)
+
+    def zadd(self, key: str, mapping: t.Mapping[str, float]) -> None:
+        for member, score in mapping.items():
+            self._add("ZADD", key, repr(float(score)), member)
+
+    def zrem(self, key: str, member: str) -> None:
+        self._add("ZREM", key, member)
+
+    def hset(self, key: str, field: str | None = None, value: t.Any = None,
+             mapping: t.Mapping[str, t.Any] | None = None) -> None:
+        pairs = dict(mapping or {})
+        if field is not None:
+            pairs[field] = value
+        self._add("HSET", key, *(part for pair in pairs.items() for part in pair))
+
+    def delete(self, key: str) -> None:
+        self._add("DEL", key)
+
+    def pexpireat(self, key: str, at_ms: int) -> None:
+        self._add("PEXPIREAT", key, at_ms)
+
+    def publish(self, channel: str, message: str) -> None:
+        self._add("PUBLISH", channel, message)
+
+
 _F = t.TypeVar("_F", bound=t.Callable[..., t.Any])
 
 
@@ -73,9 +126,11 @@ class RedisStore(JobStore):
 
     Safe to share between threads: redis-py pools its connections, and a
     lock guards the waiters. Safe to share between processes and machines:
-    :meth:`update` and :meth:`delete` are ``WATCH``/``MULTI`` transactions,
-    retried when another client touched the job meanwhile, so ``only_if`` has
-    one winner and no update is lost; :meth:`create` is one Lua script.
+    :meth:`update` reads the record, then writes it, its index entries and
+    its notice with one Lua compare-and-set that applies only if the record
+    is still the one read (retried otherwise), so ``only_if`` has one winner
+    and no update is lost, in two round trips; :meth:`delete` is a
+    ``WATCH``/``MULTI`` transaction and :meth:`create` one Lua script.
     Standalone Redis or Sentinel: a job's keys span Redis Cluster slots.
 
     Keys start with ``prefix``: ``{prefix}:job:{id}`` (the record as JSON),
@@ -122,6 +177,7 @@ class RedisStore(JobStore):
         self._channel = f"{prefix}:changed"
         self._create = client.register_script(_CREATE)
         self._save_request = client.register_script(_SAVE_REQUEST)
+        self._apply = client.register_script(_APPLY)
         self._lock = threading.Lock()
         self._waiters: dict[str, set[threading.Event]] = {}
         self._listener: threading.Thread | None = None
@@ -208,9 +264,9 @@ class RedisStore(JobStore):
         expect: t.Mapping[str, t.Any] | None = None,
     ) -> Job | None:
         key = self._key("job", job_id)
-
-        def attempt(pipe: t.Any) -> Job | None:
-            job = self._load(pipe.get(key))  # WATCHed: EXEC fails if it changes
+        while True:  # until the record did not change between our read and write
+            raw = self._db.get(key)
+            job = self._load(raw)
             if job is None or not status_allowed(job, only_if, expect):
                 return None
             before, created_at, leased, ended = (
@@ -218,7 +274,7 @@ class RedisStore(JobStore):
             apply_changes(job, changes)
             after = self._indexes(job)
             moved = job.created_at != created_at
-            pipe.multi()
+            pipe = _Commands()
             pipe.set(key, json.dumps(job.to_dict()))
             for index in set(before) - set(after):
                 pipe.zrem(index, job_id)
@@ -237,10 +293,9 @@ class RedisStore(JobStore):
                 pipe.delete(self._key("request", job_id))
             if job.expires_at is not None:
                 self._expire(pipe, job)
-            pipe.publish(self._channel, job_id)  # inside EXEC: sent once committed
-            return job
-
-        return self._db.transaction(attempt, key, value_from_callable=True)
+            pipe.publish(self._channel, job_id)  # in the script: sent once applied
+            if self._apply(keys=[key], args=[raw, *pipe.args]):
+                return job
 
     @_reported
     def renew_lease(self, job_id: str, attempt: int, until: float) -> bool:
