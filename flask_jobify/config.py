@@ -7,6 +7,10 @@ from __future__ import annotations
 #: instance folder, which every gunicorn worker of the app shares.
 STORE = None
 
+#: First part of every Redis key of the app's jobs, so that several apps can
+#: share one Redis database. A ``?prefix=`` in ``JOBIFY_STORE`` wins.
+REDIS_PREFIX = "jobify"
+
 #: Threads that run jobs, per process.
 MAX_WORKERS = 4
 

@@ -57,7 +57,8 @@ class Jobify:
     ``GET /jobs/<id>/result``. Without the header the view runs as before.
 
     Configuration keys, read once in :meth:`init_app` (defaults in
-    :mod:`flask_jobify.config`): ``JOBIFY_STORE``, ``JOBIFY_MAX_WORKERS``,
+    :mod:`flask_jobify.config`): ``JOBIFY_STORE``, ``JOBIFY_REDIS_PREFIX``,
+    ``JOBIFY_MAX_WORKERS``,
     ``JOBIFY_MAX_QUEUED``, ``JOBIFY_MAX_WAIT``, ``JOBIFY_RESULT_TTL``,
     ``JOBIFY_DEFAULT_TIMEOUT``, ``JOBIFY_RETRY_AFTER``, ``JOBIFY_ALL_VIEWS``,
     ``JOBIFY_URL_PREFIX``, ``JOBIFY_SHUTDOWN_GRACE``,

@@ -45,6 +45,7 @@ class Settings:
     """The ``JOBIFY_*`` config keys of one app, read once at ``init_app``."""
 
     store: str
+    redis_prefix: str
     max_workers: int
     max_queued: int
     max_wait: float
@@ -135,7 +136,8 @@ class JobifyState:
         self.app = app
         self._load_owner = load_owner
         self.settings = settings
-        self.store = store if store is not None else store_from_url(settings.store)
+        self.store = store if store is not None else store_from_url(
+            settings.store, redis_prefix=settings.redis_prefix)
         self.executor = ThreadExecutor(settings.max_workers, settings.max_queued)
         #: Set by :meth:`Jobify.init_celery`: jobs then run on Celery workers.
         self.celery: CeleryExecutor | None = None

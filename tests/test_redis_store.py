@@ -291,3 +291,27 @@ def test_redis_store_list_pages_stay_fast_at_100k_jobs(store: RedisStore, prefix
     assert timed(10, operation="op3", owner="alice", after=middle) == expect(
         10, operation="op3", owner="alice", after=middle)
     assert store.list(limit=1, after=(middle.created_at, middle.id))[0] == newest[50_002]
+
+
+def test_app_prefix_namespaces_the_keys(prefix: str) -> None:
+    from flask import Flask
+
+    from flask_jobify import Jobify
+
+    apps = []
+    for name in ("first", "second"):
+        app = Flask(name)
+        app.config.update(JOBIFY_STORE=REDIS_URL, JOBIFY_REDIS_PREFIX=f"{prefix}-{name}")
+        Jobify(app)
+        apps.append(app)
+    stores = [app.extensions["jobify"].store for app in apps]
+    assert [s.prefix for s in stores] == [f"{prefix}-first", f"{prefix}-second"]
+    job = _job()
+    stores[0].create(job)
+    assert stores[0].get(job.id) is not None
+    assert stores[1].get(job.id) is None  # the other app does not see it
+    # A prefix in the URL wins over the config key.
+    assert store_from_url(f"{REDIS_URL}?prefix=x", redis_prefix="y").prefix == "x"  # type: ignore[attr-defined]
+    for app, name in zip(apps, ("first", "second")):
+        app.extensions["jobify"].shutdown(grace=0)
+        drop_redis_keys(f"{prefix}-{name}")

@@ -8,7 +8,7 @@ from .base import JobStore
 from .memory import MemoryStore
 
 
-def store_from_url(url: str) -> JobStore:
+def store_from_url(url: str, *, redis_prefix: str | None = None) -> JobStore:
     """Build a store from a URL.
 
     - ``memory://``: :class:`~flask_jobify.stores.memory.MemoryStore`.
@@ -16,6 +16,8 @@ def store_from_url(url: str) -> JobStore:
       :class:`~flask_jobify.stores.sqlite.SQLiteStore`.
     - ``redis://host:port/db`` (and ``rediss://``):
       :class:`~flask_jobify.stores.redis.RedisStore`, with the ``redis`` extra.
+      Its keys start with the URL's ``?prefix=``, else ``redis_prefix``,
+      else ``jobify``.
 
     :raises StoreError: for a scheme no store serves.
     """
@@ -29,7 +31,7 @@ def store_from_url(url: str) -> JobStore:
     if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisStore
 
-        return RedisStore.from_url(url)
+        return RedisStore.from_url(url, prefix=redis_prefix)
     raise StoreError(
         f"No job store for {url!r}: use memory://, sqlite:///path/to/jobs.db"
         " or redis://host:port/db."

@@ -185,17 +185,17 @@ class RedisStore(JobStore):
         self._closing = threading.Event()
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: t.Any) -> RedisStore:
+    def from_url(cls, url: str, *, prefix: str | None = None, **kwargs: t.Any) -> RedisStore:
         """Build a store from ``redis://host:port/db``, ``rediss://`` or
         ``unix:///path``.
 
-        The ``prefix`` query parameter starts every key (default ``jobify``);
-        other query parameters and ``kwargs`` go to
+        The ``prefix`` query parameter starts every key, else ``prefix``,
+        else ``jobify``; other query parameters and ``kwargs`` go to
         :meth:`redis.Redis.from_url`, except ``decode_responses``, always off.
         """
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
-        prefix = dict(query).get("prefix", "jobify")
+        prefix = dict(query).get("prefix", prefix or "jobify")
         rest = [(k, v) for k, v in query if k not in ("prefix", "decode_responses")]
         kwargs["decode_responses"] = False
         try:
