@@ -227,6 +227,21 @@ def linger_retry_view() -> t.Any:
     return _linger()
 
 
+@flask_app.post("/hang-retry")
+@jobify.job(retries=1, retryable=True)
+def hang_retry_view() -> t.Any:
+    """The first run holds, without looking at cancellation, until
+    ``{token}:go``; then notes whether it was told to stop. Later runs
+    answer at once."""
+    token = _token()
+    _note_run(token)
+    if current_job.attempt == 1:
+        markers.set(marker(token, "pid"), os.getpid())
+        _wait_for(marker(token, "go"))
+        markers.set(marker(token, "stale_saw_cancel"), int(current_job.cancelled))
+    return {"attempt": current_job.attempt}
+
+
 @flask_app.get("/quick")
 @jobify.job
 def quick_view() -> t.Any:

@@ -408,6 +408,31 @@ def test_kill_9_of_a_pool_child_runs_a_retryable_job_again(stack):
     assert result.json() == {"runs": 2, "attempt": 2}
 
 
+def test_a_hung_run_is_taken_over_and_its_late_end_changes_nothing(stack):
+    tok = token()
+    job_id = submit(stack, "POST", f"/hang-retry?t={tok}")
+    pid = int(wait_until("the view to start",
+                         lambda: stack.markers.get(stack.marker(tok, "pid"))))
+    assert parent_pid(pid) == stack.worker.pid
+    os.kill(pid, signal.SIGSTOP)  # hung: its lease is no longer renewed
+    try:
+        final = wait_final(stack, job_id, within=30)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert final["status"] == "succeeded", final
+    assert final["attempts"] == 2
+    stack.markers.set(stack.marker(tok, "go"), 1)  # the first run wakes up and ends late
+    saw_cancel = wait_until("the stale run to end",
+                            lambda: stack.markers.get(stack.marker(tok, "stale_saw_cancel")))
+    assert saw_cancel == b"1", "the stale run was not told that it had been taken over"
+    wait_worker_idle(stack)
+    after = record(stack, job_id)
+    assert (after["status"], after["attempts"], after["version"]) == (
+        "succeeded", 2, final["version"])
+    result = requests.get(f"{stack.url}/jobs/{job_id}/result", timeout=30)
+    assert result.json() == {"attempt": 2}
+
+
 def test_secrets_stay_out_of_task_messages_logs_and_the_view(stack):
     tok = token()
     secret_auth, secret_key = f"s3cret-auth-{tok}", f"s3cret-key-{tok}"
@@ -431,3 +456,24 @@ def test_secrets_stay_out_of_task_messages_logs_and_the_view(stack):
     received = [line for line in log.splitlines() if "TASK RECEIVED" in line and job_id in line]
     assert received, "the worker's log does not show the task's argsrepr"
     assert "s3cret" not in log
+
+
+def test_the_request_saved_for_a_retry_holds_no_dropped_header(stack):
+    tok = token()
+    secret_auth, secret_key = f"s3cret-auth-{tok}", f"s3cret-key-{tok}"
+    job_id = submit(stack, "POST", f"/hang-retry?t={tok}",
+                    headers={"Authorization": f"Bearer {secret_auth}", "X-Api-Key": secret_key})
+    saved_key = f"{stack.prefix}:request:{job_id}"
+    try:
+        wait_until("the view to start", lambda: stack.markers.get(stack.marker(tok, "pid")))
+        # Saved in the store so that another process could run it again.
+        saved = stack.markers.get(saved_key)
+        assert saved is not None
+        request = json.loads(saved)["request"]
+        assert request["environ"]["HTTP_X_API_KEY"] == secret_key
+        assert "HTTP_AUTHORIZATION" not in request["environ"]
+        assert secret_auth.encode() not in saved
+    finally:
+        stack.markers.set(stack.marker(tok, "go"), 1)
+    assert wait_final(stack, job_id)["status"] == "succeeded"
+    assert stack.markers.get(saved_key) is None  # forgotten once the job ended
