@@ -268,11 +268,12 @@ class JobifyState:
         return False
 
     def _submit_delayed(self, job_id: str, attempt: int, task: t.Callable[[], None]) -> None:
+        with self._lock:
+            held = self._held.get(job_id)
+        if held is None or held.attempts != attempt - 1:
+            return  # released to the other processes meanwhile
         if not self.executor.submit(task, force=True):  # closed: shutting down
-            with self._lock:
-                self._held.pop(job_id, None)
-            self.finish(job_id, JobStatus.FAILED, only_if=[JobStatus.PENDING],
-                        expect={"attempts": attempt - 1}, error=_shutdown_error())
+            self._let_go(job_id, held)
 
     # -- running -----------------------------------------------------------
     def run(
@@ -337,8 +338,9 @@ class JobifyState:
         stored = outcome.response
         assert stored is not None
         if stored.status < 400:
+            # The error of a run before it, kept while the job was retried, goes.
             self.finish(job.id, JobStatus.SUCCEEDED, http_status=stored.status, result=stored,
-                        **fence)
+                        error=None, **fence)
             return
         error = outcome.error or JobError(
             "http_error", f"The view answered with HTTP {stored.status}."
@@ -461,15 +463,25 @@ class JobifyState:
         return time.time() + self.settings.lease_seconds / 2
 
     def _heartbeat(self) -> None:
-        """Renew the lease of every job held here; tell a running job whose
-        lease is gone (taken over after a stall) to stop."""
+        """Renew the lease of every job held here, in one store call; tell a
+        running job whose lease is gone (taken over after a stall) to stop."""
         with self._lock:
-            held = list(self._held.items())
-        until = t.cast(float, self._lease_until())
-        for job_id, entry in held:
-            if not self.store.renew_lease(job_id, entry.attempts, until):
-                if entry.handle is not None:
-                    entry.handle.request_cancel()
+            held = dict(self._held)
+        if not held:
+            return
+        began = time.monotonic()
+        renewed = self.store.renew_leases(
+            {job_id: entry.attempts for job_id, entry in held.items()},
+            t.cast(float, self._lease_until()),
+        )
+        took = time.monotonic() - began
+        if took > self.settings.lease_seconds / 4:
+            logger.warning("Renewing the leases of %d jobs took %.2f s, more than a quarter"
+                           " of JOBIFY_LEASE_SECONDS (%s s): raise it, or look at the store",
+                           len(held), took, self.settings.lease_seconds)
+        for job_id, entry in held.items():
+            if job_id not in renewed and entry.handle is not None:
+                entry.handle.request_cancel()
 
     def reclaim_lost(self, now: float | None = None) -> int:
         """Deal with jobs whose lease expired (their process died or hung):
@@ -480,6 +492,9 @@ class JobifyState:
         compare-and-set on its attempt number and lease.
         """
         lost = self.store.expired_leases(now)
+        with self._lock:
+            # Alive here: a late heartbeat, not a dead process.
+            lost = [job for job in lost if job.id not in self._held]
         for job in lost:
             try:
                 self._reclaim(job)
@@ -495,7 +510,9 @@ class JobifyState:
         # its operation allows another run.
         again = saved is not None and not job.cancel_requested and (
             job.status is JobStatus.PENDING or job.attempts < job.max_attempts)
-        if again and not self.closed:
+        if again and self.closed:
+            return  # left to a process that is not stopping
+        if again:
             data = json.loads(t.cast(bytes, saved))
             captured = CapturedRequest.from_dict(data["request"])
             options = JobOptions.from_dict(data["options"])
@@ -539,16 +556,24 @@ class JobifyState:
         for job_id, entry in held.items():
             if pending_only and entry.handle is not None:
                 continue
-            if entry.handle is None and entry.saved and self.store.renew_lease(
-                job_id, entry.attempts, 0.0
-            ):
-                with self._lock:
-                    self._held.pop(job_id, None)
-                continue  # its lease has expired: another process will run it
-            if self.finish(job_id, JobStatus.FAILED, only_if=ACTIVE_STATUSES,
-                           expect={"attempts": entry.attempts}, error=error):
-                if entry.handle is not None:
-                    entry.handle.request_cancel()
+            if entry.handle is None:
+                self._let_go(job_id, entry)
+            elif self.finish(job_id, JobStatus.FAILED, only_if=ACTIVE_STATUSES,
+                             expect={"attempts": entry.attempts}, error=error):
+                entry.handle.request_cancel()
+
+    def _let_go(self, job_id: str, entry: _Held) -> None:
+        """Drop a job queued here that will not run here (this process is
+        stopping): release it to another process if its request is saved
+        (its lease expires at once), else fail it (error type ``shutdown``)."""
+        with self._lock:
+            if self._held.get(job_id) is entry:
+                del self._held[job_id]
+        self.monitor.discard(("retry", job_id))
+        if entry.saved and self.store.renew_lease(job_id, entry.attempts, 0.0):
+            return  # another process will run it
+        self.finish(job_id, JobStatus.FAILED, only_if=[JobStatus.PENDING],
+                    expect={"attempts": entry.attempts}, error=_shutdown_error())
 
 
 def visible_to(job: Job, owner: str | None) -> bool:

@@ -375,6 +375,62 @@ def test_store_saved_request_forgotten_on_delete_and_purge(store: JobStore) -> N
     assert store.load_request(kept.id) == kept.id.encode()
 
 
+def test_store_renew_leases_renews_many_in_one_call(store: JobStore) -> None:
+    now = time.time()
+    running = [make_job(status=JobStatus.RUNNING, attempts=1, lease_until=now + 1)
+               for _ in range(1205)]  # more than the Redis store's batch of 1,000
+    for job in running:
+        store.create(job)
+    stale = make_job(status=JobStatus.RUNNING, attempts=2, lease_until=now + 1)
+    ended = make_job(status=JobStatus.RUNNING, attempts=1, lease_until=now + 1)
+    for job in (stale, ended):
+        store.create(job)
+    store.update(ended.id, {"status": JobStatus.FAILED, "lease_until": None})
+    asked = {job.id: 1 for job in running}
+    asked.update({stale.id: 1, ended.id: 1, new_job_id(): 0})
+    until = now + 60.25
+    assert store.renew_leases(asked, until) == {job.id for job in running}
+    assert {store.get(job.id).lease_until for job in running} == {until}
+    assert {store.get(job.id).version for job in running} == {running[0].version}
+    assert store.get(stale.id).lease_until == now + 1
+    assert store.get(ended.id).lease_until is None
+    assert store.renew_leases({}, until) == set()
+    assert store.expired_leases(now=now + 2) == [store.get(stale.id)]
+
+
+def test_store_renew_leases_keeps_every_concurrent_update(store: JobStore) -> None:
+    """Renewals racing with progress writes lose neither: a record changed
+    between a renewal's read and its write is read again."""
+    now = time.time()
+    jobs = [make_job(status=JobStatus.RUNNING, attempts=1, lease_until=now) for _ in range(20)]
+    for job in jobs:
+        store.create(job)
+    stop = threading.Event()
+    renewed: list[set[str]] = []
+
+    def renew() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            renewed.append(store.renew_leases({job.id: 1 for job in jobs}, now + n))
+
+    renewer = threading.Thread(target=renew)
+    renewer.start()
+    try:
+        for percent in range(1, 41):
+            for job in jobs:
+                store.update(job.id, {"progress": JobProgress(percent=percent)})
+    finally:
+        stop.set()
+        renewer.join()
+    assert renewed and all(ids == {job.id for job in jobs} for ids in renewed)
+    for job in jobs:
+        final = store.get(job.id)
+        assert final.progress.percent == 40
+        assert final.version == job.version + 40
+        assert final.lease_until == now + len(renewed)
+
+
 def test_store_renewals_never_revive_a_job_ended_meanwhile(store: JobStore) -> None:
     now = time.time()
     job = make_job(status=JobStatus.RUNNING, attempts=1, lease_until=now + 30)

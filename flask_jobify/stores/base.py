@@ -73,13 +73,22 @@ class JobStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def renew_lease(self, job_id: str, attempt: int, until: float) -> bool:
-        """Set the job's ``lease_until`` to ``until`` if it is active and its
-        ``attempts`` is ``attempt``; return whether it was.
+    def renew_leases(self, leases: t.Mapping[str, int], until: float) -> set[str]:
+        """Set ``lease_until`` to ``until`` on each job of ``leases`` (job id
+        to attempt number) that is active and whose ``attempts`` is that
+        number; return the ids of the jobs renewed.
 
         A heartbeat, not a change: ``version`` stays, and waiters are not
-        woken. Atomic with respect to :meth:`update`.
+        woken. Atomic per job with respect to :meth:`update`. A process
+        renews every job it holds in one call, so a store across a network
+        should take a round trip or two for all of them, not one per job:
+        else a process holding many jobs renews the last ones after their
+        lease ran out.
         """
+
+    def renew_lease(self, job_id: str, attempt: int, until: float) -> bool:
+        """:meth:`renew_leases` for one job; return whether it was renewed."""
+        return job_id in self.renew_leases({job_id: attempt}, until)
 
     @abc.abstractmethod
     def expired_leases(self, now: float | None = None, limit: int = 100) -> list[Job]:

@@ -75,13 +75,15 @@ class MemoryStore(JobStore):
             self._changed.notify_all()
             return _copy(job)
 
-    def renew_lease(self, job_id: str, attempt: int, until: float) -> bool:
+    def renew_leases(self, leases: t.Mapping[str, int], until: float) -> set[str]:
+        renewed = set()
         with self._lock:
-            job = self._live(job_id)
-            if job is None or job.is_final or job.attempts != attempt:
-                return False
-            job.lease_until = until
-            return True
+            for job_id, attempt in leases.items():
+                job = self._live(job_id)
+                if job is not None and not job.is_final and job.attempts == attempt:
+                    job.lease_until = until
+                    renewed.add(job_id)
+        return renewed
 
     def expired_leases(self, now: float | None = None, limit: int = 100) -> list[Job]:
         now = time.time() if now is None else now

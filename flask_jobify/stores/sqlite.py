@@ -258,18 +258,21 @@ class SQLiteStore(JobStore):
         self._notify()
         return job
 
-    def renew_lease(self, job_id: str, attempt: int, until: float) -> bool:
-        """One ``UPDATE`` of the column and of the record, which keeps its
-        ``version``; waiters are not woken."""
-        until = float(until)
+    def renew_leases(self, leases: t.Mapping[str, int], until: float) -> set[str]:
+        """One transaction: an ``UPDATE`` of the column and of the record
+        per job, which keeps its ``version``; waiters are not woken."""
+        until, now, renewed = float(until), time.time(), set()
         with self._transaction() as db:
-            # json(?) of the repr keeps every digit; json_set of a REAL keeps 15.
-            renewed: int = db.execute(
-                "UPDATE jobs SET lease_until = ?, data = json_set(data, '$.lease_until', json(?))"
-                f" WHERE id = ? AND {_ACTIVE} AND json_extract(data, '$.attempts') = ?"
-                f" AND {_LIVE}", (until, json.dumps(until), job_id, attempt, time.time()),
-            ).rowcount
-        return renewed > 0
+            for job_id, attempt in leases.items():
+                # json(?) of the repr keeps every digit; json_set of a REAL keeps 15.
+                if db.execute(
+                    "UPDATE jobs SET lease_until = ?,"
+                    " data = json_set(data, '$.lease_until', json(?))"
+                    f" WHERE id = ? AND {_ACTIVE} AND json_extract(data, '$.attempts') = ?"
+                    f" AND {_LIVE}", (until, json.dumps(until), job_id, attempt, now),
+                ).rowcount:
+                    renewed.add(job_id)
+        return renewed
 
     def expired_leases(self, now: float | None = None, limit: int = 100) -> list[Job]:
         now = time.time() if now is None else now
