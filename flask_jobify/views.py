@@ -33,15 +33,23 @@ def _state() -> JobifyState:
     return current_app.extensions["jobify"]
 
 
-def _visible_job(job_id: str) -> Job:
-    """The job, if it exists and the caller may see it; else 404."""
+def _job_id(job_id: str) -> str:
+    """``job_id``, if it is shaped like one; else 400."""
     if not is_valid_job_id(job_id):
         raise InvalidJobId()
-    state = _state()
-    job = state.store.get(job_id)
-    if job is None or not state.may_see(job):
+    return job_id
+
+
+def _visible(job: Job | None) -> Job:
+    """``job``, if it exists and the caller may see it; else 404."""
+    if job is None or not _state().may_see(job):
         raise JobNotFound()
     return job
+
+
+def _visible_job(job_id: str) -> Job:
+    """The job, if it exists and the caller may see it; else 400 or 404."""
+    return _visible(_state().store.get(_job_id(job_id)))
 
 
 def _visible_jobs(
@@ -152,13 +160,13 @@ def create_jobs_blueprint() -> Blueprint:
     @bp.alt_response(400, schema=ErrorSchema, description=errors[400])
     def job_result(job_id: str) -> Response:
         """Get the response of a finished job, as the view gave it."""
-        job = _visible_job(job_id)
+        job, stored = _state().store.get_with_result(_job_id(job_id))  # one round trip
+        job = _visible(job)
         if not job.is_final:
             raise JobNotFinished(
                 f"Job {job.id} is {job.status.value}; ask again after Retry-After seconds.",
                 headers=_retry_after(job),
             )
-        stored = _state().store.get_result(job.id)
         if stored is None:
             raise NoResult(f"Job {job.id} ended as {job.status.value} and has no response.")
         return replay_response(stored)

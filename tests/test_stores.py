@@ -96,6 +96,22 @@ def test_store_result_is_binary_safe(store: JobStore) -> None:
     assert store.get_result(job.id) == StoredResponse(200, headers, body)
 
 
+def test_store_get_with_result_reads_both(store: JobStore) -> None:
+    assert store.get_with_result(new_job_id()) == (None, None)
+    job = make_job()
+    store.create(job)
+    assert store.get_with_result(job.id) == (store.get(job.id), None)
+    response = StoredResponse(201, [("X-A", "1")], b"\x00made")
+    done = store.update(job.id, {"status": JobStatus.SUCCEEDED}, result=response)
+    assert store.get_with_result(job.id) == (done, response)
+    bare = make_job()
+    store.create(bare)
+    cancelled = store.update(bare.id, {"status": JobStatus.CANCELLED})
+    assert store.get_with_result(bare.id) == (cancelled, None)
+    store.update(job.id, {"expires_at": time.time() - 1})
+    assert store.get_with_result(job.id) == (None, None)
+
+
 def test_store_expired_jobs_vanish_and_are_purged(store: JobStore) -> None:
     job = make_job(result_ttl=0.05)
     store.create(job)

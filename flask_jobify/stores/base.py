@@ -117,6 +117,14 @@ class JobStore(abc.ABC):
     def get_result(self, job_id: str) -> StoredResponse | None:
         """Return the saved response of a job, or ``None``."""
 
+    def get_with_result(self, job_id: str) -> tuple[Job | None, StoredResponse | None]:
+        """Return the job and its saved response (``None`` if it has none),
+        read together: what the result endpoint needs, in one round trip
+        where the store allows. ``(None, None)`` for an unknown or expired
+        job."""
+        job = self.get(job_id)
+        return (None, None) if job is None else (job, self.get_result(job_id))
+
     @abc.abstractmethod
     def delete(self, job_id: str) -> bool:
         """Forget a job and its result. Return whether it existed."""

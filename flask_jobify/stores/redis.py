@@ -373,12 +373,18 @@ class RedisStore(JobStore):
 
     @_reported
     def get_result(self, job_id: str) -> StoredResponse | None:
-        raw, fields = self._db.pipeline(transaction=False).get(self._key("job", job_id)).hgetall(
+        return self.get_with_result(job_id)[1]
+
+    @_reported
+    def get_with_result(self, job_id: str) -> tuple[Job | None, StoredResponse | None]:
+        """One round trip: ``GET`` and ``HGETALL`` in ``MULTI``/``EXEC``."""
+        raw, fields = self._db.pipeline(transaction=True).get(self._key("job", job_id)).hgetall(
             self._key("result", job_id)).execute()
-        if not fields or self._load(raw) is None:
-            return None
+        job = self._load(raw)
+        if job is None or not fields:
+            return job, None
         headers = [(name, value) for name, value in json.loads(fields[b"headers"])]
-        return StoredResponse(int(fields[b"status"]), headers, bytes(fields[b"body"]))
+        return job, StoredResponse(int(fields[b"status"]), headers, bytes(fields[b"body"]))
 
     @_reported
     def delete(self, job_id: str) -> bool:

@@ -294,14 +294,21 @@ class SQLiteStore(JobStore):
         return bytes(rows[0][0]) if rows else None
 
     def get_result(self, job_id: str) -> StoredResponse | None:
-        rows = self._fetch("SELECT results.status, headers, body FROM results JOIN jobs"
-                           f" ON jobs.id = job_id WHERE job_id = ? AND {_LIVE}",
+        return self.get_with_result(job_id)[1]
+
+    def get_with_result(self, job_id: str) -> tuple[Job | None, StoredResponse | None]:
+        """One ``SELECT`` of the job, joined with its result."""
+        rows = self._fetch("SELECT data, results.status, headers, body FROM jobs LEFT JOIN"
+                           f" results ON job_id = id WHERE id = ? AND {_LIVE}",
                            job_id, time.time())
         if not rows:
-            return None
-        status, headers, body = rows[0]
-        return StoredResponse(status, [(name, value) for name, value in json.loads(headers)],
-                              bytes(body))
+            return None, None
+        data, status, headers, body = rows[0]
+        job = Job.from_dict(json.loads(data))
+        if status is None:
+            return job, None
+        return job, StoredResponse(
+            status, [(name, value) for name, value in json.loads(headers)], bytes(body))
 
     def delete(self, job_id: str) -> bool:
         with self._transaction() as db:
