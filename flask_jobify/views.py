@@ -143,14 +143,20 @@ def create_jobs_blueprint() -> Blueprint:
         last saw), a job already past ``N`` is answered at once, so no
         change between two polls goes unseen.
         """
-        job = _visible_job(job_id)
-        wait = min(wait, _state().settings.max_wait)
-        seen = job.version if version is None else version
-        if wait > 0 and not job.is_final and job.version == seen:
-            changed = _state().store.wait(job.id, job.version, wait)
-            if changed is None:
-                raise JobNotFound()
-            job = changed
+        state = _state()
+        wait = min(wait, state.settings.max_wait)
+        if wait <= 0:
+            job = _visible_job(job_id)
+            return job, 200, _retry_after(job)
+        # Watched before the read: the wait sleeps without reading again.
+        with state.store.watching(_job_id(job_id)) as wait_for_change:
+            job = _visible(state.store.get(job_id))
+            seen = job.version if version is None else version
+            if not job.is_final and job.version == seen:
+                changed = wait_for_change(job.version, wait)
+                if changed is None:
+                    raise JobNotFound()
+                job = changed
         return job, 200, _retry_after(job)
 
     @bp.route("/<job_id>/result", methods=["GET"])

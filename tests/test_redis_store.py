@@ -166,6 +166,37 @@ def test_redis_store_wait_wakes_when_another_process_updates(
     assert returned_at - updated_at < 0.5
 
 
+def test_redis_store_watching_misses_no_change_and_reads_once_per_wake(
+    store: RedisStore, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``watching`` listens from before the caller's read: a change made by
+    another process between that read and the wait still wakes the wait,
+    which then reads once (``wait`` reads before it sleeps, then again)."""
+    monkeypatch.setattr(redis_module, "_SAFETY_POLL", 3600.0)  # only a notice can wake it
+    job = _job()
+    store.create(job)
+    other = _open(prefix)  # another process's store
+    reads = []
+    real_get = store.get
+    monkeypatch.setattr(store, "get", lambda job_id: reads.append(job_id) or real_get(job_id))
+    got: list[Job | None] = []
+
+    def watch() -> None:
+        with store.watching(job.id) as wait:
+            seen = store.get(job.id)
+            other.update(job.id, {"progress": JobProgress(10, "between")})
+            got.append(wait(seen.version, LONG))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    watcher.join(LONG)
+    other.close()
+    assert not watcher.is_alive(), "the change between the read and the wait was missed"
+    assert got[0].version == job.version + 1 and got[0].progress.message == "between"
+    assert len(reads) == 2  # the caller's read, and one after the notice
+    assert store._waiters == {}  # noqa: SLF001 - nothing left behind
+
+
 def test_redis_store_64_waiters_share_one_listener(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -112,6 +112,18 @@ def test_store_get_with_result_reads_both(store: JobStore) -> None:
     assert store.get_with_result(job.id) == (None, None)
 
 
+def test_store_watching_sees_a_change_made_after_the_read(store: JobStore) -> None:
+    job = make_job()
+    store.create(job)
+    with store.watching(job.id) as wait:
+        seen = store.get(job.id)
+        store.update(job.id, {"status": JobStatus.RUNNING})
+        changed = wait(seen.version, 30)  # returns once it sees the change
+    assert changed.status is JobStatus.RUNNING and changed.version == seen.version + 1
+    with store.watching(new_job_id()) as wait:
+        assert wait(0, 0.01) is None
+
+
 def test_store_expired_jobs_vanish_and_are_purged(store: JobStore) -> None:
     job = make_job(result_ttl=0.05)
     store.create(job)

@@ -13,6 +13,8 @@ keep records as JSON.
 from __future__ import annotations
 
 import abc
+import contextlib
+import functools
 import time
 import typing as t
 
@@ -21,6 +23,10 @@ from ..models import ACTIVE_STATUSES, Job, JobStatus, StoredResponse
 
 #: A listing cursor: ``(created_at, id)`` of the last job of the previous page.
 Cursor = t.Tuple[float, str]
+
+#: What :meth:`JobStore.watching` gives: ``wait(version, timeout)``, as
+#: :meth:`JobStore.wait` for the watched job.
+WaitForChange = t.Callable[[int, float], t.Optional[Job]]
 
 
 class JobStore(abc.ABC):
@@ -152,6 +158,22 @@ class JobStore(abc.ABC):
         ``timeout`` seconds pass. Return the job as it is then (``None`` if it
         is gone). Returns at once if the version already differs.
         """
+
+    @contextlib.contextmanager
+    def watching(self, job_id: str) -> t.Iterator[WaitForChange]:
+        """Watch a job from before the caller reads it; yield
+        ``wait(version, timeout)``, which is :meth:`wait` for that job::
+
+            with store.watching(job_id) as wait:
+                job = store.get(job_id)   # may the caller see it? is it final?
+                job = wait(job.version, 30)
+
+        A store that is notified of changes (Redis) starts listening on
+        entry, so that ``wait`` need not read the job again before it
+        sleeps: no change between the caller's read and the wait can slip
+        by. This default is :meth:`wait` itself, which reads first.
+        """
+        yield functools.partial(self.wait, job_id)
 
     @abc.abstractmethod
     def purge_expired(self, now: float | None = None) -> int:

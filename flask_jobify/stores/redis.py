@@ -14,7 +14,14 @@ import redis
 
 from ..errors import StoreError
 from ..models import Job, JobStatus, StoredResponse
-from .base import Cursor, JobStore, apply_changes, is_expired, status_allowed
+from .base import (
+    Cursor,
+    JobStore,
+    WaitForChange,
+    apply_changes,
+    is_expired,
+    status_allowed,
+)
 
 #: Seconds between two reads of a waited-on job when no notice comes. Only a
 #: safety net for a connection that died silently: a notice lost to a
@@ -457,9 +464,25 @@ class RedisStore(JobStore):
         return found
 
     def wait(self, job_id: str, version: int, timeout: float) -> Job | None:
-        deadline = time.monotonic() + timeout
+        with self._waiter(job_id, min(max(timeout, 0.0), 5.0)) as (event, _):
+            # Subscribed first, then read: no change slips in between.
+            return self._wait_on(job_id, event, version, timeout, read_first=True)
+
+    @contextlib.contextmanager
+    def watching(self, job_id: str) -> t.Iterator[WaitForChange]:
+        """Listen for the job's changes from entry on: the ``wait`` yielded
+        sleeps until a notice, then reads, one round trip where
+        :meth:`wait` takes two. It reads first, as :meth:`wait`, when the
+        listener was not subscribed in time (its first 5 s)."""
+        with self._waiter(job_id, 5.0) as (event, subscribed):
+            yield functools.partial(self._wait_on, job_id, event, read_first=not subscribed)
+
+    @contextlib.contextmanager
+    def _waiter(self, job_id: str, patience: float) -> t.Iterator[tuple[threading.Event, bool]]:
+        """Register an event that notices of ``job_id`` set; yield it and
+        whether the listener is subscribed (waited for up to ``patience``)."""
         event = threading.Event()
-        with self._lock:  # subscribe first, then read: no change slips in between
+        with self._lock:
             self._waiters.setdefault(job_id, set()).add(event)
             if self._listener is None or not self._listener.is_alive():
                 self._ready.clear()
@@ -467,21 +490,35 @@ class RedisStore(JobStore):
                     target=self._listen, name=f"jobify-redis-{self.prefix}", daemon=True)
                 self._listener.start()
         try:
-            self._ready.wait(min(max(timeout, 0.0), 5.0))
-            while True:
-                job = self.get(job_id)
-                if job is None or job.version != version:
-                    return job
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return job
-                event.wait(min(remaining, _SAFETY_POLL))
-                event.clear()  # before the next read, so no later notice is lost
+            yield event, self._ready.wait(patience)
         finally:
             with self._lock:
                 self._waiters[job_id].discard(event)
                 if not self._waiters[job_id]:
                     del self._waiters[job_id]
+
+    def _wait_on(
+        self, job_id: str, event: threading.Event, version: int, timeout: float,
+        *, read_first: bool,
+    ) -> Job | None:
+        """Wait until the job's version differs from ``version``: read, then
+        sleep until a notice (or :data:`_SAFETY_POLL`), and again. Without
+        ``read_first``, sleep first: the caller read the job after ``event``
+        was registered and the listener subscribed."""
+        deadline = time.monotonic() + timeout
+        read = read_first or timeout <= 0
+        job: Job | None = None
+        while True:
+            if read:
+                job = self.get(job_id)
+                if job is None or job.version != version:
+                    return job
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return job if read else self.get(job_id)
+            event.wait(min(remaining, _SAFETY_POLL))
+            event.clear()  # before the next read, so no later notice is lost
+            read = True
 
     @_reported
     def purge_expired(self, now: float | None = None) -> int:
