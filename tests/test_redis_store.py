@@ -197,6 +197,35 @@ def test_redis_store_watching_misses_no_change_and_reads_once_per_wake(
     assert store._waiters == {}  # noqa: SLF001 - nothing left behind
 
 
+def test_redis_store_update_starts_from_the_record_it_wrote(
+    store: RedisStore, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An update first tries the record this store wrote last (one round
+    trip, no read); when another process changed it since, the update reads
+    and decides on the record as it is: no lost write, no stale refusal."""
+    other = _open(prefix)  # another process's store
+    job = _job()
+    store.create(job)
+    reads: list[str] = []
+    real_get = store._db.get  # noqa: SLF001 - counting the store's reads
+    monkeypatch.setattr(store._db, "get", lambda key: reads.append(key) or real_get(key))
+    mine = store.update(job.id, {"progress": JobProgress(10, "mine")})
+    assert mine is not None and reads == []  # written on what it wrote at create()
+    other.update(job.id, {"status": JobStatus.RUNNING, "attempts": 1})
+    # What this store wrote says pending; the record says running.
+    assert store.update(job.id, {"status": JobStatus.CANCELLED},
+                        only_if=[JobStatus.PENDING]) is None
+    done = store.update(job.id, {"progress": JobProgress(50, "after")},
+                        only_if=[JobStatus.RUNNING], expect={"attempts": 1})
+    assert done is not None and (done.status, done.attempts, done.version) == (
+        JobStatus.RUNNING, 1, job.version + 3)
+    assert other.get(job.id) == done
+    reads.clear()
+    assert store.update(job.id, {"progress": JobProgress(60)}) is not None
+    assert reads == []
+    other.close()
+
+
 def test_redis_store_64_waiters_share_one_listener(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
