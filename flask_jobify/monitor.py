@@ -34,16 +34,16 @@ class Monitor:
         self._heap: list[tuple[float, int, Key]] = []
         self._order = itertools.count()
         # key -> (when, seq, func, interval); heap entries with another seq are stale.
-        self._calls: dict[Key, tuple[float, int, t.Callable[[], None], float | None]] = {}
+        self._calls: dict[Key, tuple[float, int, t.Callable[[], object], float | None]] = {}
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._stopped = False
 
-    def call_at(self, key: Key, when: float, func: t.Callable[[], None]) -> None:
+    def call_at(self, key: Key, when: float, func: t.Callable[[], object]) -> None:
         """Call ``func()`` once at ``when`` (``time.monotonic()``)."""
         self._schedule(key, when, func, None)
 
-    def every(self, key: Key, interval: float, func: t.Callable[[], None]) -> None:
+    def every(self, key: Key, interval: float, func: t.Callable[[], object]) -> None:
         """Call ``func()`` every ``interval`` seconds, the first time one
         interval from now."""
         if interval <= 0:
@@ -71,7 +71,7 @@ class Monitor:
             self._wake.notify()
 
     def _schedule(
-        self, key: Key, when: float, func: t.Callable[[], None], interval: float | None
+        self, key: Key, when: float, func: t.Callable[[], object], interval: float | None
     ) -> None:
         with self._lock:
             seq = next(self._order)
@@ -105,7 +105,7 @@ class Monitor:
             except Exception:  # the monitor must outlive any one failure
                 logger.exception("Flask-Jobify monitor task failed")
 
-    def _pop_due(self, now: float) -> t.Callable[[], None] | None:
+    def _pop_due(self, now: float) -> t.Callable[[], object] | None:
         """Take the next call that is due off the heap (re-arming periodic
         ones), or return ``None`` if none is. Called with the lock held."""
         while self._heap and self._heap[0][0] <= now:

@@ -298,8 +298,8 @@ class JobifyState:
                 cancel_check_interval=self.settings.cancel_check_interval,
             )
             with self._lock:
-                held = self._held.setdefault(job_id, _Held(attempts=attempt))
-                held.attempts, held.handle = attempt, handle
+                entry = self._held.setdefault(job_id, _Held(attempts=attempt))
+                entry.attempts, entry.handle = attempt, handle
             timeout = self.timeout_of(options)
             if timeout is not None:
                 self.monitor.call_at(("deadline", job_id), time.monotonic() + timeout,
@@ -313,7 +313,7 @@ class JobifyState:
                 self.monitor.discard(("deadline", job_id))
         finally:
             with self._lock:
-                held = self._held.pop(job_id, None)
+                held: _Held | None = self._held.pop(job_id, None)
         if outcome is not None:
             self._conclude(job, captured, options, attempt, outcome, saved=bool(held and held.saved))
 
@@ -329,7 +329,7 @@ class JobifyState:
     ) -> None:
         """Record how run number ``attempt`` ended: a final status, or back
         to ``pending`` for a retry."""
-        fence = {"expect": {"attempts": attempt}}
+        fence: dict[str, t.Any] = {"expect": {"attempts": attempt}}
         # Cancellation is cooperative: a job ends as cancelled when its view
         # noticed; one that finished first keeps its result.
         if outcome.cancelled:
@@ -503,7 +503,7 @@ class JobifyState:
         return len(lost)
 
     def _reclaim(self, job: Job) -> None:
-        claim = {"only_if": [job.status],
+        claim: dict[str, t.Any] = {"only_if": [job.status],
                  "expect": {"attempts": job.attempts, "lease_until": job.lease_until}}
         saved = self.store.load_request(job.id)
         # A job that never started may always run; a started one only if

@@ -194,7 +194,7 @@ def test_redis_store_watching_misses_no_change_and_reads_once_per_wake(
     assert not watcher.is_alive(), "the change between the read and the wait was missed"
     assert got[0].version == job.version + 1 and got[0].progress.message == "between"
     assert len(reads) == 2  # the caller's read, and one after the notice
-    assert store._waiters == {}  # noqa: SLF001 - nothing left behind
+    assert store._waiters == {}  # nothing left behind
 
 
 def test_redis_store_update_starts_from_the_record_it_wrote(
@@ -207,7 +207,7 @@ def test_redis_store_update_starts_from_the_record_it_wrote(
     job = _job()
     store.create(job)
     reads: list[str] = []
-    real_get = store._db.get  # noqa: SLF001 - counting the store's reads
+    real_get = store._db.get  # counting the store's reads
     monkeypatch.setattr(store._db, "get", lambda key: reads.append(key) or real_get(key))
     mine = store.update(job.id, {"progress": JobProgress(10, "mine")})
     assert mine is not None and reads == []  # written on what it wrote at create()

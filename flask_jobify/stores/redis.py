@@ -365,7 +365,7 @@ class RedisStore(JobStore):
             if job.expires_at is not None:
                 self._expire(pipe, job)
             pipe.publish(self._channel, job_id)  # in the script: sent once applied
-            if self._apply(keys=[key], args=[raw, *pipe.args]):
+            if self._apply(keys=[key], args=[t.cast(bytes, raw), *pipe.args]):
                 self._written.put(job_id, record)
                 return job
             read = True
