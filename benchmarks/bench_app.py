@@ -15,7 +15,12 @@ def create_app() -> Flask:
         JOBIFY_MAX_QUEUED=1_000_000,  # measure throughput, not backpressure
         JOBIFY_RESULT_TTL=600,
     )
-    jobify = Jobify(app)
+    add_views(app, Jobify(app))
+    return app
+
+
+def add_views(app: Flask, jobify: Jobify) -> None:
+    """``/plain`` (GET or POST) and ``/trivial``, the same view as a job."""
 
     @app.route("/plain", methods=["GET", "POST"])
     def plain() -> dict[str, bool]:
@@ -25,5 +30,3 @@ def create_app() -> Flask:
     @jobify.job
     def trivial() -> dict[str, bool]:
         return {"ok": True}
-
-    return app

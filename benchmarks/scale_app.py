@@ -146,6 +146,7 @@ def create_celery(broker: str = BROKER, backend: str | None = None) -> Celery:
 def create_app(celery_app: Celery | None = None) -> Flask:
     """``/plain`` and ``/trivial`` (the same view, jobifiable), on the store
     ``SCALE_STORE`` and the executor ``SCALE_EXECUTOR``."""
+    from bench_app import add_views
     from flask_jobify import Jobify
 
     executor = os.environ.get("SCALE_EXECUTOR", "thread")
@@ -159,16 +160,7 @@ def create_app(celery_app: Celery | None = None) -> Flask:
     jobify = Jobify(app)
     if executor == "celery":
         jobify.init_celery(celery_app or create_celery(), app)
-
-    @app.route("/plain", methods=["GET", "POST"])
-    def plain() -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.post("/trivial")
-    @jobify.job
-    def trivial() -> dict[str, bool]:
-        return {"ok": True}
-
+    add_views(app, jobify)
     return app
 
 
