@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 import typing as t
+import weakref
 from urllib.parse import unquote, urlsplit
 
 from ..errors import StoreError
@@ -70,15 +71,34 @@ class _Process:
         self.changed = threading.Condition(self.lock)
         self.generation = 0  # counts changes made here, so no wake-up is missed
         self.local = threading.local()
-        self.connections: dict[threading.Thread, sqlite3.Connection] = {}
+        #: Every connection opened here, to close them all in ``close()``.
+        self.connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+
+
+class _Connection:
+    """A thread's connection, kept in that thread's local storage: closed
+    when the thread ends and its local storage goes, never by another
+    thread while its own thread may still use it. (Asking whether a
+    thread is alive is no answer: at interpreter exit the main thread is
+    already marked stopped while it runs ``atexit`` handlers.)"""
+
+    __slots__ = ("db", "__weakref__")
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __del__(self) -> None:
+        try:
+            self.db.close()
+        except Exception:  # noqa: S110 - at interpreter exit, nothing to tell
+            pass
 
 
 class SQLiteStore(JobStore):
     """Jobs in one SQLite file in WAL mode, shared by the processes of one machine.
 
     Safe to share between threads: each thread uses its own connection,
-    opened at its first call (a finished thread's connection is closed when
-    the next one opens). Safe to share between processes on the same
+    opened at its first call and closed when the thread ends. Safe to share between processes on the same
     machine, such as gunicorn workers, the file being on a local disk:
     every write is one ``BEGIN IMMEDIATE`` transaction, which takes the
     file's write lock before reading, so a compare-and-set (``only_if``) has
@@ -137,19 +157,15 @@ class SQLiteStore(JobStore):
 
     def _connection(self) -> sqlite3.Connection:
         process = self._process()
-        db: sqlite3.Connection | None = getattr(process.local, "db", None)
-        if db is None:
+        held: _Connection | None = getattr(process.local, "db", None)
+        if held is None:
             db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                  check_same_thread=False)
             db.execute("PRAGMA synchronous = NORMAL")
-            process.local.db = db
+            held = process.local.db = _Connection(db)
             with process.lock:
-                ended = [thread for thread in process.connections if not thread.is_alive()]
-                stale = [process.connections.pop(thread) for thread in ended]
-                process.connections[threading.current_thread()] = db
-            for old in stale:
-                old.close()
-        return db
+                process.connections.add(held)
+        return held.db
 
     @contextlib.contextmanager
     def _errors(self) -> t.Iterator[None]:
@@ -373,8 +389,8 @@ class SQLiteStore(JobStore):
         if process is None:
             return
         with process.lock:
-            connections = list(process.connections.values())
-            process.connections.clear()
+            connections = list(process.connections)
+            process.connections = weakref.WeakSet()
             process.local = threading.local()
-        for db in connections:
-            db.close()
+        for held in connections:
+            held.db.close()
