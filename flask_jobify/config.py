@@ -106,3 +106,16 @@ SWAGGER_UI = False
 #: Where the Swagger UI page loads ``swagger-ui.css`` and
 #: ``swagger-ui-bundle.js`` from.
 SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+
+#: Which stored ``Set-Cookie`` headers a job's result keeps: ``"owner"``
+#: keeps them only for jobs bound to their caller by an owner loader (only
+#: that caller can fetch the result), ``"always"`` keeps them, ``"never"``
+#: drops them. Dropped cookies are never written to the store. A session
+#: cookie in a result is a credential: whoever fetches the result gets it.
+RESULT_COOKIES = "owner"
+
+#: Seconds a write on a background path (a job starting or ending, a
+#: timeout, a lost job) is retried while the store fails, with exponential
+#: backoff. A job whose end still cannot be stored is failed (error type
+#: ``store_error``) as soon as the store takes a write again.
+STORE_RETRY_SECONDS = 15.0

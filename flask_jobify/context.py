@@ -4,6 +4,13 @@ Like Flask's own proxies, :data:`current_job` is a ``ContextVar`` behind a
 ``LocalProxy``. It is set while a view runs as a job; elsewhere it points at
 a stand-in whose methods do nothing, so a view can publish progress
 whether or not it runs as a job.
+
+The job's handle is also kept in its request's WSGI environ, so that a
+thread running with a copy of the job's request context
+(:func:`flask.copy_current_request_context`) sees the job too: its progress
+is published and it sees cancellation. A bare thread started without the
+request context sees no job (``current_job.is_job`` is false); hand it the
+handle itself: ``job = current_job._get_current_object()``.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import time
 import typing as t
 from contextvars import ContextVar
 
+from flask import has_request_context, request
 from werkzeug.local import LocalProxy
 
 from .errors import JobCancelled
@@ -138,10 +146,28 @@ class _NoJob(JobHandle):
 
 _NO_JOB = _NoJob()
 _current_job_var: ContextVar[JobHandle] = ContextVar("flask_jobify.current_job")
+#: Key of a job's handle in its request's WSGI environ.
+JOB_ENVIRON_KEY = "flask_jobify.job"
+
+
+def job_of_request() -> JobHandle | None:
+    """The job whose run the current request is, or ``None``."""
+    if not has_request_context():
+        return None
+    handle: JobHandle | None = request.environ.get(JOB_ENVIRON_KEY)
+    return handle
+
+
+def _find_current_job() -> JobHandle:
+    handle = _current_job_var.get(None)
+    if handle is None:
+        handle = job_of_request()
+    return _NO_JOB if handle is None else handle
+
 
 #: The job the current view runs as. Outside a job, a stand-in whose
 #: ``progress()`` does nothing and whose ``cancelled`` is ``False``; check
 #: ``current_job.is_job`` to tell the two apart.
 current_job: JobHandle = t.cast(
-    JobHandle, LocalProxy(lambda: _current_job_var.get(_NO_JOB))
+    JobHandle, LocalProxy(_find_current_job)
 )

@@ -13,7 +13,7 @@ from flask import Flask, Response, current_app, g, request, url_for
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from .capture import capture_request
-from .context import _current_job_var
+from .context import job_of_request
 from .errors import (
     IdempotencyMismatch,
     InvalidJobFlag,
@@ -28,7 +28,7 @@ from .idempotency import fingerprint, idempotency_key, job_id_for_key, secret_of
 from .models import Job, JobStatus, new_job_id
 from .openapi import add_spec_routes, register_api
 from .options import OPTIONS_ATTR, JobOptions, options_of
-from .runner import replay_response
+from .replay import replay_response
 from .schemas import AcceptedJobSchema
 from .signals import job_accepted
 from .state import JobifyState, RequestFilter, Settings
@@ -68,7 +68,8 @@ class Jobify:
     ``JOBIFY_SWAGGER_UI_URL``, ``JOBIFY_WEBHOOK_SECRET``,
     ``JOBIFY_WEBHOOK_MAX_ATTEMPTS``, ``JOBIFY_WEBHOOK_BACKOFF``,
     ``JOBIFY_WEBHOOK_MAX_BACKOFF``, ``JOBIFY_WEBHOOK_TIMEOUT``,
-    ``JOBIFY_WEBHOOK_WORKERS``, ``JOBIFY_WEBHOOK_ALLOWED_HOSTS``.
+    ``JOBIFY_WEBHOOK_WORKERS``, ``JOBIFY_WEBHOOK_ALLOWED_HOSTS``,
+    ``JOBIFY_RESULT_COOKIES``, ``JOBIFY_STORE_RETRY_SECONDS``.
     ``Idempotency-Key`` needs ``SECRET_KEY`` (see
     :mod:`flask_jobify.idempotency`).
 
@@ -302,7 +303,7 @@ class Jobify:
     def _maybe_accept(self, options: JobOptions) -> Response | None:
         """Accept the current request as a job if it asks to be one."""
         g._jobify_vary = True
-        if _current_job_var.get(None) is not None:
+        if job_of_request() is not None:
             return None  # this is the job's own run
         try:
             trigger = parse_trigger(request.headers)
@@ -369,7 +370,9 @@ class Jobify:
             finished = _wait_until_final(state, job, min(trigger.wait, state.settings.max_wait))
             stored = state.store.get_result(job.id) if finished else None
             if stored is not None:
-                return replay_response(stored)
+                return replay_response(stored, request.environ,
+                                       response_class=current_app.response_class,
+                                       head_only=job.method == "HEAD")
         return _accepted_response(job, trigger, retry_after, replayed=not created)
 
     def _before_request(self) -> Response | None:

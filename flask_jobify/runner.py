@@ -1,6 +1,23 @@
-"""Running a captured request through the app, as the job's own request."""
+"""Running a captured request through the app, as the job's own request.
+
+A run does what Flask's ``wsgi_app`` and a WSGI server do for the same
+request, in the same order, so that the stored response is the one the
+client would have received synchronously:
+
+1. in a new :class:`contextvars.Context` (no app or request context, no
+   ``g`` of an earlier run or of the executor's own), push a request
+   context for the captured request: the app's ``before_request`` hooks,
+   the view, its error handlers and ``after_request`` hooks run once;
+2. pop it: ``teardown_request`` and ``teardown_appcontext`` run;
+3. read the body as a server would (:meth:`werkzeug.wrappers.Response.get_wsgi_response`:
+   no body for ``HEAD``, ``204`` and ``304``; ``Content-Length`` as the
+   server would send it), which is when a streamed generator runs.
+
+Every exception on the way ends in an :class:`Outcome`; nothing escapes.
+"""
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import sys
@@ -11,82 +28,178 @@ from flask import Flask, Response
 from werkzeug.exceptions import InternalServerError
 
 from .capture import CapturedRequest
-from .context import JobHandle, _current_job_var
+from .context import JOB_ENVIRON_KEY, JobHandle, _current_job_var
 from .errors import JobCancelled
 from .models import JobError, StoredResponse
 
 logger = logging.getLogger("flask_jobify")
 
-#: Headers that describe one connection, not the response: never stored.
+#: Headers that describe one connection, not the response: never stored
+#: (RFC 9110, section 7.6.1).
 HOP_BY_HOP = frozenset(
     {
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-        "te", "trailer", "transfer-encoding", "upgrade", "content-length",
+        "te", "trailer", "transfer-encoding", "upgrade",
     }
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What running a job's request produced."""
+    """What one run of a job's request produced."""
 
-    #: The view's response, or ``None`` if the job was cancelled.
+    #: The response to keep, or ``None`` if the run was cancelled.
     response: StoredResponse | None
-    #: Why it failed, when an exception escaped the view.
+    #: Why it failed, when an exception escaped the view, its body, the
+    #: app's hooks or the freezing of the response.
     error: JobError | None = None
+    #: The run stopped because it was cancelled (or timed out, or taken over).
     cancelled: bool = False
 
 
 def run_request(
-    app: Flask, captured: CapturedRequest, handle: JobHandle, *, expose_errors: bool
+    app: Flask,
+    captured: CapturedRequest,
+    handle: JobHandle,
+    *,
+    expose_errors: bool,
+    keep_cookies: bool,
 ) -> Outcome:
-    """Dispatch ``captured`` through ``app`` with ``current_job`` set to
-    ``handle``: the app's hooks, the view and its error handlers run as they
-    would for a live request. Return the frozen response."""
-    ctx = app.request_context(captured.to_environ())
-    ctx.push()
-    token = _current_job_var.set(handle)
-    error: BaseException | None = None
-    try:
+    """Run ``captured`` through ``app`` with ``current_job`` set to
+    ``handle``, as described in this module, and freeze the response.
+
+    :param expose_errors: put exception messages and tracebacks in the
+        outcome's error (``JOBIFY_EXPOSE_ERRORS``).
+    :param keep_cookies: keep ``Set-Cookie`` headers in the stored
+        response (``JOBIFY_RESULT_COOKIES``); else they are dropped before
+        anything is stored.
+    """
+    run = _Run(app, captured, handle, expose_errors=expose_errors, keep_cookies=keep_cookies)
+    return contextvars.Context().run(run.outcome)
+
+
+class _Run:
+    def __init__(self, app: Flask, captured: CapturedRequest, handle: JobHandle, *,
+                 expose_errors: bool, keep_cookies: bool) -> None:
+        self.app = app
+        self.captured = captured
+        self.handle = handle
+        self.expose_errors = expose_errors
+        self.keep_cookies = keep_cookies
+
+    def environ(self) -> dict[str, t.Any]:
+        environ = self.captured.to_environ()
+        environ[JOB_ENVIRON_KEY] = self.handle  # current_job in copied contexts
+        return environ
+
+    def outcome(self) -> Outcome:
+        _current_job_var.set(self.handle)
+        environ = self.environ()
         try:
-            response = app.full_dispatch_request()
-        except JobCancelled as exc:
-            error = exc
+            response, failure = self.dispatch(environ)
+            try:
+                stored = freeze_response(response, environ, keep_cookies=self.keep_cookies)
+            except JobCancelled:
+                raise
+            except Exception as exc:  # a streamed body raised
+                failure = failure or exc
+                stored = self.render_failure(exc)
+        except JobCancelled:
             return Outcome(None, cancelled=True)
-        except Exception as exc:
-            error = exc
-            response = _render_exception(app, exc)
-            return Outcome(freeze_response(response), _job_error(exc, expose_errors))
-        return Outcome(freeze_response(response), cancelled=handle.noticed_cancel)
-    finally:
-        _current_job_var.reset(token)
-        ctx.pop(error)
+        if failure is not None:
+            return Outcome(stored, self.job_error(failure))
+        return Outcome(stored, cancelled=self.handle.noticed_cancel)
+
+    def dispatch(self, environ: dict[str, t.Any]) -> tuple[Response, Exception | None]:
+        """Flask's ``wsgi_app`` up to the body: the response and the first
+        exception that escaped the view, the app's hooks or its teardown."""
+        app = self.app
+        ctx = app.request_context(environ)
+        error: BaseException | None = None
+        failure: Exception | None = None
+        response: Response | None = None
+        try:
+            try:
+                ctx.push()
+                response = app.full_dispatch_request()
+            except JobCancelled as exc:
+                error = exc
+                raise
+            except Exception as exc:  # an after_request hook, or PROPAGATE_EXCEPTIONS
+                error = failure = exc
+                response = _render_exception(app, exc)
+            except BaseException as exc:
+                error = exc
+                raise
+        finally:
+            if error is not None and app.should_ignore_error(error):
+                error = None
+            try:
+                ctx.pop(error)
+            except Exception as exc:  # a teardown function raised
+                app.logger.error("Exception in a teardown function of a job's request",
+                                 exc_info=exc)
+                if failure is None:
+                    # Synchronously the server answers a bare 500: the app's
+                    # context is gone.
+                    failure, response = exc, InternalServerError().get_response(environ)
+        assert response is not None
+        return response, failure
+
+    def render_failure(self, exc: Exception) -> StoredResponse:
+        """The app's rendering of an exception raised after the view
+        returned (while its body was read), in a request context of its own."""
+        environ = self.environ()
+        ctx = self.app.request_context(environ)
+        ctx.push()
+        try:
+            response = _render_exception(self.app, exc)
+            return freeze_response(response, environ, keep_cookies=self.keep_cookies)
+        except Exception:
+            self.app.logger.exception("Could not render the error of a job")
+            return freeze_response(InternalServerError().get_response(environ), environ,
+                                   keep_cookies=False)
+        finally:
+            try:
+                ctx.pop(exc)
+            except Exception:
+                self.app.logger.exception("Exception in a teardown function of a job's request")
+
+    def job_error(self, exc: Exception) -> JobError:
+        if self.expose_errors:
+            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            return JobError(type(exc).__name__, str(exc), trace)
+        return JobError(
+            type(exc).__name__,
+            "The view raised an exception; the server log has the details.",
+        )
 
 
-def freeze_response(response: Response) -> StoredResponse:
-    """Read a response whole (status, headers, body bytes) and close it."""
+def freeze_response(
+    response: Response, environ: t.Mapping[str, t.Any], *, keep_cookies: bool = True
+) -> StoredResponse:
+    """Read a response whole, as a WSGI server would send it to the client
+    of ``environ`` (status, headers, body bytes), and close it.
+
+    :raises Exception: whatever a streamed body raises.
+    """
+    app_iter, status, headers = response.get_wsgi_response(dict(environ))
     try:
-        response.direct_passthrough = False
-        body = response.get_data()
-        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
-        return StoredResponse(response.status_code, headers, body)
+        body = b"".join(app_iter)
     finally:
-        response.close()
-
-
-def replay_response(stored: StoredResponse) -> Response:
-    """Rebuild the response a job's view gave."""
-    response = Response(stored.body, status=stored.status)
-    response.headers.clear()
-    for name, value in stored.headers:
-        response.headers.add(name, value)
-    response.content_length = len(stored.body)
-    return response
+        close = getattr(app_iter, "close", None)
+        if close is not None:
+            close()
+    kept = [
+        (name, value) for name, value in headers
+        if name.lower() not in HOP_BY_HOP and (keep_cookies or name.lower() != "set-cookie")
+    ]
+    return StoredResponse(int(status.split(" ", 1)[0]), kept, body)
 
 
 def _render_exception(app: Flask, exc: Exception) -> Response:
-    """Render an exception the view let escape, as the app would in
-    production: its 500 handler, or the default page."""
+    """Render an exception as the app would in production: its error
+    handlers for 500, or the default page."""
     try:
         return app.handle_exception(exc)
     except Exception:
@@ -95,13 +208,3 @@ def _render_exception(app: Flask, exc: Exception) -> Response:
         app.log_exception(sys.exc_info())
         rv = app.handle_http_exception(InternalServerError(original_exception=exc))
         return app.finalize_request(rv, from_error_handler=True)
-
-
-def _job_error(exc: Exception, expose: bool) -> JobError:
-    if expose:
-        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return JobError(type(exc).__name__, str(exc), trace)
-    return JobError(
-        type(exc).__name__,
-        "The view raised an exception; the server log has the details.",
-    )

@@ -21,11 +21,12 @@ from .capture import CapturedRequest
 from .context import JobHandle
 from .errors import ExecutorUnavailable, StoreError
 from .executor import ThreadExecutor
-from .models import ACTIVE_STATUSES, Job, JobError, JobProgress, JobStatus
+from .lifecycle import Ending, Lifecycle, ending_of, shutdown_error
+from .models import ACTIVE_STATUSES, Job, JobError, JobStatus
 from .monitor import Monitor
 from .options import JobOptions
-from .runner import run_request
-from .signals import job_finished, job_started
+from .runner import Outcome, run_request
+from .signals import job_started
 from .stores import store_from_url
 from .stores.base import JobStore
 from .webhooks import WebhookDispatcher
@@ -71,6 +72,8 @@ class Settings:
     webhook_timeout: float
     webhook_workers: int
     webhook_allowed_hosts: tuple[str, ...]
+    result_cookies: str
+    store_retry_seconds: float
 
     @classmethod
     def from_app(cls, app: Flask) -> Settings:
@@ -89,6 +92,11 @@ class Settings:
             )
         if values["lease_seconds"] <= 0:
             raise ValueError("JOBIFY_LEASE_SECONDS must be positive")
+        if values["result_cookies"] not in ("owner", "always", "never"):
+            raise ValueError("JOBIFY_RESULT_COOKIES must be 'owner', 'always' or 'never',"
+                             f" not {values['result_cookies']!r}")
+        if values["store_retry_seconds"] < 0:
+            raise ValueError("JOBIFY_STORE_RETRY_SECONDS must not be negative")
         hosts = values["webhook_allowed_hosts"]
         if isinstance(hosts, str):  # "a.example, 127.0.0.1" from an env var
             hosts = hosts.replace(",", " ").split()
@@ -142,6 +150,9 @@ class JobifyState:
         #: Set by :meth:`Jobify.init_celery`: jobs then run on Celery workers.
         self.celery: CeleryExecutor | None = None
         self.monitor = Monitor()
+        #: Every change of a job's status goes through it.
+        self.lifecycle = Lifecycle(app, self.store,
+                                   store_retry_seconds=settings.store_retry_seconds)
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
         #: Guards the one-time wrapping of every view (``JOBIFY_ALL_VIEWS``).
@@ -280,17 +291,21 @@ class JobifyState:
         self, job_id: str, captured: CapturedRequest, options: JobOptions, attempt: int = 1
     ) -> None:
         """Run number ``attempt`` of an accepted job, in the calling thread
-        (a thread of this process's pool, or a Celery worker)."""
+        (a thread of this process's pool, or a Celery worker), and store how
+        it ended. The job stays held here (its lease renewed) until its end
+        is stored, so a slow store never makes it look lost."""
         self.start()
-        outcome = None
+        with self._lock:
+            entry = self._held.setdefault(job_id, _Held(attempts=attempt - 1))
         try:
-            job = self.store.update(
-                job_id,
-                {"status": JobStatus.RUNNING, "started_at": time.time(), "attempts": attempt,
-                 "progress": JobProgress(), "lease_until": self._lease_until()},
-                only_if=[JobStatus.PENDING],
-                expect={"attempts": attempt - 1},
-            )
+            try:
+                job = self.lifecycle.start(job_id, attempt, now=time.time(),
+                                           lease_until=self._lease_until())
+            except StoreError:
+                # Left pending: its lease runs out and it is queued again or
+                # failed as lost by the sweep (here or in another process).
+                logger.exception("Job %s could not be started: the store failed", job_id)
+                return
             if job is None:  # cancelled, deleted or taken over while it waited
                 return
             handle = JobHandle(
@@ -298,7 +313,6 @@ class JobifyState:
                 cancel_check_interval=self.settings.cancel_check_interval,
             )
             with self._lock:
-                entry = self._held.setdefault(job_id, _Held(attempts=attempt))
                 entry.attempts, entry.handle = attempt, handle
             timeout = self.timeout_of(options)
             if timeout is not None:
@@ -307,15 +321,26 @@ class JobifyState:
             job_started.send(self.app, job=job)
             try:
                 outcome = run_request(
-                    self.app, captured, handle, expose_errors=self.settings.expose_errors
+                    self.app, captured, handle, expose_errors=self.settings.expose_errors,
+                    keep_cookies=self._keeps_cookies(job),
                 )
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt, a greenlet killed
+                error = JobError(type(exc).__name__, "The run was interrupted.")
+                self._end(job_id, attempt, Ending(JobStatus.FAILED, error))
+                raise
             finally:
                 self.monitor.discard(("deadline", job_id))
+            self._conclude(job, captured, options, attempt, outcome, saved=entry.saved)
         finally:
             with self._lock:
-                held: _Held | None = self._held.pop(job_id, None)
-        if outcome is not None:
-            self._conclude(job, captured, options, attempt, outcome, saved=bool(held and held.saved))
+                if self._held.get(job_id) is entry:  # a retry holds a new entry
+                    del self._held[job_id]
+
+    def _keeps_cookies(self, job: Job) -> bool:
+        """Whether the job's stored response keeps ``Set-Cookie`` headers
+        (``JOBIFY_RESULT_COOKIES``)."""
+        policy = self.settings.result_cookies
+        return policy == "always" or (policy == "owner" and job.owner is not None)
 
     def _conclude(
         self,
@@ -323,33 +348,50 @@ class JobifyState:
         captured: CapturedRequest,
         options: JobOptions,
         attempt: int,
-        outcome: t.Any,
+        outcome: Outcome,
         *,
         saved: bool,
     ) -> None:
-        """Record how run number ``attempt`` ended: a final status, or back
+        """Store how run number ``attempt`` ended: a final status, or back
         to ``pending`` for a retry."""
-        fence: dict[str, t.Any] = {"expect": {"attempts": attempt}}
-        # Cancellation is cooperative: a job ends as cancelled when its view
-        # noticed; one that finished first keeps its result.
-        if outcome.cancelled:
-            self.finish(job.id, JobStatus.CANCELLED, error=_cancelled_error(), **fence)
-            return
-        stored = outcome.response
-        assert stored is not None
-        if stored.status < 400:
-            # The error of a run before it, kept while the job was retried, goes.
-            self.finish(job.id, JobStatus.SUCCEEDED, http_status=stored.status, result=stored,
-                        error=None, **fence)
-            return
-        error = outcome.error or JobError(
-            "http_error", f"The view answered with HTTP {stored.status}."
-        )
-        if (stored.status >= 500 or outcome.error is not None) and attempt < job.max_attempts:
-            if self._retry(job, captured, options, attempt, error, saved=saved):
+        ending = ending_of(outcome)
+        if ending.retryable and attempt < job.max_attempts and ending.error is not None:
+            if self._retry(job, captured, options, attempt, ending.error, saved=saved):
                 return
-        self.finish(job.id, JobStatus.FAILED, http_status=stored.status, error=error,
-                    result=stored, **fence)
+        self._end(job.id, attempt, ending)
+
+    def _end(self, job_id: str, attempt: int, ending: Ending) -> None:
+        """End run number ``attempt``; if the store refuses for longer than
+        ``JOBIFY_STORE_RETRY_SECONDS``, fail the job (error type
+        ``store_error``) as soon as the store takes it."""
+        try:
+            self.lifecycle.end(job_id, attempt, ending)
+        except StoreError as exc:
+            logger.error("Job %s ended %s, but the store refused it (%s); it will be failed"
+                         " with error type store_error once the store takes it",
+                         job_id, ending.status.value, exc)
+            self._fail_when_store_is_back(job_id, attempt, str(exc))
+
+    def _fail_when_store_is_back(
+        self, job_id: str, attempt: int, reason: str, entry: _Held | None = None
+    ) -> None:
+        if entry is None:  # held, so that its lease is renewed and it is not taken for lost
+            entry = _Held(attempts=attempt)
+            with self._lock:
+                self._held[job_id] = entry
+        error = JobError("store_error", f"The job's end could not be stored: {reason}")
+        try:
+            self.lifecycle.fail(job_id, error, expect={"attempts": attempt})
+        except StoreError:
+            if not self.closed:
+                self.monitor.call_at(
+                    ("store-retry", job_id), time.monotonic() + self.settings.lease_seconds / 4,
+                    functools.partial(self._fail_when_store_is_back, job_id, attempt, reason,
+                                      entry))
+                return
+        with self._lock:
+            if self._held.get(job_id) is entry:
+                del self._held[job_id]
 
     def _retry(
         self,
@@ -362,17 +404,12 @@ class JobifyState:
         saved: bool,
     ) -> bool:
         """Put a job whose run failed back to ``pending`` and queue its next
-        run after a backoff. ``False`` if it was cancelled meanwhile."""
+        run after a backoff. ``False`` if it ended meanwhile (a cancel)."""
         delay = options.retry_delay(attempt, self.settings.retry_max_backoff)
-        waiting = self.store.update(
-            job.id,
-            {"status": JobStatus.PENDING, "error": error, "http_status": None,
-             "lease_until": None if self.uses_celery else self._lease_until()},
-            only_if=[JobStatus.RUNNING],
-            expect={"attempts": attempt, "cancel_requested": False},
-        )
+        waiting = self.lifecycle.wait_for_retry(
+            job.id, attempt, error, lease_until=None if self.uses_celery else self._lease_until())
         if waiting is None:
-            return False
+            return True  # ended cancelled (or otherwise) by the lifecycle
         logger.info("Job %s: run %d of %d failed (%s); next run in %.1f s",
                     job.id, attempt, job.max_attempts, error.type, delay)
         try:
@@ -380,28 +417,10 @@ class JobifyState:
                            delay=delay, force=True)
         except Exception as exc:  # the broker went away between two runs
             logger.exception("Job %s could not be queued again", job.id)
-            self.finish(job.id, JobStatus.FAILED, only_if=[JobStatus.PENDING],
-                        expect={"attempts": attempt},
-                        error=JobError("executor_unavailable", f"Could not queue a retry: {exc}"))
+            self.lifecycle.fail(
+                job.id, JobError("executor_unavailable", f"Could not queue a retry: {exc}"),
+                only_if=[JobStatus.PENDING], expect={"attempts": attempt})
         return True
-
-    def finish(
-        self,
-        job_id: str,
-        status: JobStatus,
-        *,
-        only_if: t.Iterable[JobStatus] = (JobStatus.RUNNING,),
-        expect: t.Mapping[str, t.Any] | None = None,
-        **changes: t.Any,
-    ) -> Job | None:
-        """End a job with a final ``status`` unless it ended already (or
-        ``expect`` does not hold)."""
-        result = changes.pop("result", None)
-        job = self.store.update(job_id, {"status": status, "lease_until": None, **changes},
-                                only_if=only_if, result=result, expect=expect)
-        if job is not None:
-            job_finished.send(self.app, job=job)
-        return job
 
     def timeout_of(self, options: JobOptions) -> float | None:
         return options.timeout if options.timeout is not None else self.settings.default_timeout
@@ -412,21 +431,20 @@ class JobifyState:
     # -- cancelling --------------------------------------------------------
     def cancel(self, job: Job) -> Job | None:
         """Cancel an active job: a pending one at once, a running one by
-        request. Return the job after the change, ``None`` if it had ended."""
+        request (it ends ``cancelled`` when its run ends, whatever the view
+        returns). Return the job after the change, ``None`` if it had ended.
+
+        :raises StoreError: if the store fails (the request gets a 503).
+        """
         for _ in range(3):  # it may start between our read and our write
             if job.status is JobStatus.PENDING:
-                done = self.finish(
-                    job.id, JobStatus.CANCELLED, only_if=[JobStatus.PENDING],
-                    cancel_requested=True, error=_cancelled_error(),
-                )
+                done = self.lifecycle.cancel_pending(job.id)
                 if done is not None:
                     if self.celery is not None:
                         self.celery.revoke(job.id, attempt=done.attempts + 1)
                     return done
             elif job.status is JobStatus.RUNNING:
-                asked = self.store.update(
-                    job.id, {"cancel_requested": True}, only_if=[JobStatus.RUNNING]
-                )
+                asked = self.lifecycle.request_cancel(job.id)
                 if asked is not None:
                     self._tell_local(job.id)
                     return asked
@@ -445,12 +463,7 @@ class JobifyState:
             held.handle.request_cancel()
 
     def _on_deadline(self, job_id: str, attempt: int) -> None:
-        job = self.finish(
-            job_id, JobStatus.TIMED_OUT, only_if=[JobStatus.RUNNING],
-            expect={"attempts": attempt}, cancel_requested=True,
-            error=JobError("timeout", "The job ran past its time limit; its result is discarded."),
-        )
-        if job is not None:
+        if self.lifecycle.time_out(job_id, attempt) is not None:
             self._tell_local(job_id)
 
     def _sweep(self) -> None:
@@ -503,8 +516,6 @@ class JobifyState:
         return len(lost)
 
     def _reclaim(self, job: Job) -> None:
-        claim: dict[str, t.Any] = {"only_if": [job.status],
-                 "expect": {"attempts": job.attempts, "lease_until": job.lease_until}}
         saved = self.store.load_request(job.id)
         # A job that never started may always run; a started one only if
         # its operation allows another run.
@@ -517,12 +528,9 @@ class JobifyState:
             captured = CapturedRequest.from_dict(data["request"])
             options = JobOptions.from_dict(data["options"])
             error = JobError("lost", "The process running the job stopped; it was queued again.")
-            taken = self.store.update(
-                job.id,
-                {"status": JobStatus.PENDING, "error": error if job.attempts else job.error,
-                 "lease_until": None if self.uses_celery else self._lease_until()},
-                **claim,
-            )
+            taken = self.lifecycle.requeue(
+                job, error if job.attempts else job.error,
+                lease_until=None if self.uses_celery else self._lease_until())
             if taken is not None:
                 logger.warning("Job %s was lost by its process; queued again here", job.id)
                 self._dispatch(job.id, captured, options, attempt=job.attempts + 1,
@@ -530,7 +538,9 @@ class JobifyState:
             return
         message = ("The process holding the job stopped (it crashed, was killed, or hung)"
                    " before the job finished.")
-        if self.finish(job.id, JobStatus.FAILED, error=JobError("lost", message), **claim):
+        claim = {"attempts": job.attempts, "lease_until": job.lease_until}
+        if self.lifecycle.fail(job.id, JobError("lost", message), only_if=[job.status],
+                               expect=claim):
             logger.warning("Job %s was lost by its process; failed", job.id)
 
     # -- stopping ----------------------------------------------------------
@@ -552,15 +562,18 @@ class JobifyState:
     def _fail_local(self, *, pending_only: bool) -> None:
         with self._lock:
             held = dict(self._held)
-        error = _shutdown_error()
         for job_id, entry in held.items():
             if pending_only and entry.handle is not None:
                 continue
             if entry.handle is None:
                 self._let_go(job_id, entry)
-            elif self.finish(job_id, JobStatus.FAILED, only_if=ACTIVE_STATUSES,
-                             expect={"attempts": entry.attempts}, error=error):
-                entry.handle.request_cancel()
+                continue
+            try:
+                if self.lifecycle.fail(job_id, shutdown_error(), only_if=ACTIVE_STATUSES,
+                                       expect={"attempts": entry.attempts}, patient=False):
+                    entry.handle.request_cancel()
+            except StoreError:
+                logger.exception("Job %s could not be failed at shutdown", job_id)
 
     def _let_go(self, job_id: str, entry: _Held) -> None:
         """Drop a job queued here that will not run here (this process is
@@ -572,8 +585,11 @@ class JobifyState:
         self.monitor.discard(("retry", job_id))
         if entry.saved and self.store.renew_lease(job_id, entry.attempts, 0.0):
             return  # another process will run it
-        self.finish(job_id, JobStatus.FAILED, only_if=[JobStatus.PENDING],
-                    expect={"attempts": entry.attempts}, error=_shutdown_error())
+        try:
+            self.lifecycle.fail(job_id, shutdown_error(), only_if=[JobStatus.PENDING],
+                                expect={"attempts": entry.attempts}, patient=False)
+        except StoreError:
+            logger.exception("Job %s could not be failed at shutdown", job_id)
 
 
 def visible_to(job: Job, owner: str | None) -> bool:
@@ -581,10 +597,3 @@ def visible_to(job: Job, owner: str | None) -> bool:
     by that owner; jobs without one by anyone who knows their id."""
     return job.owner is None or job.owner == owner
 
-
-def _shutdown_error() -> JobError:
-    return JobError("shutdown", "The server stopped before the job finished; submit it again.")
-
-
-def _cancelled_error() -> JobError:
-    return JobError("cancelled", "The job was cancelled.")

@@ -6,7 +6,7 @@ import binascii
 import json
 import typing as t
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
@@ -21,7 +21,7 @@ from .errors import (
     http_exception_response,
 )
 from .models import Job, JobStatus, is_valid_job_id
-from .runner import replay_response
+from .replay import replay_response
 from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
 from .state import visible_to
 
@@ -175,7 +175,9 @@ def create_jobs_blueprint() -> Blueprint:
             )
         if stored is None:
             raise NoResult(f"Job {job.id} ended as {job.status.value} and has no response.")
-        return replay_response(stored)
+        return replay_response(stored, request.environ,
+                               response_class=current_app.response_class,
+                               head_only=job.method == "HEAD")
 
     @bp.route("/<job_id>", methods=["DELETE"])
     @bp.response(200, JobSchema, description="A pending job, now cancelled")

@@ -1,0 +1,511 @@
+"""Every accepted job ends truthfully, on every store, whatever fails after the view.
+
+The shapes of responses are compared with their synchronous twins in
+``test_equivalence.py``; this module checks the state machine itself: who
+ends a job, with which status and error, when a body, a hook, the store or
+the process fails.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import typing as t
+
+import pytest
+from flask import Flask, Response, copy_current_request_context, g, session
+
+from conftest import drop_redis_keys, store_url
+from flask_jobify import Jobify, JobCancelled, StoreError, current_job
+from flask_jobify.lifecycle import TRANSITIONS, IllegalTransition, Lifecycle
+from flask_jobify.models import Job, JobStatus
+from flask_jobify.stores import store_from_url
+from flask_jobify.stores.sqlite import SQLiteStore
+from helpers import finish
+
+FLAG = {"X-Job-Flag": "ON"}
+
+
+def build_app(store: str, **config: t.Any) -> tuple[Flask, Jobify]:
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE=store, JOBIFY_SHUTDOWN_GRACE=0.5, SECRET_KEY="k", **config)
+    return app, Jobify(app)
+
+
+@pytest.fixture
+def make_app(store_backend: str, tmp_path: t.Any) -> t.Iterator[t.Callable[..., tuple[Flask, Jobify]]]:
+    apps: list[Flask] = []
+
+    def make(**config: t.Any) -> tuple[Flask, Jobify]:
+        app, jobify = build_app(store_url(store_backend, tmp_path), **config)
+        apps.append(app)
+        return app, jobify
+
+    yield make
+    for app in apps:
+        state = app.extensions["jobify"]
+        state.shutdown(grace=1)
+        if store_backend == "redis":
+            drop_redis_keys(state.store.prefix)
+
+
+def submit(client: t.Any, path: str, method: str = "get", **kwargs: t.Any) -> str:
+    answer = getattr(client, method)(path, headers={**FLAG, **kwargs.pop("headers", {})}, **kwargs)
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    return answer.headers["X-Job-Id"]
+
+
+# -- nothing after the view leaves a job running ----------------------------------
+def test_streamed_body_that_raises_fails_the_job_at_once(make_app):
+    app, jobify = make_app()
+
+    @app.get("/export")
+    @jobify.job
+    def export() -> Response:
+        def rows() -> t.Iterator[str]:
+            yield "id,name\n"
+            yield "1,a\n"
+            raise RuntimeError("the database went away")
+        return Response(rows(), mimetype="text/csv")
+
+    client = app.test_client()
+    began = time.monotonic()
+    record = finish(client, submit(client, "/export"))
+    assert time.monotonic() - began < 5  # at once, not after a lease
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "RuntimeError"
+    result = client.get(f"/jobs/{record['id']}/result")
+    assert result.status_code == 500  # the app's rendering of the error
+    assert record["httpStatus"] == 500
+
+
+def test_job_cancelled_raised_in_a_streamed_body_cancels_the_job(make_app):
+    app, jobify = make_app()
+
+    @app.get("/stream")
+    @jobify.job
+    def stream() -> Response:
+        def chunks() -> t.Iterator[bytes]:
+            yield b"first"
+            raise JobCancelled("stop")
+        return Response(chunks())
+
+    client = app.test_client()
+    record = finish(client, submit(client, "/stream"))
+    assert record["status"] == "cancelled"
+    result = client.get(f"/jobs/{record['id']}/result")
+    assert result.status_code == 409
+    assert result.get_json()["error"]["code"] == "no_result"
+
+
+@pytest.mark.parametrize("hook", ["after_request", "teardown_request"])
+def test_a_hook_that_raises_fails_the_job_with_its_exception(make_app, hook):
+    app, jobify = make_app()
+
+    class HookError(Exception):
+        pass
+
+    def explode(response: t.Any = None) -> t.Any:
+        if current_job.is_job:  # the submission itself goes through
+            raise HookError("boom")
+        return response
+
+    getattr(app, hook)(explode)
+
+    @app.get("/ok")
+    @jobify.job
+    def ok() -> t.Any:
+        return {"ok": True}
+
+    client = app.test_client()
+    record = finish(client, submit(client, "/ok"))
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "HookError"
+    assert client.get(f"/jobs/{record['id']}/result").status_code == 500
+
+
+def test_a_view_that_exits_the_interpreter_fails_the_job(make_app):
+    app, jobify = make_app()
+
+    @app.get("/exit")
+    @jobify.job
+    def leave() -> t.Any:
+        raise SystemExit(3)
+
+    client = app.test_client()
+    record = finish(client, submit(client, "/exit"))
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "SystemExit"
+
+
+# -- cancel means cancel ---------------------------------------------------------------
+def test_a_view_that_ignores_a_cancel_ends_cancelled_and_its_result_is_discarded(make_app):
+    app, jobify = make_app()
+    started, release = threading.Event(), threading.Event()
+
+    @app.post("/deaf")
+    @jobify.job
+    def deaf() -> t.Any:
+        started.set()
+        release.wait(10)  # never looks at current_job.cancelled
+        return {"done": True}
+
+    client = app.test_client()
+    job_id = submit(client, "/deaf", method="post")
+    assert started.wait(5)
+    answer = client.delete(f"/jobs/{job_id}")
+    assert answer.status_code == 202
+    assert answer.get_json()["cancelRequested"] is True
+    assert answer.get_json()["status"] == "running"
+    release.set()
+    record = finish(client, job_id)
+    assert record["status"] == "cancelled"
+    assert record["cancelRequested"] is True
+    assert record["httpStatus"] is None
+    result = client.get(f"/jobs/{job_id}/result")
+    assert result.status_code == 409
+    assert result.get_json()["error"]["code"] == "no_result"
+
+
+# -- current_job follows the work; each run starts clean -------------------------------
+def test_current_job_follows_copy_current_request_context(make_app):
+    app, jobify = make_app()
+
+    @app.get("/threaded")
+    @jobify.job
+    def threaded() -> t.Any:
+        seen: dict[str, t.Any] = {}
+
+        @copy_current_request_context
+        def work() -> None:
+            seen["is_job"] = current_job.is_job
+            current_job.progress(40, "from a thread")
+            seen["id"] = current_job.id
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        return seen
+
+    client = app.test_client()
+    job_id = submit(client, "/threaded")
+    record = finish(client, job_id)
+    assert record["status"] == "succeeded"
+    assert client.get(f"/jobs/{job_id}/result").get_json() == {"is_job": True, "id": job_id}
+    assert record["progress"] == {"percent": 40.0, "message": "from a thread"}
+
+
+def test_each_run_has_a_fresh_g_even_inside_an_app_context(make_app):
+    """A Celery task base class that pushes ``app.app_context()`` around
+    every task (the common Flask+Celery recipe) must not share ``g``."""
+    app, jobify = make_app()
+    calls: list[str] = []
+
+    @app.before_request
+    def count() -> None:
+        calls.append("before")
+        assert "mark" not in g
+        g.mark = "set"
+
+    @app.get("/mark")
+    @jobify.job
+    def mark() -> t.Any:
+        return {"mark": g.mark}
+
+    client = app.test_client()
+    job_id = submit(client, "/mark")
+    assert finish(client, job_id)["status"] == "succeeded"
+    state = app.extensions["jobify"]
+    captured = None
+    with app.test_request_context("/mark"):
+        from flask import request
+
+        from flask_jobify.capture import capture_request
+        captured = capture_request(request)
+    calls.clear()
+    with app.app_context():  # an executor that holds an app context open
+        g.mark = "stale"
+        second = Job(id="A" * 22, operation="mark", method="GET", path="/mark")
+        state.store.create(second)
+        state.run(second.id, captured, jobify_options(app, "mark"))
+        assert g.mark == "stale"  # the run did not touch the executor's g
+    assert calls == ["before"]
+    assert state.store.get(second.id).status is JobStatus.SUCCEEDED
+
+
+def jobify_options(app: Flask, endpoint: str) -> t.Any:
+    from flask_jobify.options import options_of
+    return options_of(app.view_functions[endpoint])
+
+
+# -- the replay is the stored response, untouched ---------------------------------------
+def test_the_replay_is_not_touched_by_the_fetchers_hooks_or_session(make_app):
+    app, jobify = make_app(JOBIFY_RESULT_COOKIES="always")
+
+    @app.before_request
+    def permanent() -> None:
+        session.permanent = True
+
+    @app.after_request
+    def stamp(response: Response) -> Response:
+        response.headers.add("X-Stamp", "1")
+        return response
+
+    @app.post("/login")
+    @jobify.job
+    def login() -> t.Any:
+        session["user"] = "ada"
+        return {"ok": True}
+
+    client = app.test_client()
+    sync = client.post("/login")
+    client.delete_cookie("session")
+    job_id = submit(client, "/login", method="post")
+    assert finish(client, job_id)["status"] == "succeeded"
+    replay = client.get(f"/jobs/{job_id}/result")
+    assert replay.headers.getlist("Set-Cookie") and len(replay.headers.getlist("Set-Cookie")) == 1
+    assert replay.headers.getlist("X-Stamp") == ["1"]
+    assert replay.get_data() == sync.get_data()
+    # The cookie the client keeps is the job's: it is logged in.
+    with client.session_transaction() as kept:
+        assert kept["user"] == "ada"
+
+
+@pytest.mark.parametrize("policy, owner, kept", [
+    ("owner", None, False), ("owner", "ada", True), ("never", "ada", False),
+    ("always", None, True),
+])
+def test_result_cookies_policy(make_app, policy, owner, kept):
+    app, jobify = make_app(JOBIFY_RESULT_COOKIES=policy)
+    jobify.owner_loader(lambda: owner)
+
+    @app.get("/cookie")
+    @jobify.job
+    def cookie() -> Response:
+        response = Response("c")
+        response.set_cookie("token", "secret")
+        return response
+
+    client = app.test_client()
+    job_id = submit(client, "/cookie")
+    assert finish(client, job_id)["status"] == "succeeded"
+    _, stored = app.extensions["jobify"].store.get_with_result(job_id)
+    assert any(name.lower() == "set-cookie" for name, _ in stored.headers) is kept
+    assert ("Set-Cookie" in client.get(f"/jobs/{job_id}/result").headers) is kept
+
+
+def test_result_cookies_config_is_validated():
+    with pytest.raises(ValueError, match="JOBIFY_RESULT_COOKIES"):
+        build_app("memory://", JOBIFY_RESULT_COOKIES="sometimes")
+
+
+def test_head_job_replays_headers_and_length_without_body(make_app):
+    app, jobify = make_app()
+
+    @app.get("/doc")
+    @jobify.job
+    def doc() -> t.Any:
+        return "x" * 1234
+
+    client = app.test_client()
+    sync = client.head("/doc")
+    job_id = submit(client, "/doc", method="head")
+    assert finish(client, job_id)["status"] == "succeeded"
+    _, stored = app.extensions["jobify"].store.get_with_result(job_id)
+    assert stored.body == b""
+    replay = client.head(f"/jobs/{job_id}/result")
+    assert replay.status_code == sync.status_code == 200
+    assert replay.headers["Content-Length"] == sync.headers["Content-Length"] == "1234"
+    assert replay.get_data() == b""
+    fetched = client.get(f"/jobs/{job_id}/result")  # a GET gets what there is: nothing
+    assert fetched.headers["Content-Length"] == "0" and fetched.get_data() == b""
+
+
+def test_result_honours_conditional_and_range_requests(make_app, tmp_path):
+    app, jobify = make_app()
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(256)))
+    from flask import send_file
+
+    @app.get("/file")
+    @jobify.job
+    def file() -> t.Any:
+        return send_file(path)
+
+    client = app.test_client()
+    job_id = submit(client, "/file")
+    assert finish(client, job_id)["status"] == "succeeded"
+    full = client.get(f"/jobs/{job_id}/result")
+    assert full.status_code == 200 and full.get_data() == bytes(range(256))
+    etag = full.headers["ETag"]
+    assert client.get(f"/jobs/{job_id}/result",
+                      headers={"If-None-Match": etag}).status_code == 304
+    part = client.get(f"/jobs/{job_id}/result", headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206
+    assert part.get_data() == bytes(range(10))
+    assert part.headers["Content-Range"] == "bytes 0-9/256"
+    sync_part = client.get("/file", headers={"Range": "bytes=0-9"})
+    assert sync_part.get_data() == part.get_data()
+    assert client.get(f"/jobs/{job_id}/result",
+                      headers={"Range": "bytes=900-999"}).status_code == 416
+
+
+# -- the state machine ------------------------------------------------------------------
+def test_transitions_leave_final_statuses_alone():
+    assert set(TRANSITIONS) == {JobStatus.PENDING, JobStatus.RUNNING}
+    lifecycle = Lifecycle(Flask(__name__), store_from_url("memory://"), store_retry_seconds=0)
+    with pytest.raises(IllegalTransition):
+        lifecycle.move("x" * 22, JobStatus.RUNNING, only_if=[JobStatus.SUCCEEDED])
+    with pytest.raises(IllegalTransition):
+        lifecycle.move("x" * 22, JobStatus.SUCCEEDED, only_if=[JobStatus.PENDING])
+
+
+# -- the store fails on the way -------------------------------------------------------
+class FlakyStore(SQLiteStore):
+    """A real SQLite store whose writes fail on demand: an outage, or a
+    result too large for the disk."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.failing_writes = 0
+        self.max_result = None
+
+    def update(self, job_id: str, changes: t.Any, **kwargs: t.Any) -> Job | None:
+        if self.failing_writes > 0:
+            self.failing_writes -= 1
+            raise StoreError("database or disk is full")
+        result = kwargs.get("result")
+        if self.max_result is not None and result is not None and len(result.body) > self.max_result:
+            raise StoreError("database or disk is full")
+        return super().update(job_id, changes, **kwargs)
+
+
+def flaky_app(tmp_path: t.Any, **config: t.Any) -> tuple[Flask, Jobify, FlakyStore]:
+    store = FlakyStore(str(tmp_path / "flaky.db"))
+    app = Flask(__name__)
+    app.config.update(JOBIFY_SHUTDOWN_GRACE=0.5, **config)
+    jobify = Jobify(app, store=store)
+
+    @app.get("/big")
+    @jobify.job
+    def big() -> t.Any:
+        return "x" * 10_000
+
+    return app, jobify, store
+
+
+def test_a_store_outage_at_the_end_is_waited_out(tmp_path, caplog):
+    app, _, store = flaky_app(tmp_path, JOBIFY_STORE_RETRY_SECONDS=10)
+    client = app.test_client()
+    store.failing_writes = 0
+    job_id = submit(client, "/big")
+    finish(client, job_id)
+    # Fail the next 4 writes: the start of the next job, then its end.
+    store.failing_writes = 4
+    job_id = submit(client, "/big")
+    record = finish(client, job_id)
+    assert record["status"] == "succeeded"
+    assert "could not write to the job store" in caplog.text
+    app.extensions["jobify"].shutdown(grace=1)
+
+
+def test_a_result_the_store_refuses_fails_the_job_with_a_store_error(tmp_path, caplog):
+    app, _, store = flaky_app(tmp_path, JOBIFY_STORE_RETRY_SECONDS=0.3)
+    store.max_result = 1000
+    client = app.test_client()
+    record = finish(client, submit(client, "/big"))
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "store_error"
+    assert "disk is full" in record["error"]["message"]
+    assert "the store refused it" in caplog.text
+    app.extensions["jobify"].shutdown(grace=1)
+
+
+def test_a_store_down_past_the_budget_fails_the_job_once_it_is_back(tmp_path):
+    app, _, store = flaky_app(tmp_path, JOBIFY_STORE_RETRY_SECONDS=0.2, JOBIFY_LEASE_SECONDS=0.8)
+    client = app.test_client()
+    job_id = submit(client, "/big")
+    finish(client, job_id)
+    # Run one directly: the start write goes through, then the store goes down.
+    state = app.extensions["jobify"]
+    job = Job(id="B" * 22, operation="big", method="GET", path="/big")
+    store.failing_writes = 0
+    store.create(job)
+    with app.test_request_context("/big"):
+        from flask import request
+
+        from flask_jobify.capture import capture_request
+        captured = capture_request(request)
+
+    original_start = state.lifecycle.start
+
+    def start_then_outage(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        started = original_start(*args, **kwargs)
+        store.failing_writes = 10_000
+        return started
+
+    state.lifecycle.start = start_then_outage  # type: ignore[method-assign]
+    state.run(job.id, captured, jobify_options(app, "big"))
+    assert store.get(job.id).status is JobStatus.RUNNING
+    assert job.id in state._held  # still vouched for: never taken for lost
+    store.failing_writes = 0  # the store is back
+    deadline = time.monotonic() + 5
+    while store.get(job.id).status is JobStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ended = store.get(job.id)
+    assert ended.status is JobStatus.FAILED
+    assert ended.error.type == "store_error"
+    assert job.id not in state._held
+    state.shutdown(grace=1)
+
+
+# -- a clean exit leaves nothing running ----------------------------------------------
+EXIT_SCRIPT = textwrap.dedent("""
+    import sys, threading, time
+    from flask import Flask
+    from flask_jobify import Jobify, current_job
+
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE="sqlite:///" + sys.argv[1], JOBIFY_SHUTDOWN_GRACE=0.3,
+                      JOBIFY_MAX_WORKERS=2)
+    jobify = Jobify(app)
+    started = threading.Barrier(3)
+
+    @app.get("/busy")
+    @jobify.job
+    def busy():
+        store, job_id = jobify.get_state().store, current_job.id
+        started.wait()
+        while True:  # new threads open connections of their own, as a busy app's do
+            t = threading.Thread(target=store.get, args=(job_id,))
+            t.start()
+            t.join()
+
+    client = app.test_client()
+    ids = [client.get("/busy", headers={"X-Job-Flag": "ON"}).get_json()["jobId"] for _ in range(2)]
+    started.wait()
+    print(" ".join(ids), flush=True)
+    sys.exit(0)  # interpreter exit: the atexit shutdown runs
+""")
+
+
+def test_interpreter_exit_on_sqlite_leaves_nothing_running(tmp_path):
+    db = tmp_path / "exit.db"
+    script = tmp_path / "exit_app.py"
+    script.write_text(EXIT_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(db)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 0, done.stderr
+    assert "closed database" not in done.stderr
+    ids = done.stdout.split()
+    assert len(ids) == 2
+    store = SQLiteStore(str(db))
+    for job_id in ids:
+        job = store.get(job_id)
+        assert job is not None
+        assert job.status is JobStatus.FAILED, (job.status, done.stderr[-2000:])
+        assert job.error.type == "shutdown"
+    store.close()
