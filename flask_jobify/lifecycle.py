@@ -32,7 +32,14 @@ import tenacity
 from flask import Flask
 
 from .errors import StoreError
-from .models import ACTIVE_STATUSES, Job, JobError, JobProgress, JobStatus, StoredResponse
+from .models import (
+    ACTIVE_STATUSES,
+    Job,
+    JobError,
+    JobProgress,
+    JobStatus,
+    StoredResponse,
+)
 from .signals import job_finished
 
 if t.TYPE_CHECKING:

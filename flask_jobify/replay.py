@@ -80,10 +80,14 @@ class _Frozen(Response):
         return [sent.body] if sent.body else []
 
 
-@functools.lru_cache(maxsize=None)
 def _frozen_class(response_class: type[Response]) -> type[_Frozen]:
     """:class:`_Frozen` as a subclass of the app's ``response_class``
     (Flask converts any other class, which would lose the freeze)."""
     if issubclass(_Frozen, response_class):
         return _Frozen
+    return _frozen_subclass(t.cast(t.Hashable, response_class))
+
+
+@functools.cache
+def _frozen_subclass(response_class: t.Any) -> type[_Frozen]:
     return t.cast(type[_Frozen], type("FrozenResponse", (_Frozen, response_class), {}))

@@ -24,8 +24,9 @@ import sys
 import traceback
 import typing as t
 
-from flask import Flask, Response
+from flask import Flask
 from werkzeug.exceptions import InternalServerError
+from werkzeug.wrappers import Response
 
 from .capture import CapturedRequest
 from .context import JOB_ENVIRON_KEY, JobHandle, _current_job_var

@@ -355,9 +355,9 @@ class JobifyState:
         """Store how run number ``attempt`` ended: a final status, or back
         to ``pending`` for a retry."""
         ending = ending_of(outcome)
-        if ending.retryable and attempt < job.max_attempts and ending.error is not None:
-            if self._retry(job, captured, options, attempt, ending.error, saved=saved):
-                return
+        if (ending.retryable and attempt < job.max_attempts and ending.error is not None
+                and self._retry(job, captured, options, attempt, ending.error, saved=saved)):
+            return
         self._end(job.id, attempt, ending)
 
     def _end(self, job_id: str, attempt: int, ending: Ending) -> None:
