@@ -14,6 +14,7 @@ handle itself: ``job = current_job._get_current_object()``.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import typing as t
@@ -22,11 +23,13 @@ from contextvars import ContextVar
 from flask import has_request_context, request
 from werkzeug.local import LocalProxy
 
-from .errors import JobCancelled
+from .errors import JobCancelled, StoreError
 from .models import JobProgress, JobStatus
 
 if t.TYPE_CHECKING:
     from .stores.base import JobStore
+
+logger = logging.getLogger("flask_jobify")
 
 
 class JobHandle:
@@ -73,7 +76,11 @@ class JobHandle:
         now = time.monotonic()
         if not self._cancel.is_set() and now >= self._next_check:
             self._next_check = now + self._check_interval
-            job = self._store.get(t.cast(str, self.id))
+            try:
+                job = self._store.get(t.cast(str, self.id))
+            except StoreError as exc:  # a store blip must not stop the work
+                logger.warning("Job %s could not check for a cancellation: %s", self.id, exc)
+                return False
             if (job is None or job.cancel_requested or job.status is not JobStatus.RUNNING
                     or job.attempts != self.attempt):
                 self._cancel.set()
@@ -90,15 +97,22 @@ class JobHandle:
         :raises JobCancelled: if cancellation was requested; let it
             propagate and the job ends as ``cancelled``.
         :raises ValueError: for a percent outside 0..100.
+
+        A store that fails is logged (a warning) and the call returns: the
+        progress is lost, the work goes on.
         """
         _check_percent(percent)
         self.raise_if_cancelled()
-        job = self._store.update(
-            t.cast(str, self.id),
-            {"progress": JobProgress(percent, message)},
-            only_if=[JobStatus.RUNNING],
-            expect={"attempts": self.attempt},
-        )
+        try:
+            job = self._store.update(
+                t.cast(str, self.id),
+                {"progress": JobProgress(percent, message)},
+                only_if=[JobStatus.RUNNING],
+                expect={"attempts": self.attempt},
+            )
+        except StoreError as exc:  # progress is for people: the work goes on
+            logger.warning("Job %s could not publish its progress: %s", self.id, exc)
+            return
         if job is None or job.cancel_requested:
             self._cancel.set()
             self.raise_if_cancelled()

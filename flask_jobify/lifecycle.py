@@ -16,11 +16,13 @@ that decides how a run ended. Every write is a compare-and-set in the store
 the timeout monitor, a cancelling client and another process's lease
 sweep agree on who ends a job: the first one to write.
 
-Writes made on background paths (a run starting or ending, a timeout, a
-lost job) are retried while the store fails (a Redis restart, a locked or
-full disk) for up to ``JOBIFY_STORE_RETRY_SECONDS``, with exponential
-backoff and jitter (:mod:`tenacity`); writes made for an HTTP request fail
-fast, and the request gets a ``503``.
+Writes made by the thread that runs a job (the run starting, ending, or
+waiting for a retry) are retried while the store fails (a Redis restart, a
+locked or full disk) for up to ``JOBIFY_STORE_RETRY_SECONDS``, with
+exponential backoff and jitter (:mod:`tenacity`). Writes made for an HTTP
+request fail fast, and the request gets a ``503``; writes made by the
+monitor thread (a timeout, a lost job) fail fast too, and the monitor tries
+them again at its next round.
 """
 from __future__ import annotations
 
@@ -220,8 +222,9 @@ class Lifecycle:
         return job
 
     def time_out(self, job_id: str, attempt: int) -> Job | None:
-        """``running -> timed_out``: run number ``attempt`` ran past its limit."""
-        return self.move(job_id, T, only_if=[R], expect={"attempts": attempt},
+        """``running -> timed_out``: run number ``attempt`` ran past its
+        limit. Fails fast (it runs on the monitor thread)."""
+        return self.move(job_id, T, only_if=[R], expect={"attempts": attempt}, patient=False,
                          cancel_requested=True, error=timeout_error())
 
     # -- from outside the run ---------------------------------------------------
@@ -244,8 +247,9 @@ class Lifecycle:
 
     def requeue(self, job: Job, error: JobError | None, *, lease_until: float | None) -> Job | None:
         """``active -> pending`` for a job whose process died (claimed by
-        its attempt number and lease, so that one process wins)."""
-        return self.move(job.id, P, only_if=[job.status],
+        its attempt number and lease, so that one process wins). Fails fast
+        (it runs on the monitor thread)."""
+        return self.move(job.id, P, only_if=[job.status], patient=False,
                          expect={"attempts": job.attempts, "lease_until": job.lease_until},
                          error=error, lease_until=lease_until)
 

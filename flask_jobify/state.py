@@ -375,13 +375,16 @@ class JobifyState:
     def _fail_when_store_is_back(
         self, job_id: str, attempt: int, reason: str, entry: _Held | None = None
     ) -> None:
+        first_try = entry is None
         if entry is None:  # held, so that its lease is renewed and it is not taken for lost
             entry = _Held(attempts=attempt)
             with self._lock:
                 self._held[job_id] = entry
         error = JobError("store_error", f"The job's end could not be stored: {reason}")
         try:
-            self.lifecycle.fail(job_id, error, expect={"attempts": attempt})
+            # Patient in the run's thread; the monitor's later tries fail fast.
+            self.lifecycle.fail(job_id, error, expect={"attempts": attempt},
+                                patient=first_try)
         except StoreError:
             if not self.closed:
                 self.monitor.call_at(
@@ -463,7 +466,15 @@ class JobifyState:
             held.handle.request_cancel()
 
     def _on_deadline(self, job_id: str, attempt: int) -> None:
-        if self.lifecycle.time_out(job_id, attempt) is not None:
+        try:
+            timed_out = self.lifecycle.time_out(job_id, attempt)
+        except StoreError:
+            logger.warning("Job %s ran past its time limit, but the store failed;"
+                           " trying again in 1 s", job_id)
+            self.monitor.call_at(("deadline", job_id), time.monotonic() + 1,
+                                 functools.partial(self._on_deadline, job_id, attempt))
+            return
+        if timed_out is not None:
             self._tell_local(job_id)
 
     def _sweep(self) -> None:
@@ -540,7 +551,7 @@ class JobifyState:
                    " before the job finished.")
         claim = {"attempts": job.attempts, "lease_until": job.lease_until}
         if self.lifecycle.fail(job.id, JobError("lost", message), only_if=[job.status],
-                               expect=claim):
+                               expect=claim, patient=False):
             logger.warning("Job %s was lost by its process; failed", job.id)
 
     # -- stopping ----------------------------------------------------------

@@ -394,7 +394,25 @@ def flaky_app(tmp_path: t.Any, **config: t.Any) -> tuple[Flask, Jobify, FlakySto
     def big() -> t.Any:
         return "x" * 10_000
 
+    @app.get("/progress")
+    @jobify.job
+    def progress() -> t.Any:
+        store.failing_writes = 1
+        current_job.progress(50, "lost to the outage")  # logged, not raised
+        current_job.progress(60, "published")
+        return {"done": True}
+
     return app, jobify, store
+
+
+def test_a_progress_write_that_fails_does_not_stop_the_work(tmp_path, caplog):
+    app, _, _ = flaky_app(tmp_path)
+    client = app.test_client()
+    record = finish(client, submit(client, "/progress"))
+    assert record["status"] == "succeeded"
+    assert record["progress"] == {"percent": 60.0, "message": "published"}
+    assert "could not publish its progress" in caplog.text
+    app.extensions["jobify"].shutdown(grace=1)
 
 
 def test_a_store_outage_at_the_end_is_waited_out(tmp_path, caplog):
