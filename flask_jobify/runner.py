@@ -24,7 +24,7 @@ import sys
 import traceback
 import typing as t
 
-from flask import Flask
+from flask import Flask, g
 from werkzeug.exceptions import InternalServerError
 from werkzeug.wrappers import Response
 
@@ -87,6 +87,8 @@ class _Run:
         self.handle = handle
         self.expose_errors = expose_errors
         self.keep_cookies = keep_cookies
+        #: The view's ``g``, kept for rendering an error of its body.
+        self.g: dict[str, t.Any] = {}
 
     def environ(self) -> dict[str, t.Any]:
         environ = self.captured.to_environ()
@@ -122,6 +124,7 @@ class _Run:
         try:
             try:
                 ctx.push()
+                self.g = vars(g)  # the view's g: for rendering an error of its body
                 response = app.full_dispatch_request()
             except JobCancelled as exc:
                 error = exc
@@ -149,10 +152,12 @@ class _Run:
 
     def render_failure(self, exc: Exception) -> StoredResponse:
         """The app's rendering of an exception raised after the view
-        returned (while its body was read), in a request context of its own."""
+        returned (while its body was read), in a request context of its own
+        that has the view's ``g``, as an error handler would synchronously."""
         environ = self.environ()
         ctx = self.app.request_context(environ)
         ctx.push()
+        vars(g).update(self.g)
         try:
             response = _render_exception(self.app, exc)
             return freeze_response(response, environ, keep_cookies=self.keep_cookies)
