@@ -107,6 +107,17 @@ SWAGGER_UI = False
 #: ``swagger-ui-bundle.js`` from.
 SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
 
+#: Bytes of a captured request body kept in memory; a larger body goes to
+#: an anonymous temporary file until its job no longer needs it. Bodies
+#: longer than Flask's ``MAX_CONTENT_LENGTH`` get a ``413`` (JSON).
+SPOOL_THRESHOLD = 1024 * 1024
+
+#: Largest request body, in bytes, of a job whose request leaves the
+#: process: sent to Celery's broker, or saved in a shared store because the
+#: operation may be retried. A larger one is refused with ``413
+#: content_too_large`` before anything is stored.
+MAX_SAVED_BODY = 10 * 1024 * 1024
+
 #: Which stored ``Set-Cookie`` headers a job's result keeps: ``"owner"``
 #: keeps them only for jobs bound to their caller by an owner loader (only
 #: that caller can fetch the result), ``"always"`` keeps them, ``"never"``

@@ -18,6 +18,7 @@ from werkzeug.exceptions import (
     HTTPException,
     NotFound,
     NotImplemented,
+    RequestEntityTooLarge,
     ServiceUnavailable,
     UnprocessableEntity,
 )
@@ -172,6 +173,15 @@ class ExecutorUnavailable(JobifyHTTPError, ServiceUnavailable):
 
     error_code = "executor_unavailable"
     description = "Jobs cannot be queued right now; retry later."
+
+
+class ContentTooLarge(JobifyHTTPError, RequestEntityTooLarge):
+    """The request's body is larger than a job may take: Flask's
+    ``MAX_CONTENT_LENGTH``, or ``JOBIFY_MAX_SAVED_BODY`` for a job whose
+    request leaves the process (RFC 9110, section 15.5.14)."""
+
+    error_code = "content_too_large"
+    description = "The request's content is too large."
 
 
 class InvalidArgument(JobifyHTTPError, UnprocessableEntity):

@@ -10,11 +10,12 @@ import typing as t
 import weakref
 
 from flask import Flask, Response, current_app, g, request, url_for
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from .capture import capture_request
 from .context import job_of_request
 from .errors import (
+    ContentTooLarge,
     IdempotencyMismatch,
     InvalidJobFlag,
     JobifyHTTPError,
@@ -330,7 +331,13 @@ class Jobify:
         retry_after: dict[str, str],
     ) -> Response:
         owner = self.load_owner()
-        captured = state.capture_filtered(capture_request(request))
+        try:
+            captured = state.capture_filtered(
+                capture_request(request, spool_threshold=state.settings.spool_threshold))
+        except RequestEntityTooLarge:
+            return ContentTooLarge(
+                "The request's content is longer than this server's MAX_CONTENT_LENGTH.",
+            ).get_response()
         try:
             callback = request.headers.get(CALLBACK_HEADER) or options.callback
             meta = callback_meta(callback, state.settings, request.url_root)
@@ -349,7 +356,10 @@ class Jobify:
             owner=owner,
             meta=meta,
         )
-        state.prepare(job, options)
+        try:
+            state.prepare(job, captured, options)
+        except JobifyHTTPError as exc:
+            return exc.get_response()
         if key is None:
             outcome: tuple[Job, bool] | None = (
                 (job, True) if state.submit(job, captured, options) else None

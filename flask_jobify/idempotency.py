@@ -31,6 +31,7 @@ import logging
 from .errors import IdempotencyMismatch, IdempotencyUnavailable, InvalidIdempotencyKey
 
 if t.TYPE_CHECKING:
+    from .capture import CapturedBody
     from .capture import CapturedRequest
     from .models import Job
     from .options import JobOptions
@@ -86,12 +87,12 @@ def job_id_for_key(secret: bytes, owner: str | None, key: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
+def fingerprint(method: str, path: str, query: str, body: CapturedBody) -> str:
     """A hash of what makes two requests the same request."""
     digest = hashlib.sha256()
     for part in (method.upper(), path, query):
         digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
-    digest.update(body)
+    digest.update(body.sha256().digest())
     return digest.hexdigest()
 
 

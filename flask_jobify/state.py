@@ -19,7 +19,7 @@ from flask import Flask
 from . import config as defaults
 from .capture import CapturedRequest
 from .context import JobHandle
-from .errors import ExecutorUnavailable, StoreError
+from .errors import ContentTooLarge, ExecutorUnavailable, StoreError
 from .executor import ThreadExecutor
 from .lifecycle import Ending, Lifecycle, ending_of, shutdown_error
 from .models import ACTIVE_STATUSES, Job, JobError, JobStatus
@@ -74,6 +74,8 @@ class Settings:
     webhook_allowed_hosts: tuple[str, ...]
     result_cookies: str
     store_retry_seconds: float
+    spool_threshold: int
+    max_saved_body: int
 
     @classmethod
     def from_app(cls, app: Flask) -> Settings:
@@ -205,11 +207,25 @@ class JobifyState:
             captured = request_filter(captured)
         return captured
 
-    def prepare(self, job: Job, options: JobOptions) -> None:
-        """Fill in what the executor decides about a new ``job``."""
+    def prepare(self, job: Job, captured: CapturedRequest, options: JobOptions) -> None:
+        """Fill in what the executor decides about a new ``job``.
+
+        :raises ContentTooLarge: if the job's request must leave the
+            process (Celery, or a saved request) and its body is longer
+            than ``JOBIFY_MAX_SAVED_BODY``.
+        """
         job.max_attempts = options.max_attempts(job.method)
+        if self._request_leaves_process(job) and captured.body.size > self.settings.max_saved_body:
+            raise ContentTooLarge(
+                f"A job's request body may be at most {self.settings.max_saved_body} bytes"
+                " (JOBIFY_MAX_SAVED_BODY): it is sent to the job's workers or saved so that"
+                " another process can run it again.")
         if not self.uses_celery and self.store.shared_across_processes:
             job.lease_until = self._lease_until()  # held by this process from now on
+
+    def _request_leaves_process(self, job: Job) -> bool:
+        """Whether ``job``'s request goes to Celery or is saved in the store."""
+        return self.uses_celery or (job.max_attempts > 1 and self.store.shared_across_processes)
 
     def submit(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
         """Store ``job`` and queue it to run; ``False`` (and nothing stored)

@@ -1,0 +1,144 @@
+"""What one request may consume: bodies spooled to disk, size limits, bounded waits."""
+from __future__ import annotations
+
+import hashlib
+import threading
+import typing as t
+
+import pytest
+from flask import Flask, request
+
+from conftest import store_url
+from flask_jobify import Jobify
+from flask_jobify.capture import CapturedBody
+from helpers import finish
+
+FLAG = {"X-Job-Flag": "ON"}
+
+
+def build(store: str = "memory://", **config: t.Any) -> tuple[Flask, Jobify]:
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE=store, JOBIFY_SHUTDOWN_GRACE=0.5, **config)
+    jobify = Jobify(app)
+
+    @app.put("/digest")
+    @jobify.job(retries=2)
+    def digest() -> t.Any:
+        data = request.get_data()
+        return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+    @app.post("/upload")
+    @jobify.job
+    def upload() -> t.Any:
+        file = request.files["file"]
+        return {"name": file.filename, "sha256": hashlib.sha256(file.read()).hexdigest()}
+
+    return app, jobify
+
+
+@pytest.fixture
+def apps() -> t.Iterator[list[Flask]]:
+    made: list[Flask] = []
+    yield made
+    for app in made:
+        app.extensions["jobify"].shutdown(grace=1)
+
+
+def test_a_large_body_is_spooled_to_disk_and_replayed_whole(apps):
+    app, _ = build(JOBIFY_SPOOL_THRESHOLD=64 * 1024)
+    apps.append(app)
+    body = bytes(range(256)) * 20_000  # 5 MB
+    seen: list[CapturedBody] = []
+    app.extensions["jobify"].request_filters.append(
+        lambda captured: seen.append(captured.body) or captured)
+    client = app.test_client()
+    answer = client.put("/digest", data=body, headers=FLAG)
+    assert answer.status_code == 202
+    record = finish(client, answer.headers["X-Job-Id"])
+    assert record["status"] == "succeeded"
+    assert client.get(f"/jobs/{record['id']}/result").get_json() == {
+        "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    assert seen and not seen[0].in_memory
+    assert seen[0].size == len(body)
+
+
+def test_a_small_body_stays_in_memory(apps):
+    app, _ = build()
+    apps.append(app)
+    seen: list[CapturedBody] = []
+    app.extensions["jobify"].request_filters.append(
+        lambda captured: seen.append(captured.body) or captured)
+    client = app.test_client()
+    answer = client.put("/digest", data=b"small", headers=FLAG)
+    assert finish(client, answer.headers["X-Job-Id"])["status"] == "succeeded"
+    assert seen[0].in_memory
+
+
+def test_spooled_uploads_parse_in_the_job(apps):
+    app, _ = build(JOBIFY_SPOOL_THRESHOLD=1024)
+    apps.append(app)
+    import io
+    content = b"\x00\x01" * 100_000
+    client = app.test_client()
+    answer = client.post("/upload", headers=FLAG,
+                         data={"file": (io.BytesIO(content), "blob.bin")})
+    record = finish(client, answer.headers["X-Job-Id"])
+    assert record["status"] == "succeeded"
+    assert client.get(f"/jobs/{record['id']}/result").get_json() == {
+        "name": "blob.bin", "sha256": hashlib.sha256(content).hexdigest()}
+
+
+def test_readers_of_one_body_are_independent():
+    import io
+    body = CapturedBody.spool(io.BytesIO(bytes(range(256)) * 1000), threshold=1000)
+    assert not body.in_memory
+    results: list[bytes] = []
+
+    def read_all() -> None:
+        reader = body.reader()
+        chunks = []
+        while chunk := reader.read(777):
+            chunks.append(chunk)
+        results.append(b"".join(chunks))
+
+    threads = [threading.Thread(target=read_all) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [bytes(range(256)) * 1000] * 8
+    assert body.sha256().hexdigest() == hashlib.sha256(bytes(range(256)) * 1000).hexdigest()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_max_content_length_is_a_413_json_and_nothing_is_stored(apps, chunked):
+    app, _ = build(MAX_CONTENT_LENGTH=1000)
+    apps.append(app)
+    client = app.test_client()
+    kwargs: dict[str, t.Any] = {"data": b"x" * 5000, "headers": dict(FLAG)}
+    if chunked:  # no Content-Length: the server says the stream ends by itself
+        import io
+        kwargs = {"input_stream": io.BytesIO(b"x" * 5000),
+                  "headers": {**FLAG, "Transfer-Encoding": "chunked"},
+                  "environ_overrides": {"wsgi.input_terminated": True}}
+    answer = client.put("/digest", **kwargs)
+    assert answer.status_code == 413
+    assert answer.get_json()["error"]["code"] == "content_too_large"
+    assert app.extensions["jobify"].store.list() == []
+
+
+def test_a_body_that_would_leave_the_process_is_limited(apps, tmp_path):
+    # PUT with retries on a shared store: the request is saved for crash recovery.
+    app, _ = build(store_url("sqlite", tmp_path), JOBIFY_MAX_SAVED_BODY=1000)
+    apps.append(app)
+    client = app.test_client()
+    answer = client.put("/digest", data=b"x" * 1001, headers=FLAG)
+    assert answer.status_code == 413
+    assert "JOBIFY_MAX_SAVED_BODY" in answer.get_json()["error"]["message"]
+    assert app.extensions["jobify"].store.list() == []
+    accepted = client.put("/digest", data=b"x" * 1000, headers=FLAG)
+    assert accepted.status_code == 202
+    # A job whose request stays in the process is not limited by it.
+    local, _ = build(JOBIFY_MAX_SAVED_BODY=1000)
+    apps.append(local)
+    assert local.test_client().put("/digest", data=b"x" * 5000, headers=FLAG).status_code == 202
