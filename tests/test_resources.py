@@ -142,3 +142,22 @@ def test_a_body_that_would_leave_the_process_is_limited(apps, tmp_path):
     local, _ = build(JOBIFY_MAX_SAVED_BODY=1000)
     apps.append(local)
     assert local.test_client().put("/digest", data=b"x" * 5000, headers=FLAG).status_code == 202
+
+
+def test_a_long_poll_never_outlives_its_wait_when_redis_is_unreachable(apps):
+    import socket
+    import time
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    app, _ = build(f"redis://127.0.0.1:{port}/0?prefix=unreachable")
+    apps.append(app)
+    client = app.test_client()
+    for wait in (0.5, 1, 2):
+        began = time.monotonic()
+        answer = client.get(f"/jobs/{'A' * 22}?wait={wait}")
+        took = time.monotonic() - began
+        assert answer.status_code == 503
+        assert answer.get_json()["error"]["code"] == "store_unavailable"
+        assert took < wait + 1.0, (wait, took)  # it was wait + 5 s

@@ -254,12 +254,16 @@ class RedisStore(JobStore):
         The ``prefix`` query parameter starts every key, else ``prefix``,
         else ``jobify``; other query parameters and ``kwargs`` go to
         :meth:`redis.Redis.from_url`, except ``decode_responses``, always off.
+        ``socket_connect_timeout`` defaults to 2 seconds (redis-py's is
+        none: an unreachable host would hold a request for minutes).
         """
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         prefix = dict(query).get("prefix", prefix or "jobify")
         rest = [(k, v) for k, v in query if k not in ("prefix", "decode_responses")]
         kwargs["decode_responses"] = False
+        if "socket_connect_timeout" not in dict(query):
+            kwargs.setdefault("socket_connect_timeout", 2.0)
         try:
             client = redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(rest))), **kwargs)
         except ValueError as exc:
@@ -521,8 +525,10 @@ class RedisStore(JobStore):
         """Listen for the job's changes from entry on: the ``wait`` yielded
         sleeps until a notice, then reads, one round trip where
         :meth:`wait` takes two. It reads first, as :meth:`wait`, when the
-        listener was not subscribed in time (its first 5 s)."""
-        with self._waiter(job_id, 5.0) as (event, subscribed):
+        listener is not subscribed yet (a process's first long-polls, or
+        Redis is unreachable): it never blocks waiting for the listener, so
+        a long-poll never outlives its ``wait``."""
+        with self._waiter(job_id, 0.0) as (event, subscribed):
             yield functools.partial(self._wait_on, job_id, event, read_first=not subscribed)
 
     @contextlib.contextmanager
