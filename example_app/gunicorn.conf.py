@@ -20,3 +20,11 @@ timeout = 60
 #: Longer than ``JOBIFY_SHUTDOWN_GRACE`` (10 s), so running jobs may finish.
 graceful_timeout = 15
 accesslog = "-"
+
+
+def post_worker_init(worker):
+    """Each worker sweeps expired jobs, renews its leases and recovers jobs
+    of dead workers from its boot, not from its first request."""
+    from example_app.extensions import jobify
+
+    jobify.start(worker.wsgi)

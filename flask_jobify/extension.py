@@ -109,6 +109,7 @@ class Jobify:
         app.before_request(self._before_request)
         app.after_request(self._after_request)
         _shutdown_at_exit(state)
+        state.start_sweeps()
 
     # -- public API ------------------------------------------------------------
     @t.overload
@@ -205,6 +206,7 @@ class Jobify:
                 " (or sqlite:///... for workers on this machine)."
             )
         state.celery = CeleryExecutor(state, celery_app, queue=queue)
+        _start_in_worker_processes(state)
 
     def request_filter(self, func: RequestFilter) -> RequestFilter:
         """Register a function that rewrites every captured request before a
@@ -284,6 +286,18 @@ class Jobify:
                 "Flask-Jobify is not registered with this app. Did you forget"
                 " to call init_app()?"
             ) from None
+
+    def start(self, app: Flask | None = None) -> None:
+        """Start this process's background work now: sweeping expired jobs,
+        renewing the leases of its jobs and recovering jobs whose process
+        died. It starts by itself at a process's first request or job; call
+        this from a server's worker-boot hook so that a worker takes part
+        from its start (gunicorn ``post_worker_init``, uWSGI ``@postfork``).
+        Celery worker processes are started by :meth:`init_celery`.
+
+        .. versionadded:: 0.1
+        """
+        self.get_state(app).start()
 
     def shutdown(self, app: Flask | None = None, grace: float | None = None) -> None:
         """Stop accepting jobs and wind down, as at interpreter exit."""
@@ -454,6 +468,23 @@ def _accepted_response(
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def _start_in_worker_processes(state: JobifyState) -> None:
+    """Start ``state``'s background work in every Celery worker process as
+    it boots (Celery's ``worker_process_init``; ``worker_init`` for the
+    solo and thread pools, which run tasks in the worker itself)."""
+    from celery import signals
+
+    ref = weakref.ref(state)
+
+    def start(**kwargs: t.Any) -> None:
+        alive = ref()
+        if alive is not None:
+            alive.start()
+
+    signals.worker_process_init.connect(start, weak=False)
+    signals.worker_init.connect(start, weak=False)
 
 
 def _shutdown_at_exit(state: JobifyState) -> None:

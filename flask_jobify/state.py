@@ -183,15 +183,29 @@ class JobifyState:
     def uses_celery(self) -> bool:
         return self.settings.executor == "celery"
 
+    def start_sweeps(self) -> None:
+        """Start sweeping expired jobs from this process: at ``init_app``,
+        so that a deployment cleans up before it serves its first request."""
+        self.monitor.every("sweep", self.settings.cleanup_interval, self._sweep)
+
     def start(self) -> None:
         """Start this process's periodic work (sweeps, heartbeats, lost-job
         recovery) if it is not running yet. Cheap; called on every request
-        and every run, so that each process of a deployment takes part."""
+        and every run, so that each process of a deployment takes part, and
+        by :meth:`Jobify.start` from a server's worker-boot hook.
+
+        In a process forked from one that had started (gunicorn
+        ``--preload``, Celery's prefork pool), the jobs held by the parent
+        are the parent's: the child holds none, so it never renews a lease
+        it does not hold."""
         pid = os.getpid()
         if self._started_pid == pid:
             return
+        if self._started_pid is not None:  # forked: the parent's tables are not ours
+            self._lock = threading.Lock()
+            self._held = {}
         self._started_pid = pid
-        self.monitor.every("sweep", self.settings.cleanup_interval, self._sweep)
+        self.start_sweeps()
         if self.store.shared_across_processes:
             # Only another process can notice that one died.
             quarter = self.settings.lease_seconds / 4

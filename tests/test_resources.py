@@ -161,3 +161,46 @@ def test_a_long_poll_never_outlives_its_wait_when_redis_is_unreachable(apps):
         assert answer.status_code == 503
         assert answer.get_json()["error"]["code"] == "store_unavailable"
         assert took < wait + 1.0, (wait, took)  # it was wait + 5 s
+
+
+def test_expired_jobs_are_swept_before_the_first_request(apps, tmp_path):
+    import time
+
+    from flask_jobify.models import Job, JobStatus
+    from flask_jobify.stores import store_from_url
+
+    url = store_url("sqlite", tmp_path)
+    old = store_from_url(url)
+    gone = Job(id="G" * 22, operation="x", method="GET", path="/x",
+               status=JobStatus.SUCCEEDED, finished_at=1.0, expires_at=2.0)
+    old.create(gone)
+    app, _ = build(url, JOBIFY_CLEANUP_INTERVAL=0.05)  # no request is ever served
+    apps.append(app)
+    deadline = time.monotonic() + 5
+    while old.list(limit=5) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert old.list(limit=5) == []
+    old.close()
+
+
+def test_a_forked_child_holds_none_of_its_parents_jobs(apps, tmp_path):
+    import os
+
+    from flask_jobify.state import _Held
+
+    app, jobify = build(store_url("sqlite", tmp_path))
+    apps.append(app)
+    state = jobify.get_state(app)
+    state.start()
+    state._held["P" * 22] = _Held(attempts=1)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: started at its boot, as a server hook would
+        try:
+            jobify.start(app)
+            os.write(write, str(len(state._held)).encode())
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 10) == b"0"
+    assert "P" * 22 in state._held  # the parent still holds it
