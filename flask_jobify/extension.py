@@ -30,8 +30,9 @@ from .openapi import add_spec_routes, register_api
 from .options import OPTIONS_ATTR, JobOptions, options_of
 from .replay import replay_response
 from .schemas import AcceptedJobSchema
+from .settings import Settings
 from .signals import job_accepted
-from .state import JobifyState, RequestFilter, Settings
+from .state import JobifyState, RequestFilter
 from .stores.base import JobStore
 from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, VARY_HEADERS, JobTrigger, parse_trigger
 from .views import create_jobs_blueprint
@@ -92,7 +93,18 @@ class Jobify:
 
     def init_app(self, app: Flask) -> None:
         """Register the extension with ``app``: read the config, open the
-        store, mount the jobs blueprint and add the request hooks."""
+        store, mount the jobs blueprint and add the request hooks.
+
+        Every ``JOBIFY_*`` key is read, coerced and checked here, once
+        (:meth:`Settings.from_app <flask_jobify.settings.Settings.from_app>`):
+        set them before. Unknown ``JOBIFY_*`` keys get a
+        :class:`~flask_jobify.errors.ConfigWarning`.
+
+        :raises ConfigError: if a key has a value of the wrong type or out of
+            range (a ``ValueError`` naming the key and what it accepts).
+        :raises RuntimeError: if the extension is already registered with
+            ``app``.
+        """
         if "jobify" in app.extensions:
             raise RuntimeError(
                 "Flask-Jobify is already registered with this app: call"

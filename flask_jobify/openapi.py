@@ -42,7 +42,8 @@ from .webhooks import CALLBACK_HEADER
 if t.TYPE_CHECKING:
     from flask_smorest import Api  # type: ignore[import-untyped]
 
-    from .state import JobifyState, Settings
+    from .settings import Settings
+    from .state import JobifyState
 
 #: OpenAPI version of the spec served at ``{prefix}/openapi.json``.
 OPENAPI_VERSION = "3.0.3"
