@@ -46,7 +46,10 @@ DEFAULT_TIMEOUT = Key(None, Seconds(min=0, positive=True, optional=True))
 #: ``Retry-After`` seconds sent with 202 answers and unfinished jobs.
 RETRY_AFTER = Key(1, Int(min=0))
 
-#: Make every view jobifiable, not only those decorated with ``@jobify.job``.
+#: Make every plain view jobifiable, not only those decorated with
+#: ``@jobify.job``. Views with decorators (``@login_required``...) are left
+#: synchronous, with a ``ConfigWarning``: a job must never be accepted before
+#: their guards run. Put ``@jobify.job`` below their decorators instead.
 ALL_VIEWS = Key(False, Bool())
 
 #: Where the jobs blueprint is mounted.

@@ -7,6 +7,7 @@ import functools
 import json
 import time
 import typing as t
+import warnings
 import weakref
 
 from flask import Flask, Response, current_app, g, request, url_for
@@ -15,6 +16,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from .capture import capture_request
 from .context import job_of_request
 from .errors import (
+    ConfigWarning,
     IdempotencyMismatch,
     InvalidJobFlag,
     JobifyHTTPError,
@@ -27,7 +29,7 @@ from .errors import (
 from .idempotency import fingerprint, idempotency_key, job_id_for_key, secret_of, submit_once
 from .models import Job, JobStatus, new_job_id
 from .openapi import add_spec_routes, register_api
-from .options import OPTIONS_ATTR, JobOptions, options_of
+from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
 from .replay import replay_response
 from .schemas import AcceptedJobSchema
 from .settings import Settings
@@ -413,7 +415,11 @@ class Jobify:
 
         Done at the first request: Flask refuses new routes after it, so
         every view is known by then. The jobs blueprint and static files
-        are left alone.
+        are left alone, and so are views that look decorated
+        (:func:`~flask_jobify.options.looks_decorated`): a wrapper around a
+        ``@login_required`` view would accept a job before the guard runs,
+        so they stay synchronous, with one
+        :class:`~flask_jobify.errors.ConfigWarning` that names them.
         """
         if state.all_views_wrapped:
             return
@@ -422,11 +428,22 @@ class Jobify:
                 return
             app = current_app._get_current_object()  # type: ignore[attr-defined]
             options = JobOptions()
+            skipped = []
             for endpoint, view in list(app.view_functions.items()):
                 if endpoint == "static" or endpoint.startswith("jobify.") or options_of(view):
                     continue
+                if looks_decorated(view):
+                    skipped.append(endpoint)
+                    continue
                 app.view_functions[endpoint] = self._wrap(view, options)
             state.all_views_wrapped = True
+        if skipped:
+            warnings.warn(
+                "JOBIFY_ALL_VIEWS leaves these decorated views synchronous, because their"
+                " decorators (a guard such as @login_required) must run before a job is"
+                f" accepted: {', '.join(sorted(skipped))}. Put @jobify.job below the"
+                " decorators of those that should run as jobs.",
+                ConfigWarning, stacklevel=2)
 
 
 def _wait_until_final(state: JobifyState, job: Job, seconds: float) -> bool:

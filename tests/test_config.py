@@ -4,14 +4,18 @@ one store per app."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing as t
 import warnings
 
 import pytest
-from flask import Flask, request
+from flask import Flask, abort, request
+from flask.views import MethodView
+from flask_login import LoginManager, UserMixin, current_user, login_required
 from helpers import finish
 
 from flask_jobify import ConfigError, ConfigWarning, Jobify
+from flask_jobify.options import looks_decorated
 from flask_jobify.settings import KEYS, PREFIX, Settings
 
 FLAG = {"X-Job-Flag": "ON"}
@@ -253,3 +257,104 @@ def test_config_unknown_key_warned_at_init_is_not_warned_again(make_app):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConfigWarning)
         app.test_client().get("/jobs")
+
+
+# -- JOBIFY_ALL_VIEWS never accepts a job before a view's own guards ----------
+class User(UserMixin):
+    def __init__(self, user_id: str) -> None:
+        self.id = user_id
+
+
+def login_app() -> tuple[Flask, Jobify]:
+    """ALL_VIEWS, Flask-Login (``Authorization: user``), views of each shape."""
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE="memory://", JOBIFY_ALL_VIEWS=True, SECRET_KEY="k")
+    jobify = Jobify(app)
+    login = LoginManager(app)
+
+    @login.request_loader
+    def from_header(req: t.Any) -> User | None:
+        name = req.headers.get("Authorization")
+        return User(name) if name else None
+
+    @app.post("/secret")
+    @login_required
+    def secret() -> t.Any:
+        return {"user": current_user.id}
+
+    def homemade_guard(view: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+        def guarded(*args: t.Any, **kwargs: t.Any) -> t.Any:  # no functools.wraps
+            if not current_user.is_authenticated:
+                abort(403)
+            return view(*args, **kwargs)
+        return guarded
+
+    @app.post("/homemade", endpoint="homemade")
+    @homemade_guard
+    def homemade() -> t.Any:
+        return {"ok": True}
+
+    @app.post("/marked")
+    @login_required
+    @jobify.job
+    def marked() -> t.Any:
+        return {"user": current_user.id}
+
+    @app.post("/open")
+    def open_() -> t.Any:
+        return {"open": True}
+
+    class Things(MethodView):
+        def post(self) -> t.Any:
+            return {"thing": True}
+
+    app.add_url_rule("/things", view_func=Things.as_view("things"))
+    return app, jobify
+
+
+def test_config_all_views_login_required_answers_401_and_stores_no_job():
+    app, jobify = login_app()
+    client = app.test_client()
+    try:
+        with pytest.warns(ConfigWarning, match="homemade, secret"):
+            response = client.post("/secret", headers=FLAG)
+        assert response.status_code == 401  # Flask-Login's answer, not a 202
+        assert client.post("/homemade", headers=FLAG).status_code == 403
+        assert jobify.get_state(app).store.list() == []
+        # Authenticated: the view runs, synchronously (it was left alone).
+        response = client.post("/secret", headers={**FLAG, "Authorization": "ann"})
+        assert response.status_code == 200 and response.get_json() == {"user": "ann"}
+        assert jobify.get_state(app).store.list() == []
+    finally:
+        jobify.shutdown(app, grace=1)
+
+
+def test_config_all_views_still_jobifies_plain_and_marked_views():
+    app, jobify = login_app()
+    client = app.test_client()
+    try:
+        with pytest.warns(ConfigWarning):
+            assert client.post("/open", headers=FLAG).status_code == 202
+        assert client.post("/things", headers=FLAG).status_code == 202  # as_view()
+        assert client.post("/marked", headers=FLAG).status_code == 401
+        accepted = client.post("/marked", headers={**FLAG, "Authorization": "bob"})
+        assert accepted.status_code == 202
+        job_id = accepted.get_json()["jobId"]
+        assert finish(client, job_id)["status"] == "succeeded"
+        assert client.get(f"/jobs/{job_id}/result").get_json() == {"user": "bob"}
+    finally:
+        jobify.shutdown(app, grace=1)
+
+
+def test_config_looks_decorated():
+    def plain() -> None: ...
+
+    def helper() -> None: ...
+
+    def closes_over_helper() -> None:
+        helper()
+
+    assert not looks_decorated(plain)
+    assert looks_decorated(functools.wraps(plain)(lambda: None))
+    assert looks_decorated(closes_over_helper)  # taken for a decorator: left alone
+    assert looks_decorated(functools.partial(plain))
