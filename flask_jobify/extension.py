@@ -81,19 +81,25 @@ class Jobify:
 
     :param app: the app to register with now, or ``None`` for
         :meth:`init_app` later (app factory).
-    :param store: a store instance to use instead of ``JOBIFY_STORE``.
+    :param store: a store instance to use instead of ``JOBIFY_STORE``, for
+        the first app registered only: a store holds one app's jobs (each
+        app's sweeps and lost-job recovery would take the other's jobs for
+        its own). Other apps use their own ``JOBIFY_STORE``, or a store
+        given to ``init_app(app, store=...)``; one with neither is refused.
 
     .. versionadded:: 0.1
     """
 
     def __init__(self, app: Flask | None = None, *, store: JobStore | None = None) -> None:
         self._store = store
+        #: Name of the app that took ``store`` (it serves one app only).
+        self._store_taken_by: str | None = None
         self._owner_loader: OwnerLoader | None = None
         self._request_filters: list[RequestFilter] = []
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(self, app: Flask, *, store: JobStore | None = None) -> None:
         """Register the extension with ``app``: read the config, open the
         store, mount the jobs blueprint and add the request hooks.
 
@@ -102,18 +108,32 @@ class Jobify:
         set them before. Unknown ``JOBIFY_*`` keys get a
         :class:`~flask_jobify.errors.ConfigWarning`.
 
+        :param store: a store instance for this app, instead of
+            ``JOBIFY_STORE`` (and of the one given to :class:`Jobify`). Give
+            each app its own: sharing one mixes the apps' jobs.
         :raises ConfigError: if a key has a value of the wrong type or out of
             range (a ``ValueError`` naming the key and what it accepts).
         :raises RuntimeError: if the extension is already registered with
-            ``app``.
+            ``app``, or if the store given to :class:`Jobify` already serves
+            another app.
         """
         if "jobify" in app.extensions:
             raise RuntimeError(
                 "Flask-Jobify is already registered with this app: call"
                 " init_app() once per app, or use a new Flask app."
             )
+        if store is None and self._store is not None and self._store_taken_by is None:
+            store = self._store  # the first app takes the constructor's store
+        elif store is None and self._store is not None and app.config.get("JOBIFY_STORE") is None:
+            raise RuntimeError(
+                f"The store given to Jobify(store=...) already serves app"
+                f" {self._store_taken_by!r}, and a store holds one app's jobs. Give this"
+                " app its own with init_app(app, store=...), or set its JOBIFY_STORE."
+            )
         settings = Settings.from_app(app)
-        state = JobifyState(app, settings, store=self._store, load_owner=self.load_owner)
+        state = JobifyState(app, settings, store=store, load_owner=self.load_owner)
+        if store is not None and store is self._store:
+            self._store_taken_by = app.name
         state.request_filters = self._request_filters
         app.extensions["jobify"] = state
         jobs_blueprint = create_jobs_blueprint()

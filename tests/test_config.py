@@ -17,6 +17,7 @@ from helpers import finish
 from flask_jobify import ConfigError, ConfigWarning, Jobify
 from flask_jobify.options import looks_decorated
 from flask_jobify.settings import KEYS, PREFIX, Settings
+from flask_jobify.stores import MemoryStore
 
 FLAG = {"X-Job-Flag": "ON"}
 
@@ -358,3 +359,54 @@ def test_config_looks_decorated():
     assert looks_decorated(functools.wraps(plain)(lambda: None))
     assert looks_decorated(closes_over_helper)  # taken for a decorator: left alone
     assert looks_decorated(functools.partial(plain))
+
+
+# -- a store instance serves one app --------------------------------------------
+def test_config_constructor_store_serves_one_app_and_a_second_is_refused():
+    store = MemoryStore()
+    jobify = Jobify(store=store)
+    first, second = Flask("first"), Flask("second")
+    jobify.init_app(first)
+    try:
+        assert jobify.get_state(first).store is store
+        with pytest.raises(RuntimeError, match="already serves app 'first'.*init_app\\(app, store="):
+            jobify.init_app(second)
+        assert "jobify" not in second.extensions
+    finally:
+        jobify.shutdown(first, grace=1)
+
+
+def test_config_each_app_gets_its_own_store_with_init_app():
+    jobify = Jobify(store=MemoryStore())
+    apps = [Flask("a"), Flask("b"), Flask("c")]
+    jobify.init_app(apps[0])
+    jobify.init_app(apps[1], store=MemoryStore())
+    apps[2].config["JOBIFY_STORE"] = "memory://"  # its own URL: a new store
+    jobify.init_app(apps[2])
+    try:
+        stores = [jobify.get_state(app).store for app in apps]
+        assert len({id(store) for store in stores}) == 3
+        assert all(isinstance(store, MemoryStore) for store in stores)
+        for app in apps:
+
+            @app.post("/work")
+            @jobify.job
+            def work() -> t.Any:
+                return {}
+
+        job_id = apps[1].test_client().post("/work", headers=FLAG).get_json()["jobId"]
+        assert apps[0].test_client().get(f"/jobs/{job_id}").status_code == 404
+        assert apps[1].test_client().get(f"/jobs/{job_id}").status_code == 200
+    finally:
+        for app in apps:
+            jobify.shutdown(app, grace=1)
+
+
+def test_config_bad_config_does_not_take_the_constructor_store():
+    jobify = Jobify(store=MemoryStore())
+    bad, good = Flask("bad"), Flask("good")
+    bad.config["JOBIFY_MAX_WORKERS"] = 0
+    with pytest.raises(ConfigError):
+        jobify.init_app(bad)
+    jobify.init_app(good)  # the store is still free
+    jobify.shutdown(good, grace=1)
