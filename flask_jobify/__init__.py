@@ -6,6 +6,8 @@ from importlib.metadata import PackageNotFoundError, version
 from .capture import CapturedRequest
 from .context import JobHandle, current_job
 from .errors import (
+    ConfigError,
+    ConfigWarning,
     ExecutorUnavailable,
     IdempotencyMismatch,
     InvalidCallback,
@@ -37,6 +39,8 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 __all__ = [
     "CapturedRequest",
+    "ConfigError",
+    "ConfigWarning",
     "ExecutorUnavailable",
     "IdempotencyMismatch",
     "InvalidCallback",

@@ -1,57 +1,74 @@
-"""Default configuration. Every key is read once, in ``Jobify.init_app``,
-with ``app.config.setdefault("JOBIFY_" + name, default)``."""
+"""The ``JOBIFY_*`` config keys: each one's default and rule, side by side.
+
+Every key is read once, in ``Jobify.init_app``, with
+``app.config.setdefault("JOBIFY_" + name, default)``, then coerced and
+checked by its rule (see :mod:`flask_jobify.rules`): a value of the wrong
+type or out of range raises :class:`~flask_jobify.errors.ConfigError`, a
+``ValueError`` that names the key and what it accepts. Strings are coerced
+(``"8"``, ``"true"``, ``"authorization, cookie"``), so values read from
+environment variables work; ``True`` is not an integer, ``1`` is not a
+boolean. The coerced value is written back to ``app.config``.
+"""
 from __future__ import annotations
+
+from .rules import Bool, Choice, Int, Key, Names, Seconds, Text, Url, UrlPath
+
+# URL schemes of the job stores (see :func:`flask_jobify.stores.store_from_url`).
+STORE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix")
 
 #: Where jobs are kept, as a URL: ``memory://``, ``sqlite:///path/jobs.db``
 #: or ``redis://host:port/db``. ``None`` means an SQLite file in the app's
 #: instance folder, which every gunicorn worker of the app shares.
-STORE = None
+STORE = Key(None, Url(schemes=STORE_SCHEMES, optional=True))
 
 #: First part of every Redis key of the app's jobs, so that several apps can
 #: share one Redis database. A ``?prefix=`` in ``JOBIFY_STORE`` wins.
-REDIS_PREFIX = "jobify"
+REDIS_PREFIX = Key("jobify", Text())
 
 #: Threads that run jobs, per process.
-MAX_WORKERS = 4
+MAX_WORKERS = Key(4, Int(min=1))
 
 #: Jobs that may wait for a free thread, per process. One more gets a 503.
-MAX_QUEUED = 100
+MAX_QUEUED = Key(100, Int(min=1))
 
 #: Longest long-poll (``GET /jobs/<id>?wait=S``) and ``Prefer: wait=N``, in
 #: seconds. ``0`` turns long-polling off.
-MAX_WAIT = 30.0
+MAX_WAIT = Key(30.0, Seconds(min=0))
 
 #: Seconds a finished job and its result are kept. Per operation:
 #: ``@jobify.job(result_ttl=...)``.
-RESULT_TTL = 3600.0
+RESULT_TTL = Key(3600.0, Seconds(min=0, positive=True))
 
 #: Default time limit of a job, in seconds, counted from when it starts to
 #: run. ``None``: no limit. Per operation: ``@jobify.job(timeout=...)``.
-DEFAULT_TIMEOUT = None
+DEFAULT_TIMEOUT = Key(None, Seconds(min=0, positive=True, optional=True))
 
 #: ``Retry-After`` seconds sent with 202 answers and unfinished jobs.
-RETRY_AFTER = 1
+RETRY_AFTER = Key(1, Int(min=0))
 
-#: Make every view jobifiable, not only those decorated with ``@jobify.job``.
-ALL_VIEWS = False
+#: Make every plain view jobifiable, not only those decorated with
+#: ``@jobify.job``. Views with decorators (``@login_required``...) are left
+#: synchronous, with a ``ConfigWarning``: a job must never be accepted before
+#: their guards run. Put ``@jobify.job`` below their decorators instead.
+ALL_VIEWS = Key(False, Bool())
 
 #: Where the jobs blueprint is mounted.
-URL_PREFIX = "/jobs"
+URL_PREFIX = Key("/jobs", UrlPath())
 
 #: Seconds running jobs get to finish when the process stops.
-SHUTDOWN_GRACE = 10.0
+SHUTDOWN_GRACE = Key(10.0, Seconds(min=0))
 
 #: Seconds between two sweeps of expired jobs.
-CLEANUP_INTERVAL = 60.0
+CLEANUP_INTERVAL = Key(60.0, Seconds(min=0, positive=True))
 
 #: Seconds between two looks at the store for a cancellation requested by
 #: another process, from ``current_job.cancelled``.
-CANCEL_CHECK_INTERVAL = 0.25
+CANCEL_CHECK_INTERVAL = Key(0.25, Seconds(min=0))
 
 #: Put exception messages (and tracebacks) in job records. ``None``: only
 #: when ``app.debug`` is on. Messages may hold secrets; keep this off in
 #: production.
-EXPOSE_ERRORS = None
+EXPOSE_ERRORS = Key(None, Bool(optional=True))
 
 #: Headers of a captured request to drop before the job keeps it, e.g.
 #: ``("authorization", "cookie")``. The job's run then sees the request
@@ -59,74 +76,75 @@ EXPOSE_ERRORS = None
 #: broker with the Celery executor, and to the store for operations that
 #: may be retried (so that another process can take them over); see
 #: ``Jobify.request_filter`` to re-derive a credential instead.
-DROP_HEADERS: tuple[str, ...] = ()
+DROP_HEADERS = Key((), Names(kind="header"))
 
 #: What runs jobs: ``"thread"`` (a pool of threads in each web process) or
 #: ``"celery"`` (Celery workers; see ``Jobify.init_celery``).
-EXECUTOR = "thread"
+EXECUTOR = Key("thread", Choice(choices=("thread", "celery")))
 
 #: Seconds within which a job whose process died (``kill -9``, a lost
 #: machine) is noticed, with a shared store: it is then queued again if its
 #: operation may be retried, else failed with error type ``lost``. Each
 #: process renews the leases of its jobs every quarter of this.
-LEASE_SECONDS = 30.0
+LEASE_SECONDS = Key(30.0, Seconds(min=0, positive=True))
 
 #: Longest wait between two runs of a job (``@jobify.job(retries=...)``).
-RETRY_MAX_BACKOFF = 300.0
+RETRY_MAX_BACKOFF = Key(300.0, Seconds(min=0))
 
 #: Key that signs webhooks (``X-Jobify-Signature``, HMAC-SHA256). ``None``:
 #: webhooks are off and a callback URL is refused with a 400.
-WEBHOOK_SECRET = None
+WEBHOOK_SECRET = Key(None, Text(optional=True), secret=True)
 
 #: Deliveries of one webhook, the first included, before giving up.
-WEBHOOK_MAX_ATTEMPTS = 5
+WEBHOOK_MAX_ATTEMPTS = Key(5, Int(min=1))
 
 #: Seconds before the first retry; each retry doubles it (with jitter), up
 #: to ``WEBHOOK_MAX_BACKOFF``.
-WEBHOOK_BACKOFF = 1.0
+WEBHOOK_BACKOFF = Key(1.0, Seconds(min=0))
 
 #: Longest wait between two deliveries of one webhook, in seconds.
-WEBHOOK_MAX_BACKOFF = 60.0
+WEBHOOK_MAX_BACKOFF = Key(60.0, Seconds(min=0))
 
 #: Seconds to connect and to wait for the receiver's answer.
-WEBHOOK_TIMEOUT = 10.0
+WEBHOOK_TIMEOUT = Key(10.0, Seconds(min=0, positive=True))
 
 #: Threads that deliver webhooks, per process (not the job threads).
-WEBHOOK_WORKERS = 2
+WEBHOOK_WORKERS = Key(2, Int(min=1))
 
 #: Host names (or IP literals) a callback may point to even though they are
 #: not public: loopback, private, link-local... Callback URLs to other
 #: non-public addresses are refused (SSRF). Lower-case.
-WEBHOOK_ALLOWED_HOSTS: tuple[str, ...] = ()
+WEBHOOK_ALLOWED_HOSTS = Key((), Names(kind="host"))
 
 #: Serve a Swagger UI page of the jobs API at ``{URL_PREFIX}/docs``. The
 #: spec itself is always at ``{URL_PREFIX}/openapi.json``.
-SWAGGER_UI = False
+SWAGGER_UI = Key(False, Bool())
 
 #: Where the Swagger UI page loads ``swagger-ui.css`` and
 #: ``swagger-ui-bundle.js`` from.
-SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+SWAGGER_UI_URL = Key("https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+                     Url(schemes=("https", "http"), path_ok=True))
 
 #: Bytes of a captured request body kept in memory; a larger body goes to
 #: an anonymous temporary file until its job no longer needs it. Bodies
 #: longer than Flask's ``MAX_CONTENT_LENGTH`` get a ``413`` (JSON).
-SPOOL_THRESHOLD = 1024 * 1024
+SPOOL_THRESHOLD = Key(1024 * 1024, Int(min=0))
 
 #: Largest request body, in bytes, of a job whose request leaves the
 #: process: sent to Celery's broker, or saved in a shared store because the
 #: operation may be retried. A larger one is refused with ``413
 #: content_too_large`` before anything is stored.
-MAX_SAVED_BODY = 10 * 1024 * 1024
+MAX_SAVED_BODY = Key(10 * 1024 * 1024, Int(min=0))
 
 #: Which stored ``Set-Cookie`` headers a job's result keeps: ``"owner"``
 #: keeps them only for jobs bound to their caller by an owner loader (only
 #: that caller can fetch the result), ``"always"`` keeps them, ``"never"``
 #: drops them. Dropped cookies are never written to the store. A session
 #: cookie in a result is a credential: whoever fetches the result gets it.
-RESULT_COOKIES = "owner"
+RESULT_COOKIES = Key("owner", Choice(choices=("owner", "always", "never")))
 
 #: Seconds a write on a background path (a job starting or ending, a
 #: timeout, a lost job) is retried while the store fails, with exponential
 #: backoff. A job whose end still cannot be stored is failed (error type
 #: ``store_error``) as soon as the store takes a write again.
-STORE_RETRY_SECONDS = 15.0
+STORE_RETRY_SECONDS = Key(15.0, Seconds(min=0))

@@ -81,6 +81,32 @@ class StoreError(JobifyError):
     """A job store could not do what was asked (bad URL, unreachable...)."""
 
 
+class ConfigError(JobifyError, ValueError):
+    """A ``JOBIFY_*`` config key has a value of the wrong type or out of
+    range. Raised by ``Jobify.init_app``, for wrong types as well as for
+    wrong values, so that one ``except ValueError`` catches every bad key.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, key: str, expected: str, value: t.Any, *, secret: bool = False) -> None:
+        shown = f"a {type(value).__name__}" if secret else repr(value)
+        super().__init__(f"{key} must be {expected}, not {shown}.")
+        #: The config key, e.g. ``"JOBIFY_MAX_WORKERS"``.
+        self.key = key
+        #: What the key accepts, in words.
+        self.expected = expected
+
+
+class ConfigWarning(UserWarning):
+    """A ``JOBIFY_*`` config key that has no effect: an unknown key (a
+    typo), a key changed after ``init_app`` read it, or a view that
+    ``JOBIFY_ALL_VIEWS`` leaves alone.
+
+    .. versionadded:: 0.1
+    """
+
+
 class JobifyHTTPError(JobifyError, HTTPException):
     """An HTTP error that renders itself as Flask-Jobify's JSON error."""
 
@@ -236,6 +262,8 @@ __all__ = [
     "JobifyError",
     "JobCancelled",
     "StoreError",
+    "ConfigError",
+    "ConfigWarning",
     "JobifyHTTPError",
     "InvalidJobFlag",
     "InvalidJobId",

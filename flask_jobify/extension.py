@@ -7,6 +7,7 @@ import functools
 import json
 import time
 import typing as t
+import warnings
 import weakref
 
 from flask import Flask, Response, current_app, g, request, url_for
@@ -15,6 +16,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound, RequestEntityTooLarg
 from .capture import capture_request
 from .context import job_of_request
 from .errors import (
+    ConfigWarning,
     ContentTooLarge,
     IdempotencyMismatch,
     InvalidJobFlag,
@@ -28,11 +30,12 @@ from .errors import (
 from .idempotency import fingerprint, idempotency_key, job_id_for_key, secret_of, submit_once
 from .models import Job, JobStatus, new_job_id
 from .openapi import add_spec_routes, register_api
-from .options import OPTIONS_ATTR, JobOptions, options_of
+from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
 from .replay import replay_response
 from .schemas import AcceptedJobSchema
+from .settings import Settings
 from .signals import job_accepted
-from .state import JobifyState, RequestFilter, Settings
+from .state import JobifyState, RequestFilter
 from .stores.base import JobStore
 from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, VARY_HEADERS, JobTrigger, parse_trigger
 from .views import create_jobs_blueprint
@@ -79,28 +82,59 @@ class Jobify:
 
     :param app: the app to register with now, or ``None`` for
         :meth:`init_app` later (app factory).
-    :param store: a store instance to use instead of ``JOBIFY_STORE``.
+    :param store: a store instance to use instead of ``JOBIFY_STORE``, for
+        the first app registered only: a store holds one app's jobs (each
+        app's sweeps and lost-job recovery would take the other's jobs for
+        its own). Other apps use their own ``JOBIFY_STORE``, or a store
+        given to ``init_app(app, store=...)``; one with neither is refused.
 
     .. versionadded:: 0.1
     """
 
     def __init__(self, app: Flask | None = None, *, store: JobStore | None = None) -> None:
         self._store = store
+        #: Name of the app that took ``store`` (it serves one app only).
+        self._store_taken_by: str | None = None
         self._owner_loader: OwnerLoader | None = None
         self._request_filters: list[RequestFilter] = []
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(self, app: Flask, *, store: JobStore | None = None) -> None:
         """Register the extension with ``app``: read the config, open the
-        store, mount the jobs blueprint and add the request hooks."""
+        store, mount the jobs blueprint and add the request hooks.
+
+        Every ``JOBIFY_*`` key is read, coerced and checked here, once
+        (:meth:`Settings.from_app <flask_jobify.settings.Settings.from_app>`):
+        set them before. Unknown ``JOBIFY_*`` keys get a
+        :class:`~flask_jobify.errors.ConfigWarning`.
+
+        :param store: a store instance for this app, instead of
+            ``JOBIFY_STORE`` (and of the one given to :class:`Jobify`). Give
+            each app its own: sharing one mixes the apps' jobs.
+        :raises ConfigError: if a key has a value of the wrong type or out of
+            range (a ``ValueError`` naming the key and what it accepts).
+        :raises RuntimeError: if the extension is already registered with
+            ``app``, or if the store given to :class:`Jobify` already serves
+            another app.
+        """
         if "jobify" in app.extensions:
             raise RuntimeError(
                 "Flask-Jobify is already registered with this app: call"
                 " init_app() once per app, or use a new Flask app."
             )
+        if store is None and self._store is not None and self._store_taken_by is None:
+            store = self._store  # the first app takes the constructor's store
+        elif store is None and self._store is not None and app.config.get("JOBIFY_STORE") is None:
+            raise RuntimeError(
+                f"The store given to Jobify(store=...) already serves app"
+                f" {self._store_taken_by!r}, and a store holds one app's jobs. Give this"
+                " app its own with init_app(app, store=...), or set its JOBIFY_STORE."
+            )
         settings = Settings.from_app(app)
-        state = JobifyState(app, settings, store=self._store, load_owner=self.load_owner)
+        state = JobifyState(app, settings, store=store, load_owner=self.load_owner)
+        if store is not None and store is self._store:
+            self._store_taken_by = app.name
         state.request_filters = self._request_filters
         app.extensions["jobify"] = state
         jobs_blueprint = create_jobs_blueprint()
@@ -425,7 +459,11 @@ class Jobify:
 
         Done at the first request: Flask refuses new routes after it, so
         every view is known by then. The jobs blueprint and static files
-        are left alone.
+        are left alone, and so are views that look decorated
+        (:func:`~flask_jobify.options.looks_decorated`): a wrapper around a
+        ``@login_required`` view would accept a job before the guard runs,
+        so they stay synchronous, with one
+        :class:`~flask_jobify.errors.ConfigWarning` that names them.
         """
         if state.all_views_wrapped:
             return
@@ -434,11 +472,22 @@ class Jobify:
                 return
             app = current_app._get_current_object()  # type: ignore[attr-defined]
             options = JobOptions()
+            skipped = []
             for endpoint, view in list(app.view_functions.items()):
                 if endpoint == "static" or endpoint.startswith("jobify.") or options_of(view):
                     continue
+                if looks_decorated(view):
+                    skipped.append(endpoint)
+                    continue
                 app.view_functions[endpoint] = self._wrap(view, options)
             state.all_views_wrapped = True
+        if skipped:
+            warnings.warn(
+                "JOBIFY_ALL_VIEWS leaves these decorated views synchronous, because their"
+                " decorators (a guard such as @login_required) must run before a job is"
+                f" accepted: {', '.join(sorted(skipped))}. Put @jobify.job below the"
+                " decorators of those that should run as jobs.",
+                ConfigWarning, stacklevel=2)
 
 
 def _wait_until_final(state: JobifyState, job: Job, seconds: float) -> bool:

@@ -26,7 +26,7 @@ from flask_smorest.spec.plugins import FlaskPlugin  # type: ignore[import-untype
 from flask_smorest.utils import load_info_from_docstring  # type: ignore[import-untyped]
 
 from .idempotency import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH
-from .options import options_of
+from .options import looks_decorated, options_of
 from .schemas import (
     AcceptedJobSchema,
     ErrorDetailSchema,
@@ -42,7 +42,8 @@ from .webhooks import CALLBACK_HEADER
 if t.TYPE_CHECKING:
     from flask_smorest import Api  # type: ignore[import-untyped]
 
-    from .state import JobifyState, Settings
+    from .settings import Settings
+    from .state import JobifyState
 
 #: OpenAPI version of the spec served at ``{prefix}/openapi.json``.
 OPENAPI_VERSION = "3.0.3"
@@ -92,7 +93,8 @@ def is_jobifiable(app: Flask, endpoint: str, *, all_views: bool) -> bool:
     if endpoint == "static" or endpoint.startswith(_BLUEPRINT + "."):
         return False
     view = app.view_functions.get(endpoint)
-    return view is not None and (all_views or options_of(view) is not None)
+    return view is not None and (
+        options_of(view) is not None or (all_views and not looks_decorated(view)))
 
 
 def register_components(spec: APISpec, settings: Settings) -> None:

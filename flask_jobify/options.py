@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
+import types
 import typing as t
 
 #: Attribute under which a decorated view keeps its :class:`JobOptions`.
@@ -73,3 +75,28 @@ class JobOptions:
 def options_of(view: t.Callable[..., t.Any]) -> JobOptions | None:
     """Return the options ``@jobify.job`` attached to ``view``, if any."""
     return getattr(view, OPTIONS_ATTR, None)
+
+
+def looks_decorated(view: t.Callable[..., t.Any]) -> bool:
+    """Whether ``view`` may be wrapped in decorators, whose guards
+    (``@login_required``) must run before a job is accepted: it has a
+    ``__wrapped__`` (``functools.wraps``), it is not a plain function, or it
+    closes over another function (a decorator without ``functools.wraps``).
+
+    ``JOBIFY_ALL_VIEWS`` leaves such views alone: its wrapper goes around
+    the view as registered, outside its decorators, so it would accept a
+    job before they run. A view built in an app factory that calls a local
+    helper function is taken for decorated too; better that than a guard
+    skipped. ``View.as_view`` functions, which close over themselves, are not.
+    """
+    if hasattr(view, "__wrapped__") or not isinstance(view, types.FunctionType):
+        return True
+    for cell in view.__closure__ or ():
+        try:
+            content = cell.cell_contents
+        except ValueError:  # a cell not filled yet
+            continue
+        if content is not view and isinstance(
+                content, (types.FunctionType, types.MethodType, functools.partial)):
+            return True
+    return False

@@ -16,7 +16,6 @@ import typing as t
 
 from flask import Flask
 
-from . import config as defaults
 from .capture import CapturedRequest
 from .context import JobHandle
 from .errors import ContentTooLarge, ExecutorUnavailable, StoreError
@@ -26,6 +25,7 @@ from .models import ACTIVE_STATUSES, Job, JobError, JobStatus
 from .monitor import Monitor
 from .options import JobOptions
 from .runner import Outcome, run_request
+from .settings import Settings
 from .signals import job_started
 from .stores import store_from_url
 from .stores.base import JobStore
@@ -39,71 +39,6 @@ logger = logging.getLogger("flask_jobify")
 #: Called on every captured request before a job keeps it: returns the
 #: request to keep (``Jobify.request_filter``).
 RequestFilter = t.Callable[[CapturedRequest], CapturedRequest]
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """The ``JOBIFY_*`` config keys of one app, read once at ``init_app``."""
-
-    store: str
-    redis_prefix: str
-    max_workers: int
-    max_queued: int
-    max_wait: float
-    result_ttl: float
-    default_timeout: float | None
-    retry_after: int
-    all_views: bool
-    url_prefix: str
-    shutdown_grace: float
-    cleanup_interval: float
-    cancel_check_interval: float
-    expose_errors: bool
-    drop_headers: tuple[str, ...]
-    executor: str
-    lease_seconds: float
-    retry_max_backoff: float
-    swagger_ui: bool
-    swagger_ui_url: str
-    webhook_secret: str | None
-    webhook_max_attempts: int
-    webhook_backoff: float
-    webhook_max_backoff: float
-    webhook_timeout: float
-    webhook_workers: int
-    webhook_allowed_hosts: tuple[str, ...]
-    result_cookies: str
-    store_retry_seconds: float
-    spool_threshold: int
-    max_saved_body: int
-
-    @classmethod
-    def from_app(cls, app: Flask) -> Settings:
-        values: dict[str, t.Any] = {}
-        for field in dataclasses.fields(cls):
-            name = field.name.upper()
-            values[field.name] = app.config.setdefault(f"JOBIFY_{name}", getattr(defaults, name))
-        if values["store"] is None:
-            values["store"] = "sqlite:///" + os.path.join(app.instance_path, "jobify.sqlite3")
-        if values["expose_errors"] is None:
-            values["expose_errors"] = bool(app.debug)
-        values["drop_headers"] = tuple(h.lower() for h in values["drop_headers"])
-        if values["executor"] not in ("thread", "celery"):
-            raise ValueError(
-                f"JOBIFY_EXECUTOR must be 'thread' or 'celery', not {values['executor']!r}"
-            )
-        if values["lease_seconds"] <= 0:
-            raise ValueError("JOBIFY_LEASE_SECONDS must be positive")
-        if values["result_cookies"] not in ("owner", "always", "never"):
-            raise ValueError("JOBIFY_RESULT_COOKIES must be 'owner', 'always' or 'never',"
-                             f" not {values['result_cookies']!r}")
-        if values["store_retry_seconds"] < 0:
-            raise ValueError("JOBIFY_STORE_RETRY_SECONDS must not be negative")
-        hosts = values["webhook_allowed_hosts"]
-        if isinstance(hosts, str):  # "a.example, 127.0.0.1" from an env var
-            hosts = hosts.replace(",", " ").split()
-        values["webhook_allowed_hosts"] = tuple(h.lower().rstrip(".") for h in hosts)
-        return cls(**values)
 
 
 @dataclasses.dataclass
@@ -192,7 +127,9 @@ class JobifyState:
         """Start this process's periodic work (sweeps, heartbeats, lost-job
         recovery) if it is not running yet. Cheap; called on every request
         and every run, so that each process of a deployment takes part, and
-        by :meth:`Jobify.start` from a server's worker-boot hook.
+        by :meth:`Jobify.start` from a server's worker-boot hook. The first
+        call in each process also warns about ``JOBIFY_*`` keys changed
+        since ``init_app`` (:meth:`Settings.warn_if_changed`).
 
         In a process forked from one that had started (gunicorn
         ``--preload``, Celery's prefork pool), the jobs held by the parent
@@ -205,6 +142,7 @@ class JobifyState:
             self._lock = threading.Lock()
             self._held = {}
         self._started_pid = pid
+        self.settings.warn_if_changed(self.app.config)
         self.start_sweeps()
         if self.store.shared_across_processes:
             # Only another process can notice that one died.

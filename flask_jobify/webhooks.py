@@ -41,7 +41,7 @@ from .signals import job_finished
 from .stores.base import JobStore
 
 if t.TYPE_CHECKING:
-    from .state import Settings
+    from .settings import Settings
 
 logger = logging.getLogger("flask_jobify")
 
@@ -211,7 +211,7 @@ class WebhookDispatcher:
         self.settings = settings
         self._stop = threading.Event()
         self._executor = ThreadExecutor(
-            max(1, settings.webhook_workers), max_queued=10_000, name="jobify-webhook"
+            settings.webhook_workers, max_queued=10_000, name="jobify-webhook"
         )
         job_finished.connect(self._on_finished, sender=app)
 

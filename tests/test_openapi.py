@@ -9,7 +9,7 @@ from flask_smorest import Api, Blueprint
 from marshmallow import Schema, fields
 from openapi_spec_validator import validate
 
-from flask_jobify import Jobify
+from flask_jobify import ConfigWarning, Jobify
 
 JOB_PARAMS = [
     {"$ref": "#/components/parameters/JobFlag"},
@@ -268,27 +268,47 @@ def test_openapi_own_operation_doc_wins():
     assert responses["202"] == JOB_RESPONSES["202"]
 
 
-def test_openapi_api_all_views_documents_every_operation():
+def test_openapi_api_all_views_documents_undecorated_and_marked_operations():
     app = Flask(__name__)
     app.config.update(
         JOBIFY_STORE="memory://", JOBIFY_ALL_VIEWS=True, API_TITLE="T", API_VERSION="1",
         OPENAPI_VERSION="3.0.3", OPENAPI_URL_PREFIX="/",
     )
     api = Api(app)
-    Jobify(app).register_api(api)
+    jobify = Jobify(app)
+    jobify.register_api(api)
     blp = Blueprint("things", __name__, url_prefix="/things")
 
     @blp.route("/<int:thing_id>", methods=["GET", "PUT"])
     @blp.response(200, ReportSchema)
+    @jobify.job
     def thing(thing_id: int) -> dict[str, int]:
         return {"year": thing_id}
 
+    @blp.route("/plain")
+    def plain() -> dict[str, int]:
+        return {"year": 1}
+
+    # Decorated, not marked: JOBIFY_ALL_VIEWS leaves it synchronous (its
+    # decorators may be guards), and the spec says so.
+    @blp.route("/decorated")
+    @blp.response(200, ReportSchema)
+    def decorated() -> dict[str, int]:
+        return {"year": 2}
+
     api.register_blueprint(blp)
-    spec = get_spec(app, "/openapi.json")
-    for method in ("get", "put"):
-        operation = spec["paths"]["/things/{thing_id}"][method]
+    with pytest.warns(ConfigWarning, match="things.decorated"):
+        spec = get_spec(app, "/openapi.json")
+    for path, method in [("/things/{thing_id}", "get"), ("/things/{thing_id}", "put"),
+                         ("/things/plain", "get")]:
+        operation = spec["paths"][path][method]
         assert operation["parameters"] == JOB_PARAMS
         assert operation["responses"]["202"] == JOB_RESPONSES["202"]
+    assert "parameters" not in spec["paths"]["/things/decorated"]["get"]
+    assert "202" not in spec["paths"]["/things/decorated"]["get"]["responses"]
+    client = app.test_client()
+    assert client.get("/things/plain", headers={"X-Job-Flag": "ON"}).status_code == 202
+    assert client.get("/things/decorated", headers={"X-Job-Flag": "ON"}).status_code == 200
     # The jobs endpoints themselves are never jobifiable.
     assert not any(p in JOB_PARAMS for p in spec["paths"]["/jobs"]["get"]["parameters"])
     assert "202" not in spec["paths"]["/jobs"]["get"]["responses"]
