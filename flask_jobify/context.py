@@ -14,7 +14,9 @@ handle itself: ``job = current_job._get_current_object()``.
 """
 from __future__ import annotations
 
+import decimal
 import logging
+import numbers
 import threading
 import time
 import typing as t
@@ -96,17 +98,19 @@ class JobHandle:
         :param message: a short text for people, or ``None``.
         :raises JobCancelled: if cancellation was requested; let it
             propagate and the job ends as ``cancelled``.
-        :raises ValueError: for a percent outside 0..100.
+        :raises ValueError: for a percent outside 0..100 (or NaN).
+        :raises TypeError: for a percent that is not a number (``bool``
+            neither), or a message that is not a ``str``.
 
         A store that fails is logged (a warning) and the call returns: the
         progress is lost, the work goes on.
         """
-        _check_percent(percent)
+        progress = _check_progress(percent, message)
         self.raise_if_cancelled()
         try:
             job = self._store.update(
                 t.cast(str, self.id),
-                {"progress": JobProgress(percent, message)},
+                {"progress": progress},
                 only_if=[JobStatus.RUNNING],
                 expect={"attempts": self.attempt},
             )
@@ -127,9 +131,18 @@ class JobHandle:
         self._cancel.set()
 
 
-def _check_percent(percent: float | None) -> None:
-    if percent is not None and not 0 <= percent <= 100:
-        raise ValueError(f"percent must be within 0..100, not {percent!r}")
+def _check_progress(percent: t.Any, message: t.Any) -> JobProgress:
+    """The progress to publish: a number within 0..100 (or ``None``) and a
+    text (or ``None``), the same on every store."""
+    if percent is not None:
+        if isinstance(percent, bool) or not isinstance(percent, (numbers.Real, decimal.Decimal)):
+            raise TypeError(f"percent must be a number or None, not {type(percent).__name__}")
+        percent = float(percent)
+        if not 0 <= percent <= 100:
+            raise ValueError(f"percent must be within 0..100, not {percent!r}")
+    if message is not None and not isinstance(message, str):
+        raise TypeError(f"message must be a str or None, not {type(message).__name__}")
+    return JobProgress(percent, message)
 
 
 class _NoJob(JobHandle):
@@ -149,7 +162,7 @@ class _NoJob(JobHandle):
         return False
 
     def progress(self, percent: float | None = None, message: str | None = None) -> None:
-        _check_percent(percent)
+        _check_progress(percent, message)
 
     def raise_if_cancelled(self) -> None:
         return None
@@ -173,9 +186,10 @@ def job_of_request() -> JobHandle | None:
 
 
 def _find_current_job() -> JobHandle:
-    handle = _current_job_var.get(None)
-    if handle is None:
-        handle = job_of_request()
+    # Inside a request, its environ says (a request a job's view makes to
+    # the app itself is not the job); outside one (a streamed body being
+    # read after the request ended), the run's context variable.
+    handle = job_of_request() if has_request_context() else _current_job_var.get(None)
     return _NO_JOB if handle is None else handle
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import json
 import re
 import secrets
 import time
@@ -88,6 +89,33 @@ class StoredResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    #: The status line's reason phrase when the view set its own
+    #: (``"200 Fine Thanks"``); ``None`` for the standard one.
+    reason: str | None = None
+
+    @property
+    def status_line(self) -> str:
+        """``"200 OK"``, or the view's own reason phrase."""
+        if self.reason is not None:
+            return f"{self.status} {self.reason}"
+        from werkzeug.http import HTTP_STATUS_CODES
+
+        return f"{self.status} {HTTP_STATUS_CODES.get(self.status, 'UNKNOWN').upper()}"
+
+    def head_json(self) -> str:
+        """Headers (and reason phrase, if any) as JSON, for stores that keep
+        them beside the status and body; :meth:`from_parts` reverses it."""
+        if self.reason is None:
+            return json.dumps(self.headers)
+        return json.dumps({"reason": self.reason, "headers": self.headers})
+
+    @classmethod
+    def from_parts(cls, status: int, head_json: str | bytes, body: bytes) -> StoredResponse:
+        head = json.loads(head_json)
+        reason = None
+        if isinstance(head, dict):
+            reason, head = head.get("reason"), head["headers"]
+        return cls(int(status), [(name, value) for name, value in head], bytes(body), reason)
 
 
 @dataclasses.dataclass

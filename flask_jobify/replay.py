@@ -52,13 +52,15 @@ def replay_response(
     headers = Headers(stored.headers)
     if head_only and environ.get("REQUEST_METHOD") != "HEAD":
         headers["Content-Length"] = "0"
-    source = Response(stored.body, status=stored.status)
+    source = Response(stored.body, status=stored.status_line)
     source.headers = headers  # as stored: no Content-Length or Content-Type of its own
     source.automatically_set_content_length = False  # keep the stored framing
     if stored.status == 200:
         accept_ranges = headers.get("Accept-Ranges", "").strip().lower() == "bytes"
         source.make_conditional(environ, accept_ranges=accept_ranges,
                                 complete_length=len(stored.body))
+        if "date" not in {name.lower() for name, _ in stored.headers}:
+            del source.headers["Date"]  # added by make_conditional, not sent by the view
     sent = freeze_response(source, environ)
     return _frozen_class(response_class)(sent)
 
@@ -68,10 +70,10 @@ class _Frozen(Response):
     it afterwards (``after_request`` hooks, ``session`` saving)."""
 
     def __init__(self, sent: StoredResponse) -> None:
-        super().__init__(sent.body, status=sent.status)
+        super().__init__(sent.body, status=sent.status_line)
         self.headers = Headers(sent.headers)
         self._sent = sent
-        self._status_line = self.status
+        self._status_line = sent.status_line
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> t.Iterable[bytes]:

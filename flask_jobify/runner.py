@@ -9,9 +9,10 @@ client would have received synchronously:
    context for the captured request: the app's ``before_request`` hooks,
    the view, its error handlers and ``after_request`` hooks run once;
 2. pop it: ``teardown_request`` and ``teardown_appcontext`` run;
-3. read the body as a server would (:meth:`werkzeug.wrappers.Response.get_wsgi_response`:
-   no body for ``HEAD``, ``204`` and ``304``; ``Content-Length`` as the
-   server would send it), which is when a streamed generator runs.
+3. call the response as a WSGI application and read its body, as a server
+   does (werkzeug sends no body for ``HEAD``, ``204`` and ``304``; a
+   ``response_class`` of the app's may add headers in ``__call__``); a
+   streamed generator runs then.
 
 Every exception on the way ends in an :class:`Outcome`; nothing escapes.
 """
@@ -185,32 +186,53 @@ def freeze_response(
     response: Response, environ: t.Mapping[str, t.Any], *, keep_cookies: bool = True
 ) -> StoredResponse:
     """Read a response whole, as a WSGI server would send it to the client
-    of ``environ`` (status, headers, body bytes), and close it.
+    of ``environ`` (status line, headers, body bytes), and close it.
 
     :raises Exception: whatever a streamed body raises.
     """
-    app_iter, status, headers = response.get_wsgi_response(dict(environ))
+    sent: list[t.Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]],
+                       exc_info: t.Any = None) -> t.Callable[[bytes], object]:
+        sent[:] = [status, headers]
+        return _no_write
+
+    app_iter = response(dict(environ), start_response)
     try:
         body = b"".join(app_iter)
     finally:
         close = getattr(app_iter, "close", None)
         if close is not None:
             close()
+    status, headers = sent
     kept = [
         (name, value) for name, value in headers
         if name.lower() not in HOP_BY_HOP and (keep_cookies or name.lower() != "set-cookie")
     ]
-    return StoredResponse(int(status.split(" ", 1)[0]), kept, body)
+    code, _, reason = status.partition(" ")
+    stored = StoredResponse(int(code), kept, body)
+    if reason and reason != stored.status_line.partition(" ")[2]:
+        stored = dataclasses.replace(stored, reason=reason)
+    return stored
+
+
+def _no_write(data: bytes) -> object:
+    raise RuntimeError("A job's response must not use the WSGI write() callable.")
 
 
 def _render_exception(app: Flask, exc: Exception) -> Response:
     """Render an exception as the app would in production: its error
-    handlers for 500, or the default page."""
+    handlers for 500, or the default page. Never raises: if the app's own
+    500 handler fails, the answer is a bare 500, as a server's would be."""
     try:
         return app.handle_exception(exc)
     except Exception:
         # PROPAGATE_EXCEPTIONS (testing, debug) re-raises instead of
         # rendering; a job has nobody to propagate to.
         app.log_exception(sys.exc_info())
+    try:
         rv = app.handle_http_exception(InternalServerError(original_exception=exc))
         return app.finalize_request(rv, from_error_handler=True)
+    except Exception:
+        app.logger.exception("The app's 500 error handler failed")
+        return InternalServerError().get_response()

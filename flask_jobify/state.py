@@ -36,6 +36,10 @@ if t.TYPE_CHECKING:
 
 logger = logging.getLogger("flask_jobify")
 
+#: Seconds between two tries of a write the store refused (see
+#: ``JobifyState._fail_when_store_is_back``).
+_STORE_BACK_INTERVAL = 1.0
+
 #: Called on every captured request before a job keeps it: returns the
 #: request to keep (``Jobify.request_filter``).
 RequestFilter = t.Callable[[CapturedRequest], CapturedRequest]
@@ -50,6 +54,18 @@ class _Held:
     handle: JobHandle | None = None
     #: Its request is saved in the store: another process can take it over.
     saved: bool = False
+    #: The failure to write once the store takes a write again (a start or
+    #: an end the store refused for longer than JOBIFY_STORE_RETRY_SECONDS).
+    unwritten: _Unwritten | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unwritten:
+    """A ``failed`` the store refused: written as soon as it takes it."""
+
+    error: JobError
+    only_if: tuple[JobStatus, ...]
+    expect: t.Mapping[str, t.Any]
 
 
 class JobifyState:
@@ -269,10 +285,13 @@ class JobifyState:
             try:
                 job = self.lifecycle.start(job_id, attempt, now=time.time(),
                                            lease_until=self._lease_until())
-            except StoreError:
-                # Left pending: its lease runs out and it is queued again or
-                # failed as lost by the sweep (here or in another process).
-                logger.exception("Job %s could not be started: the store failed", job_id)
+            except StoreError as exc:
+                logger.error("Job %s could not be started: the store refused it (%s); it will"
+                             " be failed with error type store_error once the store takes it",
+                             job_id, exc)
+                self._fail_when_store_is_back(job_id, _Unwritten(
+                    JobError("store_error", f"The job could not be started: {exc}"),
+                    (JobStatus.PENDING,), {"attempts": attempt - 1}))
                 return
             if job is None:  # cancelled, deleted or taken over while it waited
                 return
@@ -323,8 +342,8 @@ class JobifyState:
         """Store how run number ``attempt`` ended: a final status, or back
         to ``pending`` for a retry."""
         ending = ending_of(outcome)
-        if (ending.retryable and attempt < job.max_attempts and ending.error is not None
-                and self._retry(job, captured, options, attempt, ending.error, saved=saved)):
+        if (ending.retryable and attempt < job.max_attempts
+                and self._retry(job, captured, options, attempt, ending, saved=saved)):
             return
         self._end(job.id, attempt, ending)
 
@@ -338,28 +357,33 @@ class JobifyState:
             logger.error("Job %s ended %s, but the store refused it (%s); it will be failed"
                          " with error type store_error once the store takes it",
                          job_id, ending.status.value, exc)
-            self._fail_when_store_is_back(job_id, attempt, str(exc))
+            self._fail_when_store_is_back(job_id, _Unwritten(
+                JobError("store_error", f"The job's end could not be stored: {exc}"),
+                (JobStatus.RUNNING,), {"attempts": attempt}))
 
     def _fail_when_store_is_back(
-        self, job_id: str, attempt: int, reason: str, entry: _Held | None = None
+        self, job_id: str, unwritten: _Unwritten, entry: _Held | None = None
     ) -> None:
+        """Write ``unwritten`` now or, while the store refuses, every second
+        from the monitor (and once more at shutdown). The job stays held
+        meanwhile: its lease is renewed, and it is never taken for lost."""
         first_try = entry is None
-        if entry is None:  # held, so that its lease is renewed and it is not taken for lost
-            entry = _Held(attempts=attempt)
+        if entry is None:
+            entry = _Held(attempts=unwritten.expect["attempts"], unwritten=unwritten)
             with self._lock:
                 self._held[job_id] = entry
-        error = JobError("store_error", f"The job's end could not be stored: {reason}")
         try:
             # Patient in the run's thread; the monitor's later tries fail fast.
-            self.lifecycle.fail(job_id, error, expect={"attempts": attempt},
-                                patient=first_try)
+            self.lifecycle.fail(job_id, unwritten.error, only_if=unwritten.only_if,
+                                expect=unwritten.expect, patient=first_try)
         except StoreError:
             if not self.closed:
                 self.monitor.call_at(
-                    ("store-retry", job_id), time.monotonic() + self.settings.lease_seconds / 4,
-                    functools.partial(self._fail_when_store_is_back, job_id, attempt, reason,
-                                      entry))
+                    ("store-retry", job_id), time.monotonic() + _STORE_BACK_INTERVAL,
+                    functools.partial(self._fail_when_store_is_back, job_id, unwritten, entry))
                 return
+            logger.error("Job %s could not be failed (the store still refuses writes) before"
+                         " this process stopped: another process will find it lost", job_id)
         with self._lock:
             if self._held.get(job_id) is entry:
                 del self._held[job_id]
@@ -370,15 +394,21 @@ class JobifyState:
         captured: CapturedRequest,
         options: JobOptions,
         attempt: int,
-        error: JobError,
+        ending: Ending,
         *,
         saved: bool,
     ) -> bool:
         """Put a job whose run failed back to ``pending`` and queue its next
         run after a backoff. ``False`` if it ended meanwhile (a cancel)."""
         delay = options.retry_delay(attempt, self.settings.retry_max_backoff)
-        waiting = self.lifecycle.wait_for_retry(
-            job.id, attempt, error, lease_until=None if self.uses_celery else self._lease_until())
+        error = t.cast(JobError, ending.error)
+        try:
+            waiting = self.lifecycle.wait_for_retry(
+                job.id, attempt, error,
+                lease_until=None if self.uses_celery else self._lease_until())
+        except StoreError:
+            logger.exception("Job %s could not wait for its next run: the store failed", job.id)
+            return False  # ended as it is, or failed once the store takes it
         if waiting is None:
             return True  # ended cancelled (or otherwise) by the lifecycle
         logger.info("Job %s: run %d of %d failed (%s); next run in %.1f s",
@@ -542,6 +572,11 @@ class JobifyState:
         with self._lock:
             held = dict(self._held)
         for job_id, entry in held.items():
+            if entry.unwritten is not None:  # the monitor is trying; one last try
+                if not pending_only:
+                    self.monitor.discard(("store-retry", job_id))
+                    self._fail_when_store_is_back(job_id, entry.unwritten, entry)
+                continue
             if pending_only and entry.handle is not None:
                 continue
             if entry.handle is None:

@@ -14,6 +14,8 @@ import textwrap
 import threading
 import time
 import typing as t
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from conftest import drop_redis_keys, store_url
@@ -372,10 +374,14 @@ class FlakyStore(SQLiteStore):
         super().__init__(path)
         self.failing_writes = 0
         self.max_result = None
+        #: Refuse every write that sets this status (a ``JobStatus``), while set.
+        self.refuse_status: JobStatus | None = None
 
     def update(self, job_id: str, changes: t.Any, **kwargs: t.Any) -> Job | None:
         if self.failing_writes > 0:
             self.failing_writes -= 1
+            raise StoreError("database or disk is full")
+        if self.refuse_status is not None and changes.get("status") is self.refuse_status:
             raise StoreError("database or disk is full")
         result = kwargs.get("result")
         if self.max_result is not None and result is not None and len(result.body) > self.max_result:
@@ -393,6 +399,11 @@ def flaky_app(tmp_path: t.Any, **config: t.Any) -> tuple[Flask, Jobify, FlakySto
     @jobify.job
     def big() -> t.Any:
         return "x" * 10_000
+
+    @app.get("/flaky")
+    @jobify.job(retries=2, backoff=0.05)
+    def flaky() -> t.Any:
+        return "down", 503
 
     @app.get("/progress")
     @jobify.job
@@ -527,3 +538,151 @@ def test_interpreter_exit_on_sqlite_leaves_nothing_running(tmp_path):
         assert job.status is JobStatus.FAILED, (job.status, done.stderr[-2000:])
         assert job.error.type == "shutdown"
     store.close()
+
+
+@pytest.mark.parametrize("refused", [JobStatus.RUNNING, JobStatus.PENDING, JobStatus.SUCCEEDED])
+def test_every_refused_transition_ends_the_job(tmp_path, refused):
+    """The start (pending -> running), the retry wait (running -> pending)
+    and the end (running -> succeeded) refused past the retry budget: the
+    job ends failed (store_error, or the run's own error), never stays
+    active, and is never called lost by its own live process."""
+    app, _, store = flaky_app(tmp_path, JOBIFY_STORE_RETRY_SECONDS=0.2)
+    client = app.test_client()
+    if refused is JobStatus.RUNNING:  # the whole store is down when the run starts
+        store.failing_writes = 10**6
+    else:
+        store.refuse_status = refused
+    job_id = submit(client, "/flaky" if refused is JobStatus.PENDING else "/big")
+    if refused is JobStatus.RUNNING:
+        time.sleep(0.6)
+        assert store.get(job_id).status is JobStatus.PENDING  # not lost, not failed yet
+        assert job_id in app.extensions["jobify"]._held
+        store.failing_writes = 0  # the store is back
+    record = finish(client, job_id)
+    assert record["status"] == "failed"
+    expected = "http_error" if refused is JobStatus.PENDING else "store_error"
+    assert record["error"]["type"] == expected
+    app.extensions["jobify"].shutdown(grace=1)
+
+
+def test_a_refused_end_is_written_at_shutdown_if_the_store_is_back(tmp_path):
+    app, _, store = flaky_app(tmp_path, JOBIFY_STORE_RETRY_SECONDS=0.2)
+    client = app.test_client()
+    store.refuse_status = JobStatus.SUCCEEDED
+    job_id = submit(client, "/big")
+    deadline = time.monotonic() + 5
+    state = app.extensions["jobify"]
+    while not any(e.unwritten for e in dict(state._held).values()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    store.refuse_status = None
+    store.failing_writes = 0
+    state.monitor.discard(("store-retry", job_id))  # the monitor has not tried again yet
+    state.shutdown(grace=0.5)
+    job = store.get(job_id)
+    assert job.status is JobStatus.FAILED and job.error.type == "store_error"
+
+
+def test_a_request_a_jobs_view_makes_to_the_app_is_not_the_job(make_app):
+    app, jobify = make_app()
+
+    @app.get("/inner")
+    def inner() -> t.Any:
+        current_job.progress(77, "inner")  # a no-op: this request is no job
+        return {"is_job": current_job.is_job}
+
+    @app.get("/outer")
+    @jobify.job
+    def outer() -> t.Any:
+        current_job.progress(10, "outer")
+        return app.test_client().get("/inner").get_json()
+
+    client = app.test_client()
+    job_id = submit(client, "/outer")
+    record = finish(client, job_id)
+    assert client.get(f"/jobs/{job_id}/result").get_json() == {"is_job": False}
+    assert record["progress"] == {"percent": 10.0, "message": "outer"}
+
+
+def test_replay_keeps_the_reason_phrase_and_class_headers_and_adds_no_date(make_app):
+    app, jobify = make_app()
+
+    class Hsts(Response):
+        def __call__(self, environ: t.Any, start_response: t.Any) -> t.Any:
+            self.headers["Strict-Transport-Security"] = "max-age=31536000"
+            return super().__call__(environ, start_response)
+
+    app.response_class = Hsts
+
+    @app.get("/custom")
+    @jobify.job
+    def custom() -> t.Any:
+        return Response("hi", status="299 Totally Custom")
+
+    @app.get("/plain")
+    @jobify.job
+    def plain() -> t.Any:
+        return "plain"
+
+    client = app.test_client()
+    for path in ("/custom", "/plain"):
+        sync = client.get(path)
+        job_id = submit(client, path)
+        finish(client, job_id)
+        replay = client.get(f"/jobs/{job_id}/result")
+        assert replay.status == sync.status
+        assert sorted(replay.headers.items()) == sorted(sync.headers.items())
+        assert "Date" not in replay.headers
+    assert sync.headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+@pytest.mark.parametrize("percent, message, error", [
+    (Decimal("12.5"), "decimal", None), (Fraction(1, 2), None, None), (True, None, TypeError),
+    ("50", None, TypeError), (float("nan"), None, ValueError), (101, None, ValueError),
+    (50, b"bytes", TypeError), (50, 3, TypeError),
+])
+def test_progress_values_are_checked_the_same_on_every_store(make_app, percent, message, error):
+    app, jobify = make_app()
+
+    @app.get("/report")
+    @jobify.job
+    def report() -> t.Any:
+        try:
+            current_job.progress(percent, message)
+        except (TypeError, ValueError) as exc:
+            return {"raised": type(exc).__name__}
+        return {"raised": None}
+
+    client = app.test_client()
+    job_id = submit(client, "/report")
+    record = finish(client, job_id)
+    assert record["status"] == "succeeded"
+    raised = client.get(f"/jobs/{job_id}/result").get_json()["raised"]
+    assert raised == (error.__name__ if error else None)
+    if error is None:
+        assert record["progress"]["percent"] == float(percent)
+    with app.test_request_context():  # outside a job: the same checks
+        if error is None:
+            current_job.progress(percent, message)
+        else:
+            with pytest.raises(error):
+                current_job.progress(percent, message)
+
+
+def test_a_500_handler_that_raises_leaves_a_bare_500(make_app):
+    app, jobify = make_app()
+
+    @app.errorhandler(500)
+    def broken(exc: t.Any) -> t.Any:
+        raise LookupError("the handler itself fails")
+
+    @app.get("/boom")
+    @jobify.job
+    def boom() -> t.Any:
+        raise RuntimeError("boom")
+
+    client = app.test_client()
+    job_id = submit(client, "/boom")
+    record = finish(client, job_id)
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "RuntimeError"
+    assert client.get(f"/jobs/{job_id}/result").status_code == 500

@@ -357,7 +357,7 @@ class RedisStore(JobStore):
                 pipe.zadd(index, {job_id: job.created_at})
             if result is not None:
                 pipe.hset(self._key("result", job_id), mapping={
-                    "status": result.status, "headers": json.dumps(result.headers),
+                    "status": result.status, "headers": result.head_json(),
                     "body": result.body})
             lease = self._lease(job)
             if lease is not None and lease != leased:
@@ -441,8 +441,8 @@ class RedisStore(JobStore):
         job = self._load(raw)
         if job is None or not fields:
             return job, None
-        headers = [(name, value) for name, value in json.loads(fields[b"headers"])]
-        return job, StoredResponse(int(fields[b"status"]), headers, bytes(fields[b"body"]))
+        return job, StoredResponse.from_parts(
+            int(fields[b"status"]), fields[b"headers"], fields[b"body"])
 
     @_reported
     def delete(self, job_id: str) -> bool:

@@ -268,7 +268,7 @@ class SQLiteStore(JobStore):
                        (*_row(job)[1:], job_id))
             if result is not None:
                 db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
-                           (job_id, result.status, json.dumps(result.headers), result.body))
+                           (job_id, result.status, result.head_json(), result.body))
             if job.is_final:
                 db.execute("DELETE FROM requests WHERE job_id = ?", (job_id,))
         self._notify()
@@ -323,8 +323,7 @@ class SQLiteStore(JobStore):
         job = Job.from_dict(json.loads(data))
         if status is None:
             return job, None
-        return job, StoredResponse(
-            status, [(name, value) for name, value in json.loads(headers)], bytes(body))
+        return job, StoredResponse.from_parts(status, headers, body)
 
     def delete(self, job_id: str) -> bool:
         with self._transaction() as db:
