@@ -177,8 +177,11 @@ def test_store_wait_returns_on_change(store: JobStore) -> None:
     store.create(job)
     changer = threading.Timer(0.1, store.update, args=(job.id, {"progress": JobProgress(5)}))
     changer.start()
+    started = time.monotonic()
     got = store.wait(job.id, job.version, timeout=10)
+    waited = time.monotonic() - started
     changer.join()
+    assert waited < 5  # woken by the change, not by the timeout
     assert got.progress == JobProgress(5)
     assert got.version == job.version + 1
 
@@ -186,8 +189,10 @@ def test_store_wait_returns_on_change(store: JobStore) -> None:
 def test_store_wait_times_out_unchanged(store: JobStore) -> None:
     job = make_job()
     store.create(job)
+    started = time.monotonic()
     got = store.wait(job.id, job.version, timeout=0.05)
-    assert got.version == job.version
+    assert time.monotonic() - started >= 0.05 - 0.01  # waited out its timeout
+    assert got == job  # and returned the job, unchanged
 
 
 def test_store_wait_returns_at_once_when_version_differs(store: JobStore) -> None:
@@ -304,9 +309,12 @@ def test_store_renew_lease_does_not_wake_waiters(store: JobStore) -> None:
     until = time.time() + 60
     renewer = threading.Timer(0.02, store.renew_lease, args=(job.id, 1, until))
     renewer.start()
+    started = time.monotonic()
     got = store.wait(job.id, job.version, timeout=0.3)
+    waited = time.monotonic() - started
     renewer.join()
     # A renewal is no change: the wait ran to its timeout and saw it done.
+    assert waited >= 0.3 - 0.01
     assert got.version == job.version
     assert store.get(job.id).lease_until == until
 

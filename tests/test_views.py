@@ -1,6 +1,7 @@
 """The jobs API: bad input gets clear JSON errors; listing and pagination."""
 from __future__ import annotations
 
+import time
 import typing as t
 
 import pytest
@@ -46,7 +47,11 @@ def test_views_wrong_methods_are_405_json_with_allow(client, method, path):
 
 
 def test_views_unknown_paths_under_the_prefix_are_404_json(client):
-    assert error_of(client.get("/jobs/a/b/c"))["code"] == "not_found"
+    response = client.get("/jobs/a/b/c")
+    assert response.status_code == 404
+    error = error_of(response)
+    assert error["code"] == "not_found"
+    assert isinstance(error["message"], str) and error["message"]
 
 
 @pytest.mark.parametrize("query", ["wait=-1", "wait=soon", "limit=0", "limit=1000", "limit=x",
@@ -100,7 +105,9 @@ def test_views_long_poll_with_a_stale_version_answers_at_once(app, client):
     assert current["version"] >= 1
     # The client saw an older version: the change it missed comes back at once,
     # although the job stays blocked for the whole 30 s wait otherwise.
+    started = time.monotonic()
     answered = client.get(f"/jobs/{job_id}?wait=30&version={current['version'] - 1}").get_json()
+    assert time.monotonic() - started < 10  # at once, not after the 30 s wait
     assert answered["version"] == current["version"]
     assert client.get(f"/jobs/{job_id}?version=-1").status_code == 422
     gates.release.set()
