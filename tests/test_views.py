@@ -17,7 +17,9 @@ def error_of(response: t.Any) -> dict[str, t.Any]:
 
 
 @pytest.mark.parametrize("path", ["/jobs/abc", "/jobs/" + "x" * 23, "/jobs/%00%01/result",
-                                  "/jobs/" + "!" * 22])
+                                  "/jobs/" + "!" * 22, "/jobs/" + "a" * 22 + "%0A",
+                                  "/jobs/" + "a" * 22 + "%0A/result", "/jobs/%0A" + "a" * 22,
+                                  "/jobs/" + "a" * 21 + "%C3%A9"])
 def test_views_malformed_ids_are_400(client, path):
     for method in ("get", "delete"):
         response = getattr(client, method)(path)
