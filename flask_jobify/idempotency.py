@@ -47,13 +47,23 @@ META_KEY = "idempotency"
 def idempotency_key(headers: t.Any) -> str | None:
     """The request's idempotency key, or ``None``.
 
+    :param headers: the request's headers (a Werkzeug ``Headers``).
+    :returns: the key, 1 to :data:`MAX_KEY_LENGTH` printable ASCII
+        characters, surrounding spaces removed.
     :raises InvalidIdempotencyKey: if it is empty, too long or not
-        printable ASCII.
+        printable ASCII (bytes 0x80-0xFF, control characters), or holds a
+        comma (the header was sent more than once).
     """
-    key = headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
+    keys = headers.getlist(IDEMPOTENCY_HEADER)
+    if not keys:
         return None
-    key = key.strip()
+    # A WSGI server joins repeated fields with commas (RFC 9110 section
+    # 5.3), so a comma is how a key sent twice shows; keys have none.
+    key = ",".join(keys).strip()
+    if "," in key:
+        raise InvalidIdempotencyKey(
+            f"Send {IDEMPOTENCY_HEADER} once, with one key and no commas."
+        )
     if not key or len(key) > MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
         raise InvalidIdempotencyKey(
             f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII"

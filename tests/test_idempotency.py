@@ -101,6 +101,18 @@ def test_idempotency_invalid_key_is_400(key: str) -> None:
     assert response.get_json()["error"]["code"] == "invalid_idempotency_key"
 
 
+@pytest.mark.parametrize("keys", [["k-5", "k-5"], ["k-5", "k-6"], ["\x00"], ["k\x7f"],
+                                  ["\xb2"], ["a,b"]])
+def test_idempotency_repeated_or_unprintable_key_is_400(keys: list[str]) -> None:
+    app, _ = make_app()
+    response = app.test_client().post(
+        "/orders", headers=[*FLAG.items(), *(("Idempotency-Key", key) for key in keys)]
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_idempotency_key"
+    assert app.extensions["jobify"].store.list() == []
+
+
 def test_idempotency_needs_a_secret(caplog) -> None:
     app, counter = make_app(SECRET_KEY=None, TESTING=True)
     response = post(app.test_client(), "/orders", "k-5")
