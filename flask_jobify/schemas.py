@@ -8,14 +8,14 @@ from datetime import datetime, timezone
 from flask import url_for
 from marshmallow import Schema, fields, validate
 
+from .cursor import MAX_CURSOR_LENGTH
 from .models import JobStatus
 
 STATUS_VALUES = [status.value for status in JobStatus]
 #: Largest ``?version=``: versions are 64-bit signed integers in every store.
 MAX_VERSION = 2**63 - 1
-#: Longest ``?operation=`` (an endpoint name) and ``?cursor=`` accepted.
+#: Longest ``?operation=`` (an endpoint name) accepted.
 MAX_OPERATION_LENGTH = 200
-MAX_CURSOR_LENGTH = 512
 
 
 class AsciiInteger(fields.Integer):
