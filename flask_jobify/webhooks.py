@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import logging
 import random
@@ -33,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 
 from flask import Flask
 
+from .callback_url import resolve_public, split_callback
 from .errors import InvalidCallback, WebhookSignatureError
 from .executor import ThreadExecutor
 from .models import Job
@@ -51,8 +51,6 @@ CALLBACK_HEADER = "X-Job-Callback"
 SIGNATURE_HEADER = "X-Jobify-Signature"
 #: Where a job keeps its webhook and its delivery record, in ``job.meta``.
 META_KEY = "webhook"
-#: Longest callback URL accepted.
-MAX_URL_LENGTH = 2048
 #: Receiver answers worth another try besides 5xx.
 _RETRY_STATUSES = frozenset({408, 429})
 
@@ -131,61 +129,13 @@ def callback_meta(url: str | None, settings: Settings, base_url: str) -> dict[st
             "This server sends no webhooks (JOBIFY_WEBHOOK_SECRET is not set);"
             f" drop the {CALLBACK_HEADER} header and poll the job instead."
         )
-    host, port = _split_callback(url)
+    host, port = split_callback(url)
     try:
         resolve_public(host, port, settings.webhook_allowed_hosts)
     except OSError:
         raise InvalidCallback(f"The callback host {host!r} does not resolve.") from None
     record = {"url": url, "attempts": 0, "lastStatus": None, "delivered": False}
     return {META_KEY: {**record, "baseUrl": base_url}}
-
-
-def _split_callback(url: str) -> tuple[str, int]:
-    if len(url) > MAX_URL_LENGTH:
-        raise InvalidCallback(f"The callback URL is longer than {MAX_URL_LENGTH} characters.")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise InvalidCallback("The callback URL cannot be parsed.") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise InvalidCallback("The callback must be an http:// or https:// URL with a host.")
-    if parts.username is not None or parts.password is not None:
-        raise InvalidCallback("The callback URL must not carry credentials; it is stored in the job.")
-    default = 443 if parts.scheme.lower() == "https" else 80
-    return parts.hostname.lower().rstrip("."), port or default
-
-
-def resolve_public(host: str, port: int, allowed_hosts: t.Collection[str]) -> list[str]:
-    """Resolve ``host`` and return its addresses, if all of them are public.
-
-    :raises InvalidCallback: if one of them is loopback, private,
-        link-local (the cloud metadata service), multicast, reserved or
-        unspecified, and ``host`` is not in ``allowed_hosts``.
-    :raises OSError: if ``host`` does not resolve.
-    """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses: list[str] = []
-    for info in infos:
-        address = str(info[4][0]).split("%", 1)[0]
-        if host not in allowed_hosts and not _is_public(ipaddress.ip_address(address)):
-            raise InvalidCallback(
-                f"The callback host {host!r} resolves to {address}, which is not a public"
-                " address; the server operator can allow it in JOBIFY_WEBHOOK_ALLOWED_HOSTS."
-            )
-        addresses.append(address)
-    if not addresses:
-        raise OSError(f"{host} has no address")
-    return addresses
-
-
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not (
-        ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
-        or ip.is_reserved or ip.is_unspecified
-    )
 
 
 # -- delivering ------------------------------------------------------------------
@@ -258,7 +208,7 @@ class WebhookDispatcher:
         """POST once: ``(status, error, worth_retrying)``."""
         assert self.settings.webhook_secret
         try:
-            host, port = _split_callback(url)
+            host, port = split_callback(url)
             address = resolve_public(host, port, self.settings.webhook_allowed_hosts)[0]
             parts = urlsplit(url)
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -276,6 +226,8 @@ class WebhookDispatcher:
                 connection.close()
         except InvalidCallback as exc:
             return None, str(exc.description), False
+        except ValueError as exc:  # a URL http.client refuses: trying again will not help
+            return None, f"{type(exc).__name__}: {exc}", False
         except (OSError, http.client.HTTPException) as exc:
             return None, f"{type(exc).__name__}: {exc}", True
         retry = status >= 500 or status in _RETRY_STATUSES

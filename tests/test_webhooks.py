@@ -211,14 +211,21 @@ def test_webhooks_refused_without_secret() -> None:
     assert "JOBIFY_WEBHOOK_SECRET" in response.get_json()["error"]["message"]
 
 
-def test_webhooks_recheck_address_at_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DNS rebinding: public at submission, loopback at delivery: refused."""
+@pytest.mark.parametrize("rebound", ["127.0.0.1", "2002:a9fe:a9fe::", "::ffff:127.0.0.1",
+                                     "64:ff9b::a00:1"])
+def test_webhooks_recheck_address_at_delivery(
+    monkeypatch: pytest.MonkeyPatch, rebound: str
+) -> None:
+    """DNS rebinding: public at submission, not public at delivery (also
+    wrapped in IPv6): refused. Only DNS is faked, not the check."""
     real = socket.getaddrinfo
-    answers = iter(["93.184.216.34", "127.0.0.1"])
+    answers = iter(["93.184.216.34", rebound])
 
     def fake(host: str, *args: t.Any, **kwargs: t.Any) -> t.Any:
         if host == "rebind.example":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), 80))]
+            address = next(answers)
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, 6, "", (address, 80))]
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
