@@ -197,7 +197,7 @@ class IdempotencyUnavailable(JobifyHTTPError, NotImplemented):
     """The server has no secret to derive job ids from idempotency keys (501).
 
     A server misconfiguration: set ``SECRET_KEY`` (the same in every
-    process) or ``JOBIFY_WEBHOOK_SECRET``.
+    process). ``JOBIFY_WEBHOOK_SECRET`` is not used: receivers know it.
     """
 
     error_code = "idempotency_unavailable"

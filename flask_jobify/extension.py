@@ -336,7 +336,7 @@ class Jobify:
             meta = callback_meta(callback, state.settings, request.url_root)
             key = idempotency_key(request.headers)
             job_id = new_job_id() if key is None else job_id_for_key(
-                secret_of(current_app.secret_key, state.settings.webhook_secret), owner, key
+                secret_of(current_app.secret_key), owner, key
             )
         except JobifyHTTPError as exc:
             return exc.get_response()
