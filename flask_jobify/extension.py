@@ -35,7 +35,7 @@ from .state import JobifyState, RequestFilter, Settings
 from .stores.base import JobStore
 from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, VARY_HEADERS, JobTrigger, parse_trigger
 from .views import create_jobs_blueprint
-from .webhooks import CALLBACK_HEADER, callback_meta
+from .webhooks import CALLBACK_HEADER, SecretLoader, callback_meta
 
 if t.TYPE_CHECKING:
     import celery
@@ -86,6 +86,7 @@ class Jobify:
     def __init__(self, app: Flask | None = None, *, store: JobStore | None = None) -> None:
         self._store = store
         self._owner_loader: OwnerLoader | None = None
+        self._callback_secret_loader: SecretLoader | None = None
         self._request_filters: list[RequestFilter] = []
         if app is not None:
             self.init_app(app)
@@ -99,7 +100,8 @@ class Jobify:
                 " init_app() once per app, or use a new Flask app."
             )
         settings = Settings.from_app(app)
-        state = JobifyState(app, settings, store=self._store, load_owner=self.load_owner)
+        state = JobifyState(app, settings, store=self._store, load_owner=self.load_owner,
+                            load_callback_secret=self.load_callback_secret)
         state.request_filters = self._request_filters
         app.extensions["jobify"] = state
         jobs_blueprint = create_jobs_blueprint()
@@ -117,6 +119,7 @@ class Jobify:
     def job(
         self, view: None = None, *, timeout: float | None = None,
         result_ttl: float | None = None, callback: str | None = None,
+        callback_secret: str | bytes | None = None,
         retries: int = 0, backoff: float = 1.0, retryable: bool | None = None,
     ) -> t.Callable[[F], F]: ...
 
@@ -127,6 +130,7 @@ class Jobify:
         timeout: float | None = None,
         result_ttl: float | None = None,
         callback: str | None = None,
+        callback_secret: str | bytes | None = None,
         retries: int = 0,
         backoff: float = 1.0,
         retryable: bool | None = None,
@@ -147,6 +151,10 @@ class Jobify:
             (``JOBIFY_RESULT_TTL``).
         :param callback: webhook URL called when a job ends, unless the
             request names one with ``X-Job-Callback``.
+        :param callback_secret: the secret shared with the ``callback``
+            receiver alone, to sign webhooks sent to that URL instead of
+            ``JOBIFY_WEBHOOK_SECRET``. A URL the request names is never
+            signed with it. It stays in this process (never stored).
         :param retries: runs after the first when a run raises or answers
             5xx, or its process dies. A timed-out or cancelled job is not
             run again.
@@ -158,7 +166,8 @@ class Jobify:
             is not run twice unless you say so with ``retryable=True``.
         """
         options = JobOptions(timeout=timeout, result_ttl=result_ttl, callback=callback,
-                             retries=retries, backoff=backoff, retryable=retryable)
+                             callback_secret=callback_secret, retries=retries,
+                             backoff=backoff, retryable=retryable)
 
         def decorator(func: F) -> F:
             return t.cast(F, self._wrap(func, options))
@@ -241,6 +250,35 @@ class Jobify:
         """
         self._owner_loader = loader
         return loader
+
+    def callback_secret_loader(self, loader: SecretLoader) -> SecretLoader:
+        """Register the function that names each webhook receiver's secret::
+
+            @jobify.callback_secret_loader
+            def receiver_secret(url, job):
+                client = Client.query.filter_by(webhook_url=url).first()
+                return client.webhook_secret if client else None
+
+        It gets the callback URL and the :class:`~flask_jobify.models.Job`,
+        and returns the secret to sign with (``str`` or ``bytes``), or
+        ``None`` to fall back to the operation's ``callback_secret``, then
+        to ``JOBIFY_WEBHOOK_SECRET``. A URL none of them covers is refused
+        at submission (``400 invalid_callback``). It runs at submission (in
+        the request) and at each delivery (in an app context, in the
+        process that ends the job), so it must give the same answer in
+        every process. Receivers check deliveries with their own secret
+        (:func:`flask_jobify.webhooks.verify`).
+
+        .. versionadded:: 0.1
+        """
+        self._callback_secret_loader = loader
+        return loader
+
+    def load_callback_secret(self, url: str, job: Job) -> str | bytes | None:
+        """The receiver's secret from the callback secret loader, or ``None``."""
+        if self._callback_secret_loader is None:
+            return None
+        return current_app.ensure_sync(self._callback_secret_loader)(url, job)
 
     def load_owner(self) -> str | None:
         """The caller's identity from the owner loader, or ``None``."""
@@ -333,7 +371,7 @@ class Jobify:
         captured = state.capture_filtered(capture_request(request))
         try:
             callback = request.headers.get(CALLBACK_HEADER) or options.callback
-            meta = callback_meta(callback, state.settings, request.url_root)
+            meta = callback_meta(callback, request.url_root)
             key = idempotency_key(request.headers)
             job_id = new_job_id() if key is None else job_id_for_key(
                 secret_of(current_app.secret_key), owner, key
@@ -349,6 +387,7 @@ class Jobify:
             owner=owner,
             meta=meta,
         )
+        state.webhooks.check_callback(job)
         state.prepare(job, options)
         if key is None:
             outcome: tuple[Job, bool] | None = (
