@@ -22,6 +22,7 @@ from .errors import (
     ShuttingDown,
     StoreError,
     StoreUnavailable,
+    UnreadableBody,
     WebhookSignatureError,
 )
 from .extension import Jobify
@@ -62,6 +63,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoredResponse",
+    "UnreadableBody",
     "WebhookSignatureError",
     "current_job",
     "job_accepted",

@@ -22,6 +22,8 @@ from flask import Request
 from werkzeug.datastructures import MultiDict
 from werkzeug.test import encode_multipart
 
+from .errors import UnreadableBody
+
 #: Environ keys kept besides CGI variables (upper-case keys).
 _KEEP_KEYS = frozenset({"wsgi.url_scheme"})
 #: Environ keys dropped even though they are plain strings: the body's
@@ -88,6 +90,10 @@ def capture_request(request: Request) -> CapturedRequest:
     If something (an authentication hook, say) already parsed the form, the
     body stream has been consumed; the form fields and files are then
     encoded again into an equivalent body.
+
+    :raises UnreadableBody: (400) if the server cannot read the body in
+        full: gunicorn raises ``OSError`` subclasses for a broken chunked
+        encoding or a body cut short.
     """
     environ = {
         key: value
@@ -101,7 +107,10 @@ def capture_request(request: Request) -> CapturedRequest:
         if content_type:
             environ["CONTENT_TYPE"] = content_type
     else:
-        body = request.get_data(cache=True)
+        try:
+            body = request.get_data(cache=True)
+        except OSError:
+            raise UnreadableBody() from None
     return CapturedRequest(environ, body)
 
 

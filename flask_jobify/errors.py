@@ -187,6 +187,17 @@ class InvalidCallback(JobifyHTTPError, BadRequest):
     error_code = "invalid_callback"
 
 
+class UnreadableBody(JobifyHTTPError, BadRequest):
+    """The body of a request to run as a job could not be read in full: a
+    broken chunked encoding, a body shorter than its ``Content-Length``."""
+
+    error_code = "unreadable_body"
+    description = (
+        "The request body could not be read in full (a broken chunked encoding,"
+        " or fewer bytes than Content-Length); send the request again."
+    )
+
+
 class InvalidIdempotencyKey(JobifyHTTPError, BadRequest):
     """An ``Idempotency-Key`` header is empty, too long or not printable."""
 
@@ -236,6 +247,7 @@ __all__ = [
     "ShuttingDown",
     "InvalidArgument",
     "InvalidCallback",
+    "UnreadableBody",
     "InvalidIdempotencyKey",
     "IdempotencyMismatch",
     "WebhookSignatureError",
