@@ -14,15 +14,19 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import logging
 import sys
 import typing as t
 from urllib.parse import urlencode
 
 from flask import Request
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException
 from werkzeug.test import encode_multipart
 
 from .errors import UnreadableBody
+
+logger = logging.getLogger("flask_jobify")
 
 #: Environ keys kept besides CGI variables (upper-case keys).
 _KEEP_KEYS = frozenset({"wsgi.url_scheme"})
@@ -92,8 +96,10 @@ def capture_request(request: Request) -> CapturedRequest:
     encoded again into an equivalent body.
 
     :raises UnreadableBody: (400) if the server cannot read the body in
-        full: gunicorn raises ``OSError`` subclasses for a broken chunked
-        encoding or a body cut short.
+        full. Servers raise their own exceptions for a broken chunked
+        encoding or a body cut short: gunicorn ``NoMoreData`` (an
+        ``OSError``) and ``InvalidChunkSize`` (a plain ``Exception``), so
+        any exception but an ``HTTPException`` counts.
     """
     environ = {
         key: value
@@ -109,7 +115,11 @@ def capture_request(request: Request) -> CapturedRequest:
     else:
         try:
             body = request.get_data(cache=True)
-        except OSError:
+        except HTTPException:  # werkzeug's ClientDisconnected: already a 400
+            raise
+        except Exception as exc:  # the server's error; gunicorn's are not all OSError
+            logger.warning("Could not read the body of a request to run as a job: %s: %s",
+                           type(exc).__name__, exc)
             raise UnreadableBody() from None
     return CapturedRequest(environ, body)
 

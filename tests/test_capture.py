@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import typing as t
 
 import pytest
 from flask import Request
@@ -11,21 +12,29 @@ from flask_jobify.capture import capture_request
 from flask_jobify.errors import UnreadableBody
 
 
+class ParseException(Exception):
+    """Like gunicorn's ``InvalidChunkSize``: not an ``OSError``."""
+
+
 class BrokenChunks(io.RawIOBase):
     """A WSGI input as gunicorn's for a broken chunked body: reading raises
-    an ``OSError`` subclass (``InvalidChunkSize``, ``NoMoreData``)."""
+    ``NoMoreData`` (an ``OSError``) or ``InvalidChunkSize``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray) -> int:
-        raise OSError("Invalid chunk size: b'zz'")
+    def readinto(self, buffer: t.Any) -> int:
+        raise self.error
 
 
+@pytest.mark.parametrize("error", [OSError("No more data"), ParseException("Invalid chunk size")])
 @pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data; boundary=x"])
-def test_capture_unreadable_body_is_unreadable_body(content_type: str) -> None:
+def test_capture_unreadable_body_is_unreadable_body(content_type: str, error: Exception) -> None:
     environ = EnvironBuilder(method="POST", path="/json", content_type=content_type).get_environ()
-    environ.update({"wsgi.input": BrokenChunks(), "CONTENT_LENGTH": "",
+    environ.update({"wsgi.input": BrokenChunks(error), "CONTENT_LENGTH": "",
                     "HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True})
     with pytest.raises(UnreadableBody) as raised:
         capture_request(Request(environ))
