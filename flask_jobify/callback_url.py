@@ -29,7 +29,7 @@ MAX_URL_LENGTH = 2048
 #: Longest host name DNS can carry (RFC 1035, without the root dot).
 MAX_HOST_LENGTH = 253
 
-IPAddress = t.Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPAddress: t.TypeAlias = "ipaddress.IPv4Address | ipaddress.IPv6Address"
 
 _IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 _IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
@@ -67,8 +67,7 @@ def split_callback(url: str) -> tuple[str, int]:
         raise InvalidCallback("The callback must be an http:// or https:// URL with a host.")
     if parts.username is not None or parts.password is not None:
         raise InvalidCallback("The callback URL must not carry credentials; it is stored in the job.")
-    host = host.lower()
-    host = host[:-1] if host.endswith(".") else host
+    host = host.lower().removesuffix(".")
     if not _is_ip_literal(host):
         try:
             encoded = host.encode("idna")  # what socket.getaddrinfo will do

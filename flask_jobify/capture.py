@@ -117,7 +117,7 @@ def capture_request(request: Request) -> CapturedRequest:
             body = request.get_data(cache=True)
         except HTTPException:  # werkzeug's ClientDisconnected: already a 400
             raise
-        except Exception as exc:  # the server's error; gunicorn's are not all OSError
+        except Exception as exc:  # noqa: BLE001 - the server's own; gunicorn's are not all OSError
             logger.warning("Could not read the body of a request to run as a job: %s: %s",
                            type(exc).__name__, exc)
             raise UnreadableBody() from None

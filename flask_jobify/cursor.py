@@ -59,9 +59,11 @@ def decode_cursor(cursor: str, secret_keys: t.Sequence[str | bytes]) -> tuple[fl
             raise ValueError("not a cursor")
         created_at, job_id = _serializer(secret_keys).loads(cursor)
         if isinstance(created_at, bool) or not isinstance(created_at, (int, float)):
-            raise ValueError("created_at is not a number")
-        if not math.isfinite(created_at) or not isinstance(job_id, str):
-            raise ValueError("not a cursor")
+            raise TypeError("created_at is not a number")
+        if not isinstance(job_id, str):
+            raise TypeError("job_id is not a string")
+        if not math.isfinite(created_at):
+            raise ValueError("created_at is not finite")
         if not is_valid_job_id(job_id):
             raise ValueError("not a job id")
         return float(created_at), job_id
@@ -73,8 +75,8 @@ def decode_cursor(cursor: str, secret_keys: t.Sequence[str | bytes]) -> tuple[fl
 
 
 def _serializer(secret_keys: t.Sequence[str | bytes]) -> URLSafeSerializer:
-    keys = [key for key in secret_keys if key] or [PUBLIC_KEY]
-    return URLSafeSerializer(keys, salt=CURSOR_SALT)
+    keys = [key if isinstance(key, bytes) else key.encode() for key in secret_keys if key]
+    return URLSafeSerializer(keys or [PUBLIC_KEY], salt=CURSOR_SALT)
 
 
 __all__ = ["CURSOR_SALT", "decode_cursor", "encode_cursor"]

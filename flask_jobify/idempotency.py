@@ -25,9 +25,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import typing as t
-
 import logging
+import typing as t
 
 from .errors import IdempotencyMismatch, IdempotencyUnavailable, InvalidIdempotencyKey
 from .keys import IDEMPOTENCY_PURPOSE, derive_key

@@ -19,7 +19,13 @@ from .errors import (
 )
 from .models import Job, JobStatus, is_valid_job_id
 from .replay import replay_response
-from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
+from .schemas import (
+    ErrorSchema,
+    JobPageSchema,
+    JobSchema,
+    ListArgsSchema,
+    WaitArgsSchema,
+)
 from .state import visible_to
 
 if t.TYPE_CHECKING:

@@ -62,7 +62,7 @@ SIGNATURE_HEADER = "X-Jobify-Signature"
 META_KEY = "webhook"
 #: ``(url, job) -> secret | None``: the secret of one receiver
 #: (``@jobify.callback_secret_loader``).
-SecretLoader = t.Callable[[str, Job], t.Union[str, bytes, None]]
+SecretLoader: t.TypeAlias = "t.Callable[[str, Job], str | bytes | None]"
 #: Receiver answers worth another try besides 5xx.
 _RETRY_STATUSES = frozenset({408, 429})
 

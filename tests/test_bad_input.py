@@ -22,7 +22,6 @@ import socket
 import time
 import typing as t
 
-import pytest
 from servers import run_gunicorn
 
 HERE = os.path.dirname(os.path.abspath(__file__))

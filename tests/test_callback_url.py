@@ -3,14 +3,18 @@ IPv6 addresses that carry an IPv4 address are judged by it (SSRF)."""
 from __future__ import annotations
 
 import ipaddress
-import typing as t
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_webhooks import make_app, submit
 
-from flask_jobify.callback_url import embedded_ipv4, is_public, resolve_public, split_callback
+from flask_jobify.callback_url import (
+    embedded_ipv4,
+    is_public,
+    resolve_public,
+    split_callback,
+)
 from flask_jobify.errors import InvalidCallback
 
 #: Each wraps a non-public IPv4 address in an IPv6 transition form.

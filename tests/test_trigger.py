@@ -4,11 +4,16 @@ from __future__ import annotations
 import typing as t
 
 import pytest
+from test_extension import app, client, make_app  # noqa: F401 - fixtures
 from werkzeug.datastructures import Headers
 
 from flask_jobify.errors import InvalidJobFlag
-from flask_jobify.trigger import MAX_DELTA_SECONDS, JobTrigger, parse_prefer, parse_trigger
-from test_extension import app, client, make_app  # noqa: F401 - fixtures
+from flask_jobify.trigger import (
+    MAX_DELTA_SECONDS,
+    JobTrigger,
+    parse_prefer,
+    parse_trigger,
+)
 
 # Werkzeug (and every WSGI server) decodes header bytes as Latin-1, so byte
 # 0xB2 arrives as "\u00b2", which str.isdigit() calls a digit.
