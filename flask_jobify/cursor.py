@@ -3,12 +3,12 @@
 A cursor is the ``(created_at, id)`` of the last job of a page, serialised
 by itsdangerous' :class:`~itsdangerous.URLSafeSerializer` and signed with
 a key derived from the app's ``SECRET_KEY`` for this one purpose (the salt
-:data:`CURSOR_SALT`), so it cannot be confused with a session cookie or any
+``CURSOR_SALT``), so it cannot be confused with a session cookie or any
 other signed value of the app. ``SECRET_KEY_FALLBACKS`` are honoured, so
 cursors survive a key rotation.
 
 Without a ``SECRET_KEY`` the cursor is signed with a fixed, public key
-(:data:`PUBLIC_KEY`): the signature then catches a truncated or mangled
+(``PUBLIC_KEY``): the signature then catches a truncated or mangled
 cursor but not a forged one. That is acceptable because a cursor carries
 no authority: it only says where a page starts, and every job of the page
 is still checked against the caller. Either way a cursor is decoded only
@@ -37,7 +37,7 @@ def encode_cursor(job: Job, secret_keys: t.Sequence[str | bytes]) -> str:
     """The cursor of the page that starts after ``job``.
 
     :param secret_keys: the app's keys, oldest first, newest (the one that
-        signs) last; empty for none (see :data:`PUBLIC_KEY`).
+        signs) last; empty for none (see ``PUBLIC_KEY``).
     :returns: URL-safe ASCII, ``payload.signature``.
     """
     return _serializer(secret_keys).dumps([job.created_at, job.id])
