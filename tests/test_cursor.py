@@ -8,6 +8,8 @@ import zlib
 import pytest
 from conftest import drop_redis_keys, store_url
 from core_app import create_app
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 
 from flask_jobify.cursor import CURSOR_SALT, PUBLIC_KEY, decode_cursor, encode_cursor
@@ -99,3 +101,16 @@ def test_cursor_pages_are_signed_with_the_app_secret(monkeypatch: pytest.MonkeyP
     assert other.test_client().get("/jobs", query_string={"cursor": cursor}).status_code == 422
     app.extensions["jobify"].shutdown(grace=1)
     other.extensions["jobify"].shutdown(grace=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.binary(max_size=60).map(
+    lambda raw: forge_raw(raw, PUBLIC_KEY))))
+def test_cursor_fuzz_decodes_or_is_invalid_argument(cursor: str) -> None:
+    """Arbitrary text, and arbitrary bytes signed with the public key (what
+    anyone can forge when the app has no SECRET_KEY)."""
+    try:
+        created_at, job_id = decode_cursor(cursor, [])
+    except InvalidArgument:
+        return
+    assert isinstance(created_at, float) and isinstance(job_id, str)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import typing as t
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_extension import app, client, make_app  # noqa: F401 - fixtures
 from werkzeug.datastructures import Headers
 
@@ -69,3 +71,27 @@ def test_trigger_unreadable_flag_is_400_json(client: t.Any) -> None:
     response = client.get("/text", headers=[("X-Job-Flag", "ON"), ("X-Job-Flag", "ON\u00b2")])
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_job_flag"
+
+
+#: What a server can hand over: any byte as Latin-1 but CR and LF.
+LATIN1 = st.text(st.characters(min_codepoint=0, max_codepoint=255, exclude_characters="\r\n"),
+                 max_size=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(prefer=st.lists(LATIN1, max_size=3), flag=st.one_of(st.none(), LATIN1))
+def test_trigger_any_latin1_headers_parse_or_raise_invalid_job_flag(
+    prefer: list[str], flag: str | None
+) -> None:
+    """Whatever bytes a server hands over (Latin-1), the answer is a trigger,
+    ``None`` or InvalidJobFlag: never another exception."""
+    headers = Headers([("Prefer", value) for value in prefer])
+    if flag is not None:
+        headers.add("X-Job-Flag", flag)
+    try:
+        trigger = parse_trigger(headers)
+    except InvalidJobFlag:
+        assert flag is not None
+        return
+    if trigger is not None and trigger.wait is not None:
+        assert 0 <= trigger.wait <= MAX_DELTA_SECONDS
