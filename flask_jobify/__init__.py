@@ -24,6 +24,7 @@ from .errors import (
     ShuttingDown,
     StoreError,
     StoreUnavailable,
+    UnreadableBody,
     WebhookSignatureError,
 )
 from .extension import Jobify
@@ -66,6 +67,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoredResponse",
+    "UnreadableBody",
     "WebhookSignatureError",
     "current_job",
     "job_accepted",

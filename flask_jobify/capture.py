@@ -20,6 +20,7 @@ import base64
 import dataclasses
 import hashlib
 import io
+import logging
 import sys
 import tempfile
 import threading
@@ -28,7 +29,12 @@ from urllib.parse import urlencode
 
 from flask import Request
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException
 from werkzeug.test import encode_multipart
+
+from .errors import UnreadableBody
+
+logger = logging.getLogger("flask_jobify")
 
 #: Environ keys kept besides CGI variables (upper-case keys).
 _KEEP_KEYS = frozenset({"wsgi.url_scheme"})
@@ -216,6 +222,11 @@ def capture_request(request: Request, *, spool_threshold: int = 1024 * 1024) -> 
 
     :raises werkzeug.exceptions.RequestEntityTooLarge: for a body longer
         than Flask's ``MAX_CONTENT_LENGTH``.
+    :raises UnreadableBody: (400) if the server cannot read the body in
+        full. Servers raise their own exceptions for a broken chunked
+        encoding or a body cut short: gunicorn ``NoMoreData`` (an
+        ``OSError``) and ``InvalidChunkSize`` (a plain ``Exception``), so
+        any exception but an ``HTTPException`` counts.
     """
     environ = {
         key: value
@@ -233,7 +244,14 @@ def capture_request(request: Request, *, spool_threshold: int = 1024 * 1024) -> 
     elif cached is not None:
         body = CapturedBody.from_bytes(cached)
     else:
-        body = CapturedBody.spool(request.stream, spool_threshold)
+        try:
+            body = CapturedBody.spool(request.stream, spool_threshold)
+        except HTTPException:  # MAX_CONTENT_LENGTH, werkzeug's ClientDisconnected
+            raise
+        except Exception as exc:  # noqa: BLE001 - the server's own; gunicorn's are not all OSError
+            logger.warning("Could not read the body of a request to run as a job: %s: %s",
+                           type(exc).__name__, exc)
+            raise UnreadableBody() from None
     return CapturedRequest(environ, body)
 
 

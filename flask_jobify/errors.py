@@ -223,6 +223,17 @@ class InvalidCallback(JobifyHTTPError, BadRequest):
     error_code = "invalid_callback"
 
 
+class UnreadableBody(JobifyHTTPError, BadRequest):
+    """The body of a request to run as a job could not be read in full: a
+    broken chunked encoding, a body shorter than its ``Content-Length``."""
+
+    error_code = "unreadable_body"
+    description = (
+        "The request body could not be read in full (a broken chunked encoding,"
+        " or fewer bytes than Content-Length); send the request again."
+    )
+
+
 class InvalidIdempotencyKey(JobifyHTTPError, BadRequest):
     """An ``Idempotency-Key`` header is empty, too long or not printable."""
 
@@ -233,7 +244,7 @@ class IdempotencyUnavailable(JobifyHTTPError, NotImplemented):
     """The server has no secret to derive job ids from idempotency keys (501).
 
     A server misconfiguration: set ``SECRET_KEY`` (the same in every
-    process) or ``JOBIFY_WEBHOOK_SECRET``.
+    process). ``JOBIFY_WEBHOOK_SECRET`` is not used: receivers know it.
     """
 
     error_code = "idempotency_unavailable"
@@ -274,6 +285,7 @@ __all__ = [
     "ShuttingDown",
     "InvalidArgument",
     "InvalidCallback",
+    "UnreadableBody",
     "InvalidIdempotencyKey",
     "IdempotencyMismatch",
     "WebhookSignatureError",

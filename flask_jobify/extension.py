@@ -39,7 +39,7 @@ from .state import JobifyState, RequestFilter
 from .stores.base import JobStore
 from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, VARY_HEADERS, JobTrigger, parse_trigger
 from .views import create_jobs_blueprint
-from .webhooks import CALLBACK_HEADER, callback_meta
+from .webhooks import CALLBACK_HEADER, SecretLoader, callback_meta
 
 if t.TYPE_CHECKING:
     import celery
@@ -96,6 +96,7 @@ class Jobify:
         #: Name of the app that took ``store`` (it serves one app only).
         self._store_taken_by: str | None = None
         self._owner_loader: OwnerLoader | None = None
+        self._callback_secret_loader: SecretLoader | None = None
         self._request_filters: list[RequestFilter] = []
         if app is not None:
             self.init_app(app)
@@ -132,7 +133,8 @@ class Jobify:
                 " app its own with init_app(app, store=...), or set its JOBIFY_STORE."
             )
         settings = Settings.from_app(app)
-        state = JobifyState(app, settings, store=store, load_owner=self.load_owner)
+        state = JobifyState(app, settings, store=store, load_owner=self.load_owner,
+                            load_callback_secret=self.load_callback_secret)
         if store is not None and store is self._store:
             self._store_taken_by = app.name
         state.request_filters = self._request_filters
@@ -153,6 +155,7 @@ class Jobify:
     def job(
         self, view: None = None, *, timeout: float | None = None,
         result_ttl: float | None = None, callback: str | None = None,
+        callback_secret: str | bytes | None = None,
         retries: int = 0, backoff: float = 1.0, retryable: bool | None = None,
     ) -> t.Callable[[F], F]: ...
 
@@ -163,6 +166,7 @@ class Jobify:
         timeout: float | None = None,
         result_ttl: float | None = None,
         callback: str | None = None,
+        callback_secret: str | bytes | None = None,
         retries: int = 0,
         backoff: float = 1.0,
         retryable: bool | None = None,
@@ -183,6 +187,10 @@ class Jobify:
             (``JOBIFY_RESULT_TTL``).
         :param callback: webhook URL called when a job ends, unless the
             request names one with ``X-Job-Callback``.
+        :param callback_secret: the secret shared with the ``callback``
+            receiver alone, to sign webhooks sent to that URL instead of
+            ``JOBIFY_WEBHOOK_SECRET``. A URL the request names is never
+            signed with it. It stays in this process (never stored).
         :param retries: runs after the first when a run raises or answers
             5xx, or its process dies. A timed-out or cancelled job is not
             run again.
@@ -194,7 +202,8 @@ class Jobify:
             is not run twice unless you say so with ``retryable=True``.
         """
         options = JobOptions(timeout=timeout, result_ttl=result_ttl, callback=callback,
-                             retries=retries, backoff=backoff, retryable=retryable)
+                             callback_secret=callback_secret, retries=retries,
+                             backoff=backoff, retryable=retryable)
 
         def decorator(func: F) -> F:
             return t.cast(F, self._wrap(func, options))
@@ -278,6 +287,35 @@ class Jobify:
         """
         self._owner_loader = loader
         return loader
+
+    def callback_secret_loader(self, loader: SecretLoader) -> SecretLoader:
+        """Register the function that names each webhook receiver's secret::
+
+            @jobify.callback_secret_loader
+            def receiver_secret(url, job):
+                client = Client.query.filter_by(webhook_url=url).first()
+                return client.webhook_secret if client else None
+
+        It gets the callback URL and the :class:`~flask_jobify.models.Job`,
+        and returns the secret to sign with (``str`` or ``bytes``), or
+        ``None`` to fall back to the operation's ``callback_secret``, then
+        to ``JOBIFY_WEBHOOK_SECRET``. A URL none of them covers is refused
+        at submission (``400 invalid_callback``). It runs at submission (in
+        the request) and at each delivery (in an app context, in the
+        process that ends the job), so it must give the same answer in
+        every process. Receivers check deliveries with their own secret
+        (:func:`flask_jobify.webhooks.verify`).
+
+        .. versionadded:: 0.1
+        """
+        self._callback_secret_loader = loader
+        return loader
+
+    def load_callback_secret(self, url: str, job: Job) -> str | bytes | None:
+        """The receiver's secret from the callback secret loader, or ``None``."""
+        if self._callback_secret_loader is None:
+            return None
+        return current_app.ensure_sync(self._callback_secret_loader)(url, job)
 
     def load_owner(self) -> str | None:
         """The caller's identity from the owner loader, or ``None``."""
@@ -388,10 +426,10 @@ class Jobify:
             ).get_response()
         try:
             callback = request.headers.get(CALLBACK_HEADER) or options.callback
-            meta = callback_meta(callback, state.settings, request.url_root)
+            meta = callback_meta(callback, request.url_root)
             key = idempotency_key(request.headers)
             job_id = new_job_id() if key is None else job_id_for_key(
-                secret_of(current_app.secret_key, state.settings.webhook_secret), owner, key
+                secret_of(current_app.secret_key), owner, key
             )
         except JobifyHTTPError as exc:
             return exc.get_response()
@@ -405,6 +443,7 @@ class Jobify:
             meta=meta,
         )
         try:
+            state.webhooks.check_callback(job)
             state.prepare(job, captured, options)
         except JobifyHTTPError as exc:
             return exc.get_response()

@@ -11,8 +11,9 @@ key with a different request (method, path, query or body) is a ``422``.
 
 Why the id is an HMAC: keys are chosen by clients and often guessable
 ("1", an order number), and the job id is a capability when there is no
-owner loader. Keyed by the app's ``SECRET_KEY`` (else
-``JOBIFY_WEBHOOK_SECRET``), the id cannot be computed by anyone else, two
+owner loader. Keyed by a key derived from the app's ``SECRET_KEY`` (never
+from ``JOBIFY_WEBHOOK_SECRET``, which webhook receivers know), the id
+cannot be computed by anyone else, two
 owners using the same key get different jobs, and every process of the
 app derives the same id, which the cross-process guarantee needs. A random
 per-process salt would break that, so without a secret the key is refused
@@ -24,11 +25,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import typing as t
 
-import logging
-
 from .errors import IdempotencyMismatch, IdempotencyUnavailable, InvalidIdempotencyKey
+from .keys import IDEMPOTENCY_PURPOSE, derive_key
 
 if t.TYPE_CHECKING:
     from .capture import CapturedBody
@@ -48,13 +49,23 @@ META_KEY = "idempotency"
 def idempotency_key(headers: t.Any) -> str | None:
     """The request's idempotency key, or ``None``.
 
+    :param headers: the request's headers (a Werkzeug ``Headers``).
+    :returns: the key, 1 to :data:`MAX_KEY_LENGTH` printable ASCII
+        characters, surrounding spaces removed.
     :raises InvalidIdempotencyKey: if it is empty, too long or not
-        printable ASCII.
+        printable ASCII (bytes 0x80-0xFF, control characters), or holds a
+        comma (the header was sent more than once).
     """
-    key = headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
+    keys = headers.getlist(IDEMPOTENCY_HEADER)
+    if not keys:
         return None
-    key = key.strip()
+    # A WSGI server joins repeated fields with commas (RFC 9110 section
+    # 5.3), so a comma is how a key sent twice shows; keys have none.
+    key = ",".join(keys).strip()
+    if "," in key:
+        raise InvalidIdempotencyKey(
+            f"Send {IDEMPOTENCY_HEADER} once, with one key and no commas."
+        )
     if not key or len(key) > MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
         raise InvalidIdempotencyKey(
             f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII"
@@ -63,19 +74,23 @@ def idempotency_key(headers: t.Any) -> str | None:
     return key
 
 
-def secret_of(app_secret: str | bytes | None, webhook_secret: str | None) -> bytes:
-    """The key that derives job ids from idempotency keys.
+def secret_of(app_secret: str | bytes | None) -> bytes:
+    """The key that derives job ids from idempotency keys: derived from
+    the app's ``SECRET_KEY`` for this purpose alone (:mod:`flask_jobify.keys`).
 
-    :raises IdempotencyUnavailable: if the app has neither secret.
+    Never from ``JOBIFY_WEBHOOK_SECRET``: webhook receivers know that one,
+    and could then compute other clients' job ids.
+
+    :param app_secret: the app's ``SECRET_KEY``.
+    :raises IdempotencyUnavailable: (501) if the app has no ``SECRET_KEY``.
     """
-    secret = app_secret or webhook_secret
-    if not secret:
+    if not app_secret:
         logging.getLogger("flask_jobify").error(
-            "Idempotency-Key needs a secret to derive unguessable job ids: set the"
-            " app's SECRET_KEY (the same in every process) or JOBIFY_WEBHOOK_SECRET."
+            "Idempotency-Key needs the app's SECRET_KEY (the same in every process)"
+            " to derive unguessable job ids; JOBIFY_WEBHOOK_SECRET is not used for it."
         )
         raise IdempotencyUnavailable()
-    return secret if isinstance(secret, bytes) else secret.encode()
+    return derive_key(app_secret, IDEMPOTENCY_PURPOSE)
 
 
 def job_id_for_key(secret: bytes, owner: str | None, key: str) -> str:

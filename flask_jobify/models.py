@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 #: Length of a job id: ``secrets.token_urlsafe(16)`` gives 22 characters that
 #: carry 128 random bits (a UUID4 carries 122).
 JOB_ID_LENGTH = 22
-_JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
+_JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
 def new_job_id() -> str:
@@ -28,8 +28,12 @@ def new_job_id() -> str:
 
 
 def is_valid_job_id(value: str) -> bool:
-    """Tell whether ``value`` has the shape of a job id, without a store lookup."""
-    return bool(_JOB_ID_RE.match(value))
+    """Tell whether ``value`` has the shape of a job id, without a store lookup.
+
+    The whole string must match: ``re.match`` with ``$`` would let a
+    trailing newline (``%0A`` in a URL) through.
+    """
+    return _JOB_ID_RE.fullmatch(value) is not None
 
 
 class JobStatus(str, enum.Enum):

@@ -30,6 +30,11 @@ class JobOptions:
     #: URL POSTed to when a job ends, unless the request names one with
     #: ``X-Job-Callback``. Checked at each submission, like the header.
     callback: str | None = None
+    #: Secret that signs webhooks sent to ``callback`` (not to a URL the
+    #: request names), instead of ``JOBIFY_WEBHOOK_SECRET``. Never leaves
+    #: the process: :meth:`to_dict` leaves it out, and the process that
+    #: delivers reads it from the view.
+    callback_secret: str | bytes | None = dataclasses.field(default=None, repr=False)
     #: Runs after the first when a run fails (an exception, or a 5xx
     #: answer), or when the process running it dies.
     retries: int = 0
@@ -63,8 +68,11 @@ class JobOptions:
         return random.uniform(delay / 2, delay)
 
     def to_dict(self) -> dict[str, t.Any]:
-        """A JSON-compatible form, for handing the options to another process."""
-        return dataclasses.asdict(self)
+        """A JSON-compatible form, for handing the options to another process
+        (a store, a broker): without ``callback_secret``."""
+        data = dataclasses.asdict(self)
+        del data["callback_secret"]
+        return data
 
     @classmethod
     def from_dict(cls, data: t.Mapping[str, t.Any]) -> JobOptions:

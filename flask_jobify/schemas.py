@@ -1,15 +1,52 @@
 """Marshmallow schemas: the job API on the wire, in one place."""
 from __future__ import annotations
 
+import re
 import typing as t
 from datetime import datetime, timezone
 
 from flask import url_for
 from marshmallow import Schema, fields, validate
 
+from .cursor import MAX_CURSOR_LENGTH
 from .models import JobStatus
 
 STATUS_VALUES = [status.value for status in JobStatus]
+#: Largest ``?version=``: versions are 64-bit signed integers in every store.
+MAX_VERSION = 2**63 - 1
+#: Longest ``?operation=`` (an endpoint name) accepted.
+MAX_OPERATION_LENGTH = 200
+
+
+class AsciiInteger(fields.Integer):
+    """An integer written in ASCII digits, as a query string carries it.
+
+    ``int()`` also reads ``"\u0661"`` (Arabic-Indic one), ``" 5"`` and
+    ``"5_0"``, and refuses more than 4300 digits with an error of its own:
+    a query value must match ``-?[0-9]{1,20}`` first, else it is invalid.
+    """
+
+    _PATTERN = re.compile(r"-?[0-9]{1,20}")
+
+    def _deserialize(self, value: t.Any, attr: t.Any, data: t.Any, **kwargs: t.Any) -> int:
+        if isinstance(value, str) and self._PATTERN.fullmatch(value) is None:
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class AsciiFloat(fields.Float):
+    """A finite decimal number in ASCII (``"2"``, ``"0.5"``), as a query
+    string carries it: no ``nan``, ``inf``, exponents or non-ASCII digits."""
+
+    _PATTERN = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})")
+
+    def __init__(self, **kwargs: t.Any) -> None:
+        super().__init__(allow_nan=False, **kwargs)
+
+    def _deserialize(self, value: t.Any, attr: t.Any, data: t.Any, **kwargs: t.Any) -> float:
+        if isinstance(value, str) and self._PATTERN.fullmatch(value) is None:
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class Timestamp(fields.DateTime):
@@ -119,13 +156,14 @@ class ErrorSchema(Schema):
 
 
 class WaitArgsSchema(Schema):
-    wait = fields.Float(
+    wait = AsciiFloat(
         load_default=0.0,
         validate=validate.Range(min=0),
-        metadata={"description": "long-poll: seconds to wait for a change (capped by the server)"},
+        metadata={"description": "long-poll: seconds to wait for a change (capped by the "
+                  "server); ASCII decimal digits"},
     )
-    version = fields.Integer(
-        validate=validate.Range(min=0),
+    version = AsciiInteger(
+        validate=validate.Range(min=0, max=MAX_VERSION),
         metadata={"description": "the version the client last saw: answer at once if the "
                   "job has moved past it, else wait for the next change"},
     )
@@ -133,6 +171,9 @@ class WaitArgsSchema(Schema):
 
 class ListArgsSchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUS_VALUES))
-    operation = fields.String()
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(metadata={"description": "nextCursor of the previous page"})
+    operation = fields.String(validate=validate.Length(max=MAX_OPERATION_LENGTH))
+    limit = AsciiInteger(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(
+        validate=validate.Length(max=MAX_CURSOR_LENGTH),
+        metadata={"description": "nextCursor of the previous page"},
+    )

@@ -29,7 +29,7 @@ from .settings import Settings
 from .signals import job_started
 from .stores import store_from_url
 from .stores.base import JobStore
-from .webhooks import WebhookDispatcher
+from .webhooks import SecretLoader, WebhookDispatcher
 
 if t.TYPE_CHECKING:
     from .celery_executor import CeleryExecutor
@@ -93,6 +93,7 @@ class JobifyState:
         *,
         store: JobStore | None = None,
         load_owner: t.Callable[[], str | None] = lambda: None,
+        load_callback_secret: SecretLoader | None = None,
     ) -> None:
         self.app = app
         self._load_owner = load_owner
@@ -112,7 +113,8 @@ class JobifyState:
         self.wrap_lock = threading.Lock()
         self.all_views_wrapped = False
         #: Sends webhooks when jobs end (see :mod:`flask_jobify.webhooks`).
-        self.webhooks = WebhookDispatcher(app, self.store, settings)
+        self.webhooks = WebhookDispatcher(app, self.store, settings,
+                                          load_secret=load_callback_secret)
         #: Applied to every captured request (``Jobify.request_filter``).
         self.request_filters: list[RequestFilter] = []
         self._started_pid: int | None = None

@@ -1,17 +1,14 @@
 """The jobs blueprint: status, long-poll, result, cancel and list."""
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import typing as t
 
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
+from .cursor import decode_cursor, encode_cursor
 from .errors import (
-    InvalidArgument,
     InvalidJobId,
     JobNotFinished,
     JobNotFound,
@@ -22,7 +19,13 @@ from .errors import (
 )
 from .models import Job, JobStatus, is_valid_job_id
 from .replay import replay_response
-from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
+from .schemas import (
+    ErrorSchema,
+    JobPageSchema,
+    JobSchema,
+    ListArgsSchema,
+    WaitArgsSchema,
+)
 from .state import visible_to
 
 if t.TYPE_CHECKING:
@@ -76,21 +79,10 @@ def _retry_after(job: Job) -> dict[str, str]:
     return {} if job.is_final else {"Retry-After": str(_state().settings.retry_after)}
 
 
-def encode_cursor(job: Job) -> str:
-    raw = json.dumps([job.created_at, job.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, job_id = json.loads(raw)
-        return float(created_at), str(job_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidArgument(
-            "cursor is not a nextCursor this server gave out.",
-            details={"cursor": ["Invalid cursor."]},
-        ) from None
+def _secret_keys() -> list[str | bytes]:
+    """The app's ``SECRET_KEY_FALLBACKS`` then its ``SECRET_KEY``, set ones only."""
+    keys = [*(current_app.config.get("SECRET_KEY_FALLBACKS") or ()), current_app.secret_key]
+    return [key for key in keys if key]
 
 
 def _store_unavailable(exc: StoreError) -> Response:
@@ -121,11 +113,11 @@ def create_jobs_blueprint() -> Blueprint:
         jobs = _visible_jobs(
             _state(),
             limit + 1,
-            decode_cursor(cursor) if cursor else None,
+            decode_cursor(cursor, _secret_keys()) if cursor else None,
             status=JobStatus(status) if status else None,
             operation=operation,
         )
-        next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
+        next_cursor = encode_cursor(jobs[limit - 1], _secret_keys()) if len(jobs) > limit else None
         return {"jobs": jobs[:limit], "nextCursor": next_cursor}
 
     @bp.route("/<job_id>", methods=["GET"])

@@ -7,8 +7,15 @@ it, with absolute ``statusUrl`` and ``resultUrl``) is POSTed there with::
 
     X-Jobify-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">
 
-keyed by ``JOBIFY_WEBHOOK_SECRET``, as Stripe signs its events. Receivers
-check it with :func:`verify`.
+keyed by the receiver's secret, as Stripe signs its events. Receivers
+check it with :func:`verify`. The secret of a delivery is, first found:
+what ``@jobify.callback_secret_loader`` returns for ``(url, job)``; the
+operation's ``@jobify.job(callback_secret=...)`` when the URL is that
+operation's own ``callback``; ``JOBIFY_WEBHOOK_SECRET``. A URL with none
+of them is refused at submission (``400 invalid_callback``). Each receiver
+with a secret of its own can only verify what was meant for it: a client
+that names its own URL never gets a delivery signed with another
+receiver's secret.
 
 Callback URLs are checked twice against SSRF: at submission (a 400
 ``invalid_callback``) and again at each delivery, whose connection goes to
@@ -20,10 +27,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import logging
 import random
+import re
 import socket
 import ssl
 import threading
@@ -33,9 +40,11 @@ from urllib.parse import urljoin, urlsplit
 
 from flask import Flask
 
+from .callback_url import resolve_public, split_callback
 from .errors import InvalidCallback, WebhookSignatureError
 from .executor import ThreadExecutor
 from .models import Job
+from .options import options_of
 from .schemas import JobSchema
 from .signals import job_finished
 from .stores.base import JobStore
@@ -51,16 +60,19 @@ CALLBACK_HEADER = "X-Job-Callback"
 SIGNATURE_HEADER = "X-Jobify-Signature"
 #: Where a job keeps its webhook and its delivery record, in ``job.meta``.
 META_KEY = "webhook"
-#: Longest callback URL accepted.
-MAX_URL_LENGTH = 2048
+#: ``(url, job) -> secret | None``: the secret of one receiver
+#: (``@jobify.callback_secret_loader``).
+SecretLoader: t.TypeAlias = "t.Callable[[str, Job], str | bytes | None]"
 #: Receiver answers worth another try besides 5xx.
 _RETRY_STATUSES = frozenset({408, 429})
 
 
 # -- signing -------------------------------------------------------------------
-def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
-    """Return the ``X-Jobify-Signature`` value for ``payload``.
+def sign(payload: bytes, secret: str | bytes, timestamp: int | None = None) -> str:
+    """Return the ``X-Jobify-Signature`` value for ``payload``:
+    ``t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.payload">``.
 
+    :param secret: the receiver's secret.
     :param timestamp: Unix seconds (default: now).
     """
     stamp = int(time.time()) if timestamp is None else int(timestamp)
@@ -68,16 +80,23 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
 
 
 def verify(
-    payload: bytes, header: str, secret: str, tolerance: float = 300, *, now: float | None = None
+    payload: bytes, header: str, secret: str | bytes, tolerance: float = 300, *,
+    now: float | None = None,
 ) -> int:
     """Check a delivery's signature, for receivers; return its timestamp.
 
-    Use the raw body (``request.get_data()``), not parsed JSON::
+    Use the raw body (``request.get_data()``), not parsed JSON, and the
+    secret this receiver shares with the server (its own, or
+    ``JOBIFY_WEBHOOK_SECRET``)::
 
         verify(request.get_data(), request.headers["X-Jobify-Signature"], SECRET)
 
+    The header is read as ASCII: ``t`` is decimal digits, each ``v1`` 64
+    hex digits; anything else in it is ignored.
+
     :param tolerance: seconds a delivery stays valid; older ones are
         refused as replays (and so are ones that far in the future).
+    :returns: the delivery's timestamp, Unix seconds.
     :raises WebhookSignatureError: on a malformed header, a signature that
         does not match, or a stale timestamp.
     """
@@ -85,13 +104,10 @@ def verify(
     candidates: list[str] = []
     for item in (header or "").split(","):
         name, _, value = item.strip().partition("=")
-        if name == "t":
-            try:
-                stamp = int(value)
-            except ValueError:
-                stamp = None
-        elif name == "v1":
-            candidates.append(value)
+        if name == "t" and _STAMP_RE.fullmatch(value):
+            stamp = int(value)
+        elif name == "v1" and _DIGEST_RE.fullmatch(value):
+            candidates.append(value.lower())
     if stamp is None or not candidates:
         raise WebhookSignatureError(
             f"{SIGNATURE_HEADER} must read 't=<unix seconds>,v1=<hex>'; it does not."
@@ -111,81 +127,32 @@ def verify(
     return stamp
 
 
-def _digest(payload: bytes, secret: str, stamp: int) -> str:
+_STAMP_RE = re.compile(r"[0-9]{1,12}")
+_DIGEST_RE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _digest(payload: bytes, secret: str | bytes, stamp: int) -> str:
     message = str(stamp).encode() + b"." + payload
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    key = secret if isinstance(secret, bytes) else secret.encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-# -- SSRF checks -----------------------------------------------------------------
-def callback_meta(url: str | None, settings: Settings, base_url: str) -> dict[str, t.Any]:
-    """Check a requested callback URL and return the ``job.meta`` entries
-    for it (empty without a callback).
+# -- submission ----------------------------------------------------------------
+def callback_meta(url: str | None, base_url: str) -> dict[str, t.Any]:
+    """Check the shape of a requested callback URL and return the
+    ``job.meta`` entries for it (empty without a callback). Its secret and
+    its addresses are checked once the job exists
+    (:meth:`WebhookDispatcher.check_callback`).
 
     :param base_url: the request's root URL, to make the links absolute.
-    :raises InvalidCallback: if webhooks are off or the URL is refused.
+    :raises InvalidCallback: if the URL is refused (see
+        :func:`flask_jobify.callback_url.split_callback`).
     """
     if not url:
         return {}
-    if not settings.webhook_secret:
-        raise InvalidCallback(
-            "This server sends no webhooks (JOBIFY_WEBHOOK_SECRET is not set);"
-            f" drop the {CALLBACK_HEADER} header and poll the job instead."
-        )
-    host, port = _split_callback(url)
-    try:
-        resolve_public(host, port, settings.webhook_allowed_hosts)
-    except OSError:
-        raise InvalidCallback(f"The callback host {host!r} does not resolve.") from None
+    split_callback(url)
     record = {"url": url, "attempts": 0, "lastStatus": None, "delivered": False}
     return {META_KEY: {**record, "baseUrl": base_url}}
-
-
-def _split_callback(url: str) -> tuple[str, int]:
-    if len(url) > MAX_URL_LENGTH:
-        raise InvalidCallback(f"The callback URL is longer than {MAX_URL_LENGTH} characters.")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise InvalidCallback("The callback URL cannot be parsed.") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise InvalidCallback("The callback must be an http:// or https:// URL with a host.")
-    if parts.username is not None or parts.password is not None:
-        raise InvalidCallback("The callback URL must not carry credentials; it is stored in the job.")
-    default = 443 if parts.scheme.lower() == "https" else 80
-    return parts.hostname.lower().rstrip("."), port or default
-
-
-def resolve_public(host: str, port: int, allowed_hosts: t.Collection[str]) -> list[str]:
-    """Resolve ``host`` and return its addresses, if all of them are public.
-
-    :raises InvalidCallback: if one of them is loopback, private,
-        link-local (the cloud metadata service), multicast, reserved or
-        unspecified, and ``host`` is not in ``allowed_hosts``.
-    :raises OSError: if ``host`` does not resolve.
-    """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses: list[str] = []
-    for info in infos:
-        address = str(info[4][0]).split("%", 1)[0]
-        if host not in allowed_hosts and not _is_public(ipaddress.ip_address(address)):
-            raise InvalidCallback(
-                f"The callback host {host!r} resolves to {address}, which is not a public"
-                " address; the server operator can allow it in JOBIFY_WEBHOOK_ALLOWED_HOSTS."
-            )
-        addresses.append(address)
-    if not addresses:
-        raise OSError(f"{host} has no address")
-    return addresses
-
-
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not (
-        ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
-        or ip.is_reserved or ip.is_unspecified
-    )
 
 
 # -- delivering ------------------------------------------------------------------
@@ -205,10 +172,14 @@ class WebhookDispatcher:
     webhook; deliveries still waiting when the process exits are lost.
     """
 
-    def __init__(self, app: Flask, store: JobStore, settings: Settings) -> None:
+    def __init__(
+        self, app: Flask, store: JobStore, settings: Settings, *,
+        load_secret: SecretLoader | None = None,
+    ) -> None:
         self.app = app
         self.store = store
         self.settings = settings
+        self._load_secret = load_secret
         self._stop = threading.Event()
         self._executor = ThreadExecutor(
             settings.webhook_workers, max_queued=10_000, name="jobify-webhook"
@@ -220,9 +191,51 @@ class WebhookDispatcher:
         self._stop.set()
         self._executor.shutdown(grace)
 
+    def secret_for(self, job: Job) -> str | bytes | None:
+        """The secret that signs ``job``'s webhook, or ``None`` (not sent).
+
+        First found: the ``callback_secret_loader``'s answer for ``(url,
+        job)``; the operation's ``callback_secret`` when the URL is its
+        ``callback``; ``JOBIFY_WEBHOOK_SECRET``. Call it with an app context.
+        """
+        url = (job.meta.get(META_KEY) or {}).get("url")
+        if not url:
+            return None
+        if self._load_secret is not None:
+            secret = self._load_secret(url, job)
+            if secret:
+                return secret
+        options = options_of(self.app.view_functions.get(job.operation) or (lambda: None))
+        if options is not None and options.callback_secret and url == options.callback:
+            return options.callback_secret
+        return self.settings.webhook_secret or None
+
+    def check_callback(self, job: Job) -> None:
+        """Refuse, at submission, a callback that no secret would sign or
+        whose host is not public (SSRF).
+
+        :raises InvalidCallback: (400) if :meth:`secret_for` finds no
+            secret, or the host does not resolve, or resolves to an address
+            that is not public (see :mod:`flask_jobify.callback_url`).
+        """
+        hook = job.meta.get(META_KEY)
+        if not hook:
+            return
+        if self.secret_for(job) is None:
+            raise InvalidCallback(
+                "This server has no webhook secret for this callback URL"
+                " (JOBIFY_WEBHOOK_SECRET is not set); drop the"
+                f" {CALLBACK_HEADER} header and poll the job instead."
+            )
+        host, port = split_callback(hook["url"])
+        try:
+            resolve_public(host, port, self.settings.webhook_allowed_hosts)
+        except OSError:
+            raise InvalidCallback(f"The callback host {host!r} does not resolve.") from None
+
     def _on_finished(self, sender: t.Any, job: Job, **kwargs: t.Any) -> None:
         hook = job.meta.get(META_KEY)
-        if not hook or hook.get("delivered") or not self.settings.webhook_secret:
+        if not hook or hook.get("delivered"):
             return
         def task() -> None:
             self.deliver(job)
@@ -241,11 +254,16 @@ class WebhookDispatcher:
         hook = job.meta.get(META_KEY)
         if not hook:
             return False
-        body = self._payload(job, hook.get("baseUrl") or "http://localhost/")
+        with self.app.app_context():  # for the secret loader
+            secret = self.secret_for(job)
         attempts = int(hook.get("attempts") or 0)
+        if secret is None:
+            self._record(job.id, attempts + 1, None, "No webhook secret for this URL.", False)
+            return False
+        body = self._payload(job, hook.get("baseUrl") or "http://localhost/")
         while attempts < self.settings.webhook_max_attempts and not self._stop.is_set():
             attempts += 1
-            status, error, retry = self._attempt(hook["url"], body, job.id)
+            status, error, retry = self._attempt(hook["url"], body, job.id, secret)
             delivered = status is not None and 200 <= status < 300
             self._record(job.id, attempts, status, error, delivered)
             if delivered or not retry:
@@ -254,11 +272,12 @@ class WebhookDispatcher:
                 self._stop.wait(self._backoff(attempts))
         return False
 
-    def _attempt(self, url: str, body: bytes, job_id: str) -> tuple[int | None, str | None, bool]:
+    def _attempt(
+        self, url: str, body: bytes, job_id: str, secret: str | bytes
+    ) -> tuple[int | None, str | None, bool]:
         """POST once: ``(status, error, worth_retrying)``."""
-        assert self.settings.webhook_secret
         try:
-            host, port = _split_callback(url)
+            host, port = split_callback(url)
             address = resolve_public(host, port, self.settings.webhook_allowed_hosts)[0]
             parts = urlsplit(url)
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -269,13 +288,15 @@ class WebhookDispatcher:
                     "Content-Type": "application/json",
                     "User-Agent": "Flask-Jobify-Webhook",
                     "X-Job-Id": job_id,
-                    SIGNATURE_HEADER: sign(body, self.settings.webhook_secret),
+                    SIGNATURE_HEADER: sign(body, secret),
                 })
                 status = connection.getresponse().status
             finally:
                 connection.close()
         except InvalidCallback as exc:
             return None, str(exc.description), False
+        except ValueError as exc:  # a URL http.client refuses: trying again will not help
+            return None, f"{type(exc).__name__}: {exc}", False
         except (OSError, http.client.HTTPException) as exc:
             return None, f"{type(exc).__name__}: {exc}", True
         retry = status >= 500 or status in _RETRY_STATUSES

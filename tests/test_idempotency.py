@@ -14,6 +14,7 @@ from servers import run_gunicorn, serve_app
 
 from flask_jobify import Job
 from flask_jobify.idempotency import job_id_for_key
+from flask_jobify.keys import IDEMPOTENCY_PURPOSE, derive_key
 from flask_jobify.stores import store_from_url
 from flask_jobify.stores.base import JobStore
 
@@ -101,13 +102,34 @@ def test_idempotency_invalid_key_is_400(key: str) -> None:
     assert response.get_json()["error"]["code"] == "invalid_idempotency_key"
 
 
-def test_idempotency_needs_a_secret(caplog) -> None:
-    app, counter = make_app(SECRET_KEY=None, TESTING=True)
+@pytest.mark.parametrize("keys", [["k-5", "k-5"], ["k-5", "k-6"], ["\x00"], ["k\x7f"],
+                                  ["\xb2"], ["a,b"]])
+def test_idempotency_repeated_or_unprintable_key_is_400(keys: list[str]) -> None:
+    app, _ = make_app()
+    response = app.test_client().post(
+        "/orders", headers=[*FLAG.items(), *(("Idempotency-Key", key) for key in keys)]
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_idempotency_key"
+    assert app.extensions["jobify"].store.list() == []
+
+
+@pytest.mark.parametrize("webhook_secret", [None, "whsec-known-to-receivers"])
+def test_idempotency_needs_a_secret_key(caplog, webhook_secret: str | None) -> None:
+    """The webhook secret is never a fallback: receivers know it."""
+    app, counter = make_app(SECRET_KEY=None, TESTING=True, JOBIFY_WEBHOOK_SECRET=webhook_secret)
     response = post(app.test_client(), "/orders", "k-5")
     assert response.status_code == 501
     assert response.get_json()["error"]["code"] == "idempotency_unavailable"
     assert "SECRET_KEY" in caplog.text
     assert counter.runs == 0
+
+
+def test_idempotency_job_id_uses_a_key_derived_for_it_alone() -> None:
+    app, _ = make_app(SECRET_KEY="app-secret", JOBIFY_WEBHOOK_SECRET="app-secret")
+    job_id = post(app.test_client(), "/orders", "k-7").get_json()["jobId"]
+    assert job_id == job_id_for_key(derive_key("app-secret", IDEMPOTENCY_PURPOSE), None, "k-7")
+    assert job_id != job_id_for_key(b"app-secret", None, "k-7")  # not the raw secret
 
 
 def test_idempotency_without_flag_is_ignored() -> None:

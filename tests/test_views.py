@@ -18,7 +18,9 @@ def error_of(response: t.Any) -> dict[str, t.Any]:
 
 
 @pytest.mark.parametrize("path", ["/jobs/abc", "/jobs/" + "x" * 23, "/jobs/%00%01/result",
-                                  "/jobs/" + "!" * 22])
+                                  "/jobs/" + "!" * 22, "/jobs/" + "a" * 22 + "%0A",
+                                  "/jobs/" + "a" * 22 + "%0A/result", "/jobs/%0A" + "a" * 22,
+                                  "/jobs/" + "a" * 21 + "%C3%A9"])
 def test_views_malformed_ids_are_400(client, path):
     for method in ("get", "delete"):
         response = getattr(client, method)(path)
@@ -54,10 +56,19 @@ def test_views_unknown_paths_under_the_prefix_are_404_json(client):
     assert isinstance(error["message"], str) and error["message"]
 
 
-@pytest.mark.parametrize("query", ["wait=-1", "wait=soon", "limit=0", "limit=1000", "limit=x",
-                                   "status=done", "cursor=%%%", "cursor=bm90LWpzb24"])
+@pytest.mark.parametrize("query", [
+    "wait=-1", "wait=soon", "limit=0", "limit=1000", "limit=x", "status=done", "cursor=%%%",
+    "cursor=bm90LWpzb24",
+    # Non-finite, huge, negative and non-ASCII numbers: a 422, never a 500.
+    "wait=nan", "wait=inf", "wait=-inf", "wait=1e3", "wait=" + "9" * 400, "wait=%C2%B2",
+    "wait=%D9%A1", "wait=%201", "wait=1_0", "version=-1", "version=" + "9" * 5000,
+    "version=9223372036854775808", "version=%D9%A1", "version=1.0", "version=nan",
+    "limit=%D9%A1", "limit=%205", "limit=5_0", "limit=" + "9" * 5000, "limit=-1", "limit=nan",
+    "status=pending%00", "status=%FF", "operation=" + "o" * 201, "cursor=" + "A" * 513,
+])
 def test_views_bad_arguments_are_422_json(client, query):
-    path = "/jobs?" + query if not query.startswith("wait") else f"/jobs/{new_job_id()}?{query}"
+    on_job = query.startswith(("wait", "version"))
+    path = f"/jobs/{new_job_id()}?{query}" if on_job else "/jobs?" + query
     response = client.get(path)
     assert response.status_code == 422
     error = error_of(response)

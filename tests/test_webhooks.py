@@ -21,7 +21,9 @@ class Receiver:
     """A second Flask app that checks signatures and answers with the
     statuses it is given, in order (then 200)."""
 
-    def __init__(self, statuses: t.Sequence[int] = (), *, redirect_to: str | None = None) -> None:
+    def __init__(self, statuses: t.Sequence[int] = (), *, redirect_to: str | None = None,
+                 secret: str = SECRET) -> None:
+        self.secret = secret
         self.statuses = list(statuses)
         self.redirect_to = redirect_to
         self.calls: list[dict[str, t.Any]] = []
@@ -32,7 +34,7 @@ class Receiver:
     def hook(self) -> t.Any:
         body = request.get_data()
         try:
-            verify(body, request.headers.get(SIGNATURE_HEADER, ""), SECRET)
+            verify(body, request.headers.get(SIGNATURE_HEADER, ""), self.secret)
             valid = True
         except WebhookSignatureError:
             valid = False
@@ -211,14 +213,21 @@ def test_webhooks_refused_without_secret() -> None:
     assert "JOBIFY_WEBHOOK_SECRET" in response.get_json()["error"]["message"]
 
 
-def test_webhooks_recheck_address_at_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DNS rebinding: public at submission, loopback at delivery: refused."""
+@pytest.mark.parametrize("rebound", ["127.0.0.1", "2002:a9fe:a9fe::", "::ffff:127.0.0.1",
+                                     "64:ff9b::a00:1"])
+def test_webhooks_recheck_address_at_delivery(
+    monkeypatch: pytest.MonkeyPatch, rebound: str
+) -> None:
+    """DNS rebinding: public at submission, not public at delivery (also
+    wrapped in IPv6): refused. Only DNS is faked, not the check."""
     real = socket.getaddrinfo
-    answers = iter(["93.184.216.34", "127.0.0.1"])
+    answers = iter(["93.184.216.34", rebound])
 
     def fake(host: str, *args: t.Any, **kwargs: t.Any) -> t.Any:
         if host == "rebind.example":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), 80))]
+            address = next(answers)
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, 6, "", (address, 80))]
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
@@ -304,3 +313,59 @@ def test_webhooks_sent_even_when_the_job_expires_at_once() -> None:
     [call] = receiver.calls
     assert call["valid"] and call["body"]["id"] == job_id
     assert call["body"]["status"] == "succeeded"
+
+
+def test_webhooks_operation_secret_signs_its_own_callback_only() -> None:
+    """callback_secret signs deliveries to the operation's URL; a URL the
+    request names gets JOBIFY_WEBHOOK_SECRET, so it never holds a delivery
+    it could replay to the operation's receiver."""
+    own, other = Receiver(secret="op-secret"), Receiver(secret="op-secret")
+    with serve_app(own.app) as own_url, serve_app(other.app) as other_url:
+        app, jobify = make_app()
+
+        @app.post("/hooked")
+        @jobify.job(callback=own_url + "/hook", callback_secret="op-secret")
+        def hooked() -> t.Any:
+            return {"ok": True}
+
+        submit(app, None, "/hooked")
+        submit(app, other_url + "/hook", "/hooked")
+        assert own.done.wait(10) and other.done.wait(10)
+    assert own.calls[0]["valid"] is True
+    assert other.calls[0]["valid"] is False  # signed with the global secret instead
+    options = app.view_functions["hooked"]._jobify_options
+    assert "callback_secret" not in options.to_dict() and "op-secret" not in repr(options)
+
+
+def test_webhooks_callback_secret_loader_per_receiver() -> None:
+    first, second = Receiver(secret="first-secret"), Receiver(secret="second-secret")
+    with serve_app(first.app) as first_url, serve_app(second.app) as second_url:
+        app, jobify = make_app(JOBIFY_WEBHOOK_SECRET=None)
+        secrets = {first_url + "/hook": "first-secret", second_url + "/hook": b"second-secret"}
+        seen: list[tuple[str, str]] = []
+
+        @jobify.callback_secret_loader
+        def receiver_secret(url: str, job: t.Any) -> t.Any:
+            seen.append((url, job.operation))
+            return secrets.get(url)
+
+        assert submit(app, first_url + "/hook").status_code == 202
+        assert submit(app, second_url + "/hook").status_code == 202
+        refused = submit(app, "https://unknown.example/hook")  # no secret: refused first
+        assert first.done.wait(10) and second.done.wait(10)
+    assert first.calls[0]["valid"] and second.calls[0]["valid"]
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["code"] == "invalid_callback"
+    assert "secret" in refused.get_json()["error"]["message"]
+    assert (first_url + "/hook", "work") in seen
+
+
+@pytest.mark.parametrize("header", [
+    "t=\u0661\u0662,v1=" + "0" * 64, "t=1000,v1=\u00e9" + "0" * 63, "t=1000,v1=" + "\u00b2" * 64,
+    "t=1_000,v1=" + "0" * 64, "t= 1000,v1=" + "0" * 64, "t=" + "9" * 5000 + ",v1=" + "0" * 64,
+    "\x00", "t=1000,v1=" + "g" * 64,
+])
+def test_webhooks_verify_reads_the_header_as_ascii(header: str) -> None:
+    """compare_digest raised TypeError on non-ASCII text, int() read Arabic digits."""
+    with pytest.raises(WebhookSignatureError):
+        verify(b"{}", header, SECRET, now=1_000)
