@@ -489,13 +489,13 @@ class JobifyState:
     def _heartbeat(self) -> None:
         """Renew the lease of every job held here, in one store call; tell a
         running job whose lease is gone (taken over after a stall) to stop."""
-        with self._lock:
-            held = dict(self._held)
+        with self._lock:  # each job's run number and handle, as of one moment
+            held = {job_id: (entry.attempts, entry.handle) for job_id, entry in self._held.items()}
         if not held:
             return
         began = time.monotonic()
         renewed = self.store.renew_leases(
-            {job_id: entry.attempts for job_id, entry in held.items()},
+            {job_id: attempts for job_id, (attempts, _) in held.items()},
             t.cast(float, self._lease_until()),
         )
         took = time.monotonic() - began
@@ -503,9 +503,12 @@ class JobifyState:
             logger.warning("Renewing the leases of %d jobs took %.2f s, more than a quarter"
                            " of JOBIFY_LEASE_SECONDS (%s s): raise it, or look at the store",
                            len(held), took, self.settings.lease_seconds)
-        for job_id, entry in held.items():
-            if job_id not in renewed and entry.handle is not None:
-                entry.handle.request_cancel()
+        # Only a run that was running when its renewal was asked, and was
+        # refused, lost its job: a job that started meanwhile (its queued
+        # run number was refused) goes on.
+        for job_id, (_, handle) in held.items():
+            if job_id not in renewed and handle is not None:
+                handle.request_cancel()
 
     def reclaim_lost(self, now: float | None = None) -> int:
         """Deal with jobs whose lease expired (their process died or hung):

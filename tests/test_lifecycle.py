@@ -686,3 +686,42 @@ def test_a_500_handler_that_raises_leaves_a_bare_500(make_app):
     assert record["status"] == "failed"
     assert record["error"]["type"] == "RuntimeError"
     assert client.get(f"/jobs/{job_id}/result").status_code == 500
+
+
+def test_a_heartbeat_racing_a_job_that_starts_does_not_cancel_it(tmp_path):
+    """The heartbeat reads a queued job's run number (0); the job starts (the
+    store says 1) before the renewal, which is refused: the starting run
+    must go on (it ended cancelled though nobody cancelled it)."""
+    app, jobify = build_app(f"sqlite:///{tmp_path / 'race.db'}", JOBIFY_LEASE_SECONDS=2.0)
+    go = threading.Event()
+
+    @app.post("/hold")
+    @jobify.job
+    def hold() -> t.Any:
+        go.wait(5)
+        time.sleep(0.3)  # past JOBIFY_CANCEL_CHECK_INTERVAL: cancelled looks at the store
+        return {"cancelled": current_job.cancelled}
+
+    state = app.extensions["jobify"]
+    state.monitor.stop()  # the heartbeat is driven by hand
+    tasks: list[t.Callable[[], None]] = []
+    state.executor.submit = lambda task, force=False: tasks.append(task) or True
+    client = app.test_client()
+    job_id = submit(client, "/hold", method="post")
+    runner = threading.Thread(target=tasks[0])
+    renew = state.store.renew_leases
+
+    def renew_once_the_job_started(leases: t.Any, until: float) -> t.Any:
+        runner.start()
+        while state._held.get(job_id) is None or state._held[job_id].handle is None:
+            time.sleep(0.001)
+        return renew(leases, until)
+
+    state.store.renew_leases = renew_once_the_job_started  # type: ignore[method-assign]
+    state._heartbeat()
+    go.set()
+    runner.join(10)
+    job = state.store.get(job_id)
+    assert job.status is JobStatus.SUCCEEDED, job
+    assert state.store.get_result(job_id).body == b'{"cancelled":false}\n'
+    state.shutdown(grace=1)
