@@ -109,13 +109,16 @@ class Server:
     def runner_pid(self, job_id: str, session: requests.Session) -> int:
         """The pid the job's view published: the worker running it."""
         deadline = time.monotonic() + 30
+        record: dict[str, t.Any] = {}
         while time.monotonic() < deadline:
             record = self.record(job_id, session, wait=2)
             message = record["progress"]["message"]
             if message:
-                assert record["status"] == "running"
+                assert record["status"] == "running", record
                 return int(message)
-        raise AssertionError(f"job {job_id} never started")
+            if record["status"] not in ACTIVE:
+                break  # ended before its view published anything
+        raise AssertionError(f"job {job_id} never started: {record}")
 
     def submit(self, session: requests.Session, path: str, **kwargs: t.Any) -> str:
         answer = session.post(self.url + path, headers=FLAG, timeout=30, **kwargs)

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import sqlite3
 import threading
+import time
 import typing as t
 
 import pytest
@@ -99,11 +100,13 @@ def test_processes_lose_no_job_and_each_race_has_one_winner(store, path) -> None
         assert job.version == 1 + WORKERS  # one CAS and one progress update per worker
 
 
-def _update_when_told(path: str, job_id: str, go) -> None:
+def _update_when_told(path: str, job_id: str, go, done) -> None:
     store = SQLiteStore(path)
     if go.wait(LONG):
+        updating_at = time.time()
         store.update(job_id, {"status": JobStatus.SUCCEEDED},
                      result=StoredResponse(200, [("Content-Type", "text/plain")], b"done"))
+        done.put(updating_at)
     store.close()
 
 
@@ -111,8 +114,8 @@ def test_wait_wakes_when_another_process_updates(store, path, monkeypatch) -> No
     job = _job()
     store.create(job)
     ctx = multiprocessing.get_context("spawn")
-    go = ctx.Event()
-    process = ctx.Process(target=_update_when_told, args=(path, job.id, go))
+    go, done = ctx.Event(), ctx.Queue()
+    process = ctx.Process(target=_update_when_told, args=(path, job.id, go, done))
     process.start()
     # Let the other process update only once wait() has read the job unchanged,
     # so that wait() must notice a change it was not notified of.
@@ -125,9 +128,13 @@ def test_wait_wakes_when_another_process_updates(store, path, monkeypatch) -> No
 
     monkeypatch.setattr(store, "_fetch", fetch_then_go)
     got = store.wait(job.id, job.version, timeout=LONG)
+    returned_at = time.time()
+    updating_at = done.get(timeout=LONG)
     process.join(LONG)
     assert process.exitcode == 0
-    assert got is not None and got.status is JobStatus.SUCCEEDED  # not the timeout
+    assert got is not None and got.status is JobStatus.SUCCEEDED
+    # Returned after the update, by a poll soon after it: not by the timeout.
+    assert updating_at <= returned_at < updating_at + 2
     assert store.get_result(job.id).body == b"done"
 
 
@@ -145,9 +152,12 @@ def test_wait_wakes_for_a_change_in_this_process_without_polling(path, monkeypat
         return rows
 
     monkeypatch.setattr(store, "_fetch", fetch_then_change)
+    started = time.monotonic()
     got = store.wait(job.id, job.version, timeout=LONG)
+    waited = time.monotonic() - started
     changer.join()
     assert got.attempts == 1
+    assert waited < 2  # woken by the notification, not by a poll after LONG
     store.close()
 
 
@@ -224,13 +234,43 @@ def test_create_once_claims_an_id_and_replaces_an_expired_job(store) -> None:
 
 
 def test_connections_of_ended_threads_are_closed(store) -> None:
+    store.get(new_job_id())  # this thread's connection
+    opened: list[sqlite3.Connection] = []
+
+    def use() -> None:
+        store.get(new_job_id())
+        opened.append(store._connection())
+
     for _ in range(20):
+        thread = threading.Thread(target=use)
+        thread.start()
+        thread.join()
+    # A thread's connection is closed when the thread ends: left is this one's.
+    assert len(store._process().connections) == 1
+    for db in opened:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            db.execute("SELECT 1")
+    store.get(new_job_id())  # and this thread's still works
+
+
+def test_no_thread_closes_a_connection_another_thread_uses(store) -> None:
+    """At interpreter exit the main thread counts as stopped while it runs
+    atexit handlers; a thread opening a connection then must not close the
+    main thread's (it used to: jobs stayed running after a clean exit)."""
+    store.get(new_job_id())
+    mine = store._connection()
+    main = threading.main_thread()
+    if threading.current_thread() is not main or not hasattr(main, "_is_stopped"):
+        pytest.skip("needs CPython's threading internals (3.9-3.12) and the main thread")
+    stopped = main._is_stopped  # type: ignore[attr-defined]
+    main._is_stopped = True  # type: ignore[attr-defined]  # as during atexit
+    try:
         thread = threading.Thread(target=store.get, args=(new_job_id(),))
         thread.start()
         thread.join()
-    # Each thread's first call closed the connections of the threads that had
-    # ended: left are this thread's and the last thread's.
-    assert len(store._process().connections) == 2
+    finally:
+        main._is_stopped = stopped  # type: ignore[attr-defined]
+    mine.execute("SELECT 1")  # still open
 
 
 # -- indexes -------------------------------------------------------------------------
