@@ -13,7 +13,15 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import StoreError
 from ..models import Job, JobStatus, StoredResponse
-from .base import Cursor, JobStore, apply_changes, is_expired, status_allowed
+from .base import (
+    NO_OWNER,
+    Cursor,
+    JobStore,
+    OwnerFilter,
+    apply_changes,
+    is_expired,
+    status_allowed,
+)
 
 #: Layout of the tables, kept in the file's ``PRAGMA user_version``. Version 2
 #: added ``jobs.lease_until``, its index and the ``requests`` table.
@@ -24,7 +32,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL, expires_at REAL, version INTEGER NOT NULL, data TEXT NOT NULL,
     lease_until REAL
 );
--- Listing: newest first by (created_at, id), for everyone or for one owner.
+-- Listing: newest first by (created_at, id), for everyone or for one owner
+-- (or for none: "owner IS NULL" is a lookup in jobs_owner too).
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created_at, id);
 CREATE INDEX IF NOT EXISTS jobs_expires ON jobs (expires_at) WHERE expires_at IS NOT NULL;
@@ -337,17 +346,24 @@ class SQLiteStore(JobStore):
         *,
         status: JobStatus | None = None,
         operation: str | None = None,
-        owner: str | None = None,
+        owner: OwnerFilter = None,
         limit: int = 50,
         after: Cursor | None = None,
     ) -> list[Job]:
+        """One ``SELECT``. With an ``owner`` filter it walks the index
+        ``jobs_owner`` (``owner IS NULL`` for :data:`NO_OWNER` is a lookup in
+        it too), whose rows are in listing order: no sort, and no row of
+        another owner read."""
         where: list[str] = [_LIVE]
         params: list[t.Any] = [time.time()]
-        filters = (("status", status and status.value), ("operation", operation), ("owner", owner))
+        filters = (("status", status and status.value), ("operation", operation),
+                   ("owner", None if owner is NO_OWNER else owner))
         for column, value in filters:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if owner is NO_OWNER:
+            where.append("owner IS NULL")
         if after is not None:
             # Strictly older in (created_at, id) order, as a range the index can seek.
             where.append("created_at <= ? AND (created_at < ? OR id < ?)")
