@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -22,6 +23,19 @@ from .base import (
     is_expired,
     status_allowed,
 )
+
+logger = logging.getLogger("flask_jobify")
+
+#: Bytes the WAL is cut back to each time it starts over after a checkpoint
+#: (``PRAGMA journal_size_limit``): a burst may grow it, but not for good.
+WAL_SIZE_LIMIT = 8 * 1024 * 1024
+#: Seconds a checkpoint waits for other connections' reads and writes to
+#: end; then it gives up until the next sweep, rather than hold its caller.
+CHECKPOINT_PATIENCE = 0.25
+#: A file made without ``auto_vacuum`` (before Flask-Jobify set it) is
+#: converted with ``VACUUM`` on opening when it is at most this many bytes;
+#: a larger one is left as it is, with a warning, as a ``VACUUM`` copies it.
+VACUUM_ON_OPEN_LIMIT = 32 * 1024 * 1024
 
 #: Layout of the tables, kept in the file's ``PRAGMA user_version``. Version 2
 #: added ``jobs.lease_until``, its index and the ``requests`` table.
@@ -66,10 +80,12 @@ def _live(rows: list[t.Any]) -> Job | None:
     return None if job is None or is_expired(job) else job
 
 
-def _forget(db: sqlite3.Connection, job_id: str) -> bool:
+def _forget(db: sqlite3.Connection, job_id: str) -> tuple[bool, bool]:
+    """Delete a job, its result and its request; tell whether the job
+    existed and whether it had a saved request."""
     db.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
-    db.execute("DELETE FROM requests WHERE job_id = ?", (job_id,))
-    return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+    had_request = db.execute("DELETE FROM requests WHERE job_id = ?", (job_id,)).rowcount > 0
+    return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0, had_request
 
 
 class _Process:
@@ -121,6 +137,18 @@ class SQLiteStore(JobStore):
     within ``poll_interval`` seconds for changes made in another, since
     SQLite cannot notify across processes.
 
+    What stays on disk: the file uses ``auto_vacuum = INCREMENTAL`` and
+    every connection ``secure_delete = ON`` (deleted rows are overwritten
+    with zeros) and ``journal_size_limit =`` :data:`WAL_SIZE_LIMIT`.
+    :meth:`purge_expired` (the sweep) returns the pages it freed to the
+    file system (``PRAGMA incremental_vacuum``) and checkpoints the WAL
+    into the file, truncating it to nothing (``wal_checkpoint(TRUNCATE)``).
+    A job that ends, or is deleted, with a saved request (which may hold
+    credentials) is checkpointed at once as well, so that no copy of the
+    request stays in the WAL. A checkpoint waits at most
+    :data:`CHECKPOINT_PATIENCE` for other connections; if one still reads
+    or writes, the next sweep does it.
+
     :param path: the database file, relative to the working folder when the
         store is created; its folder is created if needed.
     :param poll_interval: seconds between two reads of a waited-on job.
@@ -171,6 +199,8 @@ class SQLiteStore(JobStore):
             db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                  check_same_thread=False)
             db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA secure_delete = ON")
+            db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             held = process.local.db = _Connection(db)
             with process.lock:
                 process.connections.add(held)
@@ -207,8 +237,54 @@ class SQLiteStore(JobStore):
             process.generation += 1
             process.changed.notify_all()
 
+    def _checkpoint(self) -> bool:
+        """Copy the WAL into the file and truncate it to nothing, waiting up
+        to :data:`CHECKPOINT_PATIENCE` for other connections. Return whether
+        it was done; never raise (the caller's write is committed already)."""
+        db = self._connection()
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_PATIENCE * 1000)}")
+            try:
+                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        except sqlite3.Error as exc:
+            logger.debug("SQLite job store %s: checkpoint failed: %s", self.path, exc)
+            return False
+        return not busy
+
+    def _vacuum(self) -> None:
+        """Give the file's free pages back to the file system. A script,
+        because ``incremental_vacuum`` frees one page per step and the
+        script steps it to the end; in one transaction."""
+        db = self._connection()
+        try:
+            db.executescript("BEGIN IMMEDIATE; PRAGMA incremental_vacuum; COMMIT")
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+
+    def _use_incremental_vacuum(self, db: sqlite3.Connection) -> None:
+        """Convert a file made without ``auto_vacuum``, if it is small enough
+        to copy at once (:data:`VACUUM_ON_OPEN_LIMIT`); else warn."""
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 0:
+            return
+        size = (db.execute("PRAGMA page_count").fetchone()[0]
+                * db.execute("PRAGMA page_size").fetchone()[0])
+        if size > VACUUM_ON_OPEN_LIMIT:
+            logger.warning(
+                "SQLite job store %s was made without auto_vacuum: it will not shrink"
+                " after purges. With the app stopped, run: sqlite3 %s"
+                " 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;'", self.path, self.path)
+            return
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        db.execute("VACUUM")  # takes the write lock; another process may do it too
+        self._checkpoint()
+
     def _create_schema(self) -> None:
         db = self._connection()
+        # Only a file without tables takes it; an older file is converted below.
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         # WAL is a property of the file. Switching takes an exclusive lock
         # without waiting for it, so processes starting at once retry.
         deadline = time.monotonic() + self.busy_timeout
@@ -235,6 +311,7 @@ class SQLiteStore(JobStore):
             for statement in _SCHEMA.split(";"):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._use_incremental_vacuum(db)
 
     # -- the contract --------------------------------------------------------------
     def create(self, job: Job) -> None:
@@ -251,7 +328,7 @@ class SQLiteStore(JobStore):
             existing = _live(db.execute(_GET, (job.id,)).fetchall())
             if existing is not None:
                 return existing
-            _forget(db, job.id)
+            _forget(db, job.id)  # an expired job: its request went when it ended
             db.execute(_INSERT, _row(job))
         return None
 
@@ -267,6 +344,9 @@ class SQLiteStore(JobStore):
         result: StoredResponse | None = None,
         expect: t.Mapping[str, t.Any] | None = None,
     ) -> Job | None:
+        """One transaction. When the job ends with a saved request, the
+        request's row is zeroed and the WAL checkpointed (see the class)."""
+        had_request = False
         with self._transaction() as db:
             job = _live(db.execute(_GET, (job_id,)).fetchall())
             if job is None or not status_allowed(job, only_if, expect):
@@ -279,8 +359,11 @@ class SQLiteStore(JobStore):
                 db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
                            (job_id, result.status, json.dumps(result.headers), result.body))
             if job.is_final:
-                db.execute("DELETE FROM requests WHERE job_id = ?", (job_id,))
+                had_request = db.execute(
+                    "DELETE FROM requests WHERE job_id = ?", (job_id,)).rowcount > 0
         self._notify()
+        if had_request:
+            self._checkpoint()
         return job
 
     def renew_leases(self, leases: t.Mapping[str, int], until: float) -> set[str]:
@@ -337,8 +420,10 @@ class SQLiteStore(JobStore):
 
     def delete(self, job_id: str) -> bool:
         with self._transaction() as db:
-            existed = _forget(db, job_id)
+            existed, had_request = _forget(db, job_id)
         self._notify()
+        if had_request:
+            self._checkpoint()
         return existed
 
     def list(
@@ -389,6 +474,10 @@ class SQLiteStore(JobStore):
                     process.changed.wait(min(remaining, self.poll_interval))
 
     def purge_expired(self, now: float | None = None) -> int:
+        """Delete the expired jobs in one transaction; then give the freed
+        pages back (``incremental_vacuum``) and checkpoint the WAL,
+        truncating it (see the class): a sweep keeps the file and its WAL
+        at the size of the live jobs."""
         now = time.time() if now is None else now
         with self._transaction() as db:
             for table in ("results", "requests"):
@@ -397,6 +486,9 @@ class SQLiteStore(JobStore):
             purged: int = db.execute("DELETE FROM jobs WHERE expires_at <= ?", (now,)).rowcount
         if purged:
             self._notify()
+        with self._errors():
+            self._vacuum()
+        self._checkpoint()
         return purged
 
     def close(self) -> None:
