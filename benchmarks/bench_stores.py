@@ -21,8 +21,13 @@ read, then after every job expired and the store's sweep
 (``purge_expired``) ran: bytes of the database file and of its WAL, with
 the store still open (as in a running server).
 
+``retryable``: milliseconds per retryable job on SQLite (``create``,
+``save_request`` of 2 KB, ``update`` to succeeded with a result), one
+thread, 400 jobs: what the end's checkpoint costs.
+
     python benchmarks/bench_stores.py list [--jobs 100000] [--stores memory,sqlite,redis]
     python benchmarks/bench_stores.py disk [--disk-jobs 10000] [--body-kb 10]
+    python benchmarks/bench_stores.py retryable
 
 Redis: DB 15 of 127.0.0.1:6379 under a fresh prefix, whose keys are deleted
 at the end (never ``FLUSHDB``). Figures are from one run on a shared
@@ -225,7 +230,28 @@ def _sizes(path: str) -> tuple[int, int]:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:8.1f} MB"
+    return f"{n / 1e6:7.1f} MB ({n:,} B)"
+
+
+class Peak:
+    """The largest database + WAL size seen, sampled every 10 ms."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.db, self.wal = path, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            with contextlib.suppress(OSError):
+                self.db, self.wal = (max(a, b) for a, b in zip((self.db, self.wal),
+                                                                _sizes(self.path)))
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        return f"peak db {_mb(self.db)}, peak WAL {_mb(self.wal)}"
 
 
 def bench_disk(n_jobs: int, body_kb: int, folder: str) -> None:
@@ -253,6 +279,7 @@ def bench_disk(n_jobs: int, body_kb: int, folder: str) -> None:
                 store.get_with_result(job_id)
             store.list(limit=20)
 
+    peak = Peak(path)
     readers = [threading.Thread(target=reader) for _ in range(2)]
     writers = [threading.Thread(target=writer, args=(n_jobs // 4,)) for _ in range(4)]
     began = time.perf_counter()
@@ -265,27 +292,43 @@ def bench_disk(n_jobs: int, body_kb: int, folder: str) -> None:
     for thread in readers:
         thread.join()
     db, wal = _sizes(path)
-    print(f"sqlite  {n_jobs} jobs x {body_kb} KB results in {burst:.1f} s:"
-          f" db {_mb(db)}  WAL {_mb(wal)}  total {_mb(db + wal)}")
+    print(f"{n_jobs} jobs x {body_kb} KB results in {burst:.1f} s ({peak.stop()}):\n"
+          f"  db {_mb(db)}  WAL {_mb(wal)}  total {_mb(db + wal)}")
     time.sleep(1.1)  # every job expires
+    peak = Peak(path)
     began = time.perf_counter()
     purged = store.purge_expired()
     sweep = time.perf_counter() - began
     db, wal = _sizes(path)
-    print(f"sqlite  after the sweep (purged {purged} in {sweep:.2f} s):"
-          f"           db {_mb(db)}  WAL {_mb(wal)}  total {_mb(db + wal)}")
+    print(f"after the sweep (purged {purged} in {sweep:.2f} s; {peak.stop()}):\n"
+          f"  db {_mb(db)}  WAL {_mb(wal)}  total {_mb(db + wal)}")
     began = time.perf_counter()
     store.purge_expired()
     again = time.perf_counter() - began
     db, wal = _sizes(path)
-    print(f"sqlite  after a second sweep ({again:.2f} s):"
-          f"                 db {_mb(db)}  WAL {_mb(wal)}  total {_mb(db + wal)}")
+    print(f"after a second sweep ({again:.2f} s):\n"
+          f"  db {_mb(db)}  WAL {_mb(wal)}  total {_mb(db + wal)}")
     store.close()
+
+
+def bench_retryable(folder: str, n_jobs: int = 400) -> None:
+    store = store_from_url(f"sqlite:///{folder}/retryable.db")
+    request_data = os.urandom(2048)
+    began = time.perf_counter()
+    for _ in range(n_jobs):
+        job = _job(time.time(), None, status=JobStatus.RUNNING, attempts=1)
+        store.create(job)
+        store.save_request(job.id, request_data)
+        store.update(job.id, {"status": JobStatus.SUCCEEDED},
+                     result=StoredResponse(200, [], b"ok"))
+    elapsed = time.perf_counter() - began
+    store.close()
+    print(f"sqlite  retryable job (create, save_request, end): {elapsed / n_jobs * 1000:.2f} ms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["list", "disk"])
+    parser.add_argument("what", choices=["list", "disk", "retryable"])
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--stores", default="memory,sqlite,redis")
     parser.add_argument("--disk-jobs", type=int, default=10_000)
@@ -295,8 +338,10 @@ def main() -> None:
         if args.what == "list":
             for backend in args.stores.split(","):
                 bench_list(backend, args.jobs, folder)
-        else:
+        elif args.what == "disk":
             bench_disk(args.disk_jobs, args.body_kb, folder)
+        else:
+            bench_retryable(folder)
 
 
 if __name__ == "__main__":

@@ -403,7 +403,11 @@ def test_retryable_job_credentials_leave_the_file_and_wal_when_it_ends(path) -> 
     _run_retryable_app(path, f"Bearer {uuid.uuid4().hex}")
 
 
-def test_file_and_wal_shrink_after_a_purge(store, path) -> None:
+def test_file_and_wal_shrink_after_a_purge(store, path, monkeypatch) -> None:
+    # Small steps, so that the sweep's loops take several turns.
+    monkeypatch.setattr(sqlite_store, "PURGE_BATCH", 64)
+    monkeypatch.setattr(sqlite_store, "VACUUM_STEP", 256)
+    monkeypatch.setattr(sqlite_store, "WAL_BURST_LIMIT", 1024 * 1024)
     body = os.urandom(10 * 1024)
     jobs = [_job(status=JobStatus.RUNNING, attempts=1, result_ttl=0.0) for _ in range(300)]
     for job in jobs:

@@ -29,6 +29,16 @@ logger = logging.getLogger("flask_jobify")
 #: Bytes the WAL is cut back to each time it starts over after a checkpoint
 #: (``PRAGMA journal_size_limit``): a burst may grow it, but not for good.
 WAL_SIZE_LIMIT = 8 * 1024 * 1024
+#: A WAL past this many bytes after a commit is checkpointed by the writer
+#: that saw it: readers that never all pause at once (long-polls) keep
+#: SQLite's own checkpoints from starting the WAL over, and it would grow
+#: for as long as a burst lasts.
+WAL_BURST_LIMIT = 64 * 1024 * 1024
+#: Expired jobs deleted per transaction by a sweep (SQLite's default limit
+#: of bound parameters is 32,766).
+PURGE_BATCH = 500
+#: Pages a sweep gives back to the file system per transaction (16 MiB).
+VACUUM_STEP = 4096
 #: Seconds a checkpoint waits for other connections' reads and writes to
 #: end; then it gives up until the next sweep, rather than hold its caller.
 CHECKPOINT_PATIENCE = 0.25
@@ -139,7 +149,8 @@ class SQLiteStore(JobStore):
 
     What stays on disk: the file uses ``auto_vacuum = INCREMENTAL`` and
     every connection ``secure_delete = ON`` (deleted rows are overwritten
-    with zeros) and ``journal_size_limit =`` :data:`WAL_SIZE_LIMIT`.
+    with zeros) and ``journal_size_limit =`` :data:`WAL_SIZE_LIMIT`; a
+    write that leaves the WAL past :data:`WAL_BURST_LIMIT` checkpoints it.
     :meth:`purge_expired` (the sweep) returns the pages it freed to the
     file system (``PRAGMA incremental_vacuum``) and checkpoints the WAL
     into the file, truncating it to nothing (``wal_checkpoint(TRUNCATE)``).
@@ -164,6 +175,7 @@ class SQLiteStore(JobStore):
         if not path or path == ":memory:" or path.startswith("file:"):
             raise StoreError(f"SQLiteStore needs a file path, not {path!r} (use memory://).")
         self.path = os.path.abspath(path)
+        self._wal = self.path + "-wal"
         self.poll_interval = poll_interval
         self.busy_timeout = busy_timeout
         self._processes: dict[int, _Process] = {}
@@ -226,6 +238,13 @@ class SQLiteStore(JobStore):
             finally:
                 if db.in_transaction:  # an exception, or COMMIT failed
                     db.execute("ROLLBACK")
+        self._bound_wal()
+
+    def _bound_wal(self) -> None:
+        """Checkpoint a WAL past :data:`WAL_BURST_LIMIT`; a ``stat`` otherwise."""
+        with contextlib.suppress(OSError):
+            if os.path.getsize(self._wal) > WAL_BURST_LIMIT:
+                self._checkpoint()
 
     def _fetch(self, sql: str, *params: t.Any) -> list[t.Any]:
         with self._errors():
@@ -254,15 +273,25 @@ class SQLiteStore(JobStore):
         return not busy
 
     def _vacuum(self) -> None:
-        """Give the file's free pages back to the file system. A script,
-        because ``incremental_vacuum`` frees one page per step and the
-        script steps it to the end; in one transaction."""
+        """Give the file's free pages back to the file system,
+        :data:`VACUUM_STEP` pages per transaction: each freed page goes
+        through the WAL, which :meth:`_bound_wal` checkpoints between two.
+        Scripts, because ``incremental_vacuum`` frees one page per step and
+        a script steps it to the end."""
         db = self._connection()
-        try:
-            db.executescript("BEGIN IMMEDIATE; PRAGMA incremental_vacuum; COMMIT")
-        finally:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return  # a file left without auto_vacuum (see _use_incremental_vacuum)
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        while free:
+            try:
+                db.executescript(
+                    f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum({VACUUM_STEP}); COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            self._bound_wal()
+            left = db.execute("PRAGMA freelist_count").fetchone()[0]
+            free = left if left < free else 0  # none freed: another process is at it
 
     def _use_incremental_vacuum(self, db: sqlite3.Connection) -> None:
         """Convert a file made without ``auto_vacuum``, if it is small enough
@@ -474,16 +503,24 @@ class SQLiteStore(JobStore):
                     process.changed.wait(min(remaining, self.poll_interval))
 
     def purge_expired(self, now: float | None = None) -> int:
-        """Delete the expired jobs in one transaction; then give the freed
-        pages back (``incremental_vacuum``) and checkpoint the WAL,
-        truncating it (see the class): a sweep keeps the file and its WAL
-        at the size of the live jobs."""
+        """Delete the expired jobs, :data:`PURGE_BATCH` per transaction (so
+        other writers get their turn, and the WAL a checkpoint between two);
+        then give the freed pages back (``incremental_vacuum``) and
+        checkpoint the WAL, truncating it (see the class): a sweep keeps the
+        file and its WAL at the size of the live jobs."""
         now = time.time() if now is None else now
-        with self._transaction() as db:
-            for table in ("results", "requests"):
-                db.execute(f"DELETE FROM {table} WHERE job_id IN"
-                           " (SELECT id FROM jobs WHERE expires_at <= ?)", (now,))
-            purged: int = db.execute("DELETE FROM jobs WHERE expires_at <= ?", (now,)).rowcount
+        purged = 0
+        while True:
+            with self._transaction() as db:
+                ids = [job_id for (job_id,) in db.execute(
+                    "SELECT id FROM jobs WHERE expires_at <= ? LIMIT ?", (now, PURGE_BATCH))]
+                marks = ", ".join("?" * len(ids))
+                for table in ("results", "requests"):
+                    db.execute(f"DELETE FROM {table} WHERE job_id IN ({marks})", ids)
+                db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+            purged += len(ids)
+            if len(ids) < PURGE_BATCH:
+                break
         if purged:
             self._notify()
         with self._errors():
