@@ -1,12 +1,17 @@
 """Memory of a web process holding queued jobs with large request bodies.
 
-Starts ``gunicorn -w 1 --threads 4`` on an app whose only job thread is
-busy, submits N uploads of SIZE MB as jobs (they wait in the queue, their
-bodies captured), and prints the worker's resident memory (VmRSS) before
-and after, with plain Flask's figure for the same uploads answered
-synchronously as the reference. Run it from the repository root::
+Two figures, each from ``gunicorn -w 1 --threads 4`` and the worker's
+resident memory (VmRSS) before and after:
 
-    python benchmarks/bench_memory.py --uploads 4 --size-mb 50
+- N uploads of SIZE MB submitted as jobs while the only job thread is busy
+  (they wait in the queue, their bodies captured), against plain Flask
+  answering the same uploads synchronously;
+- JOBS small jobs run to their end on the SQLite store (the default), with
+  the store's file and WAL sizes.
+
+Run it from the repository root::
+
+    python benchmarks/bench_memory.py --uploads 4 --size-mb 50 --jobs 10000
 """
 from __future__ import annotations
 
@@ -41,7 +46,15 @@ APP = textwrap.dedent("""
     @jobify.job
     def upload():
         return {"size": len(request.get_data())}
+
+    @app.post("/small")
+    @jobify.job
+    def small():
+        return {"echo": request.get_json(), "pad": "x" * 1000}
 """)
+APP_SQLITE = APP.replace('JOBIFY_STORE="memory://", JOBIFY_MAX_WORKERS=1',
+                         'JOBIFY_STORE="sqlite:///" + __import__("os").environ["BENCH_DB"],'
+                         ' JOBIFY_MAX_WORKERS=4, JOBIFY_MAX_QUEUED=100000')
 
 
 def free_port() -> int:
@@ -63,25 +76,58 @@ def worker_pid(master: int) -> int:
     return int(children[0])
 
 
-def measure(uploads: int, size_mb: int, flag: bool) -> tuple[float, float]:
-    folder = tempfile.mkdtemp()
+def serve(source: str, folder: str) -> tuple[subprocess.Popen[bytes], str]:
     with open(os.path.join(folder, "memapp.py"), "w") as file:
-        file.write(APP)
+        file.write(source)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", "4", "-b",
          f"127.0.0.1:{port}", "--timeout", "600", "memapp:app"],
-        cwd=folder, env={**os.environ, "PYTHONPATH": os.pathsep.join(
-            [folder, os.getcwd(), os.environ.get("PYTHONPATH", "")])},
+        cwd=folder, env={**os.environ, "BENCH_DB": os.path.join(folder, "jobs.db"),
+                         "PYTHONPATH": os.pathsep.join(
+                             [folder, os.getcwd(), os.environ.get("PYTHONPATH", "")])},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(url + "/jobs", timeout=5)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    return server, url
+
+
+def measure_jobs(jobs: int) -> tuple[float, float, float, float]:
+    """RSS before and after ``jobs`` small jobs ran, and the SQLite file and
+    WAL sizes (MB) after."""
+    folder = tempfile.mkdtemp()
+    server, url = serve(APP_SQLITE, folder)
     try:
-        for _ in range(100):
-            try:
-                requests.get(url + "/jobs", timeout=5)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+        pid = worker_pid(server.pid)
+        session = requests.Session()
+        before = rss_mb(pid)
+        ids = []
+        for n in range(jobs):
+            answer = session.post(url + "/small", json={"n": n}, headers={"X-Job-Flag": "ON"})
+            assert answer.status_code == 202, answer.status_code
+            ids.append(answer.headers["X-Job-Id"])
+        for job_id in ids[-50:]:
+            while session.get(f"{url}/jobs/{job_id}?wait=10").json()["status"] != "succeeded":
+                pass
+        time.sleep(0.5)
+        db = os.path.join(folder, "jobs.db")
+        size = os.path.getsize(db) / 1e6
+        wal = os.path.getsize(db + "-wal") / 1e6 if os.path.exists(db + "-wal") else 0.0
+        return before, rss_mb(pid), size, wal
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+
+
+def measure(uploads: int, size_mb: int, flag: bool) -> tuple[float, float]:
+    folder = tempfile.mkdtemp()
+    server, url = serve(APP, folder)
+    try:
         pid = worker_pid(server.pid)
         headers = {"X-Job-Flag": "ON"} if flag else {}
         requests.post(url + "/busy", headers={"X-Job-Flag": "ON"}, timeout=10)
@@ -101,6 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=4)
     parser.add_argument("--size-mb", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=10_000)
     args = parser.parse_args()
     plain = measure(args.uploads, args.size_mb, flag=False)
     jobs = measure(args.uploads, args.size_mb, flag=True)
@@ -108,6 +155,11 @@ def main() -> None:
     print(f"  answered synchronously:  {plain[0]:6.1f} -> {plain[1]:6.1f}")
     print(f"  queued as jobs:          {jobs[0]:6.1f} -> {jobs[1]:6.1f}"
           f"  (x{(jobs[1] - jobs[0]) / max(plain[1] - plain[0], 1):.1f} the synchronous growth)")
+    if args.jobs:
+        before, after, size, wal = measure_jobs(args.jobs)
+        print(f"{args.jobs} small jobs run to their end, SQLite store:")
+        print(f"  VmRSS {before:6.1f} -> {after:6.1f} MB; jobs.db {size:6.1f} MB,"
+              f" WAL {wal:6.1f} MB")
 
 
 if __name__ == "__main__":

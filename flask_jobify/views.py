@@ -19,14 +19,8 @@ from .errors import (
 )
 from .models import Job, JobStatus, is_valid_job_id
 from .replay import replay_response
-from .schemas import (
-    ErrorSchema,
-    JobPageSchema,
-    JobSchema,
-    ListArgsSchema,
-    WaitArgsSchema,
-)
-from .state import visible_to
+from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
+from .stores.base import NO_OWNER
 
 if t.TYPE_CHECKING:
     from .state import JobifyState
@@ -58,21 +52,14 @@ def _visible_job(job_id: str) -> Job:
 def _visible_jobs(
     state: JobifyState, limit: int, after: tuple[float, str] | None, **filters: t.Any
 ) -> list[Job]:
-    """Up to ``limit`` jobs the caller may see, newest first.
-
-    The store filters by owner; a caller without one (anonymous, while
-    other callers have one) may see only jobs without an owner, which the
-    store cannot filter, so pages are read until enough are found.
-    """
+    """Up to ``limit`` jobs the caller may see, newest first: the caller's
+    own, or, for a caller without an owner (anonymous while others have
+    one, or no owner loader at all), the jobs without one. One store call,
+    on the store's index of that owner (see
+    :meth:`~flask_jobify.stores.base.JobStore.list`)."""
     owner = state.current_owner()
-    visible: list[Job] = []
-    while len(visible) < limit:
-        page = state.store.list(owner=owner, limit=limit, after=after, **filters)
-        visible.extend(job for job in page if visible_to(job, owner))
-        if len(page) < limit:
-            break
-        after = (page[-1].created_at, page[-1].id)
-    return visible[:limit]
+    return state.store.list(
+        owner=NO_OWNER if owner is None else owner, limit=limit, after=after, **filters)
 
 
 def _retry_after(job: Job) -> dict[str, str]:

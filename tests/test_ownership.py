@@ -9,6 +9,7 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 
 from flask_jobify import Jobify
+from flask_jobify.stores import NO_OWNER
 
 ALICE = {"X-User": "alice"}
 BOB = {"X-User": "bob"}
@@ -161,3 +162,30 @@ def test_ownership_anonymous_caller_pages_through_ownerless_jobs_only(
             break
         cursor = f"&cursor={page['nextCursor']}"
     assert sorted(seen) == sorted(mine)
+
+
+def test_ownership_anonymous_list_is_one_store_call_on_the_ownerless_index(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The anonymous ``GET /jobs`` asks the store for ownerless jobs once; it
+    used to read pages of every job until it found them (145 s at 100,000)."""
+    store = app.extensions["jobify"].store
+    mine = [start(client, "/quick", {}) for _ in range(2)]
+    for _ in range(30):
+        start(client, "/quick", ALICE)
+    calls: list[dict[str, t.Any]] = []
+    real = store.list
+
+    def counted(**kwargs: t.Any) -> t.Any:
+        page = real(**kwargs)
+        calls.append({**kwargs, "returned": len(page)})
+        return page
+
+    monkeypatch.setattr(store, "list", counted)
+    listed = client.get("/jobs?limit=5").get_json()
+    assert sorted(job["id"] for job in listed["jobs"]) == sorted(mine)
+    assert listed["nextCursor"] is None
+    assert len(calls) == 1 and calls[0]["owner"] is NO_OWNER and calls[0]["returned"] == 2
+    calls.clear()
+    assert len(client.get("/jobs?limit=5", headers=ALICE).get_json()["jobs"]) == 5
+    assert [(call["owner"], call["returned"]) for call in calls] == [("alice", 6)]

@@ -20,8 +20,8 @@ import pytest
 from conftest import REDIS_URL, drop_redis_keys, require_redis
 
 from flask_jobify.models import Job, JobProgress, JobStatus, StoredResponse, new_job_id
+from flask_jobify.stores import NO_OWNER, store_from_url
 from flask_jobify.stores import redis as redis_module
-from flask_jobify.stores import store_from_url
 from flask_jobify.stores.redis import RedisStore
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -129,6 +129,31 @@ def test_redis_store_purge_drops_index_entries_and_a_reused_id_starts_clean(
     assert store.purge_expired(now=time.time() + 7200) == 1  # past its hour
     assert store.get(job.id) is None and store.list() == []
     assert _keys(store, prefix) == set()  # nothing left behind
+
+
+def test_redis_store_saved_requests_leave_redis_when_the_job_ends(
+    store: RedisStore, prefix: str
+) -> None:
+    """A saved request (it may hold credentials) is a key of its own, deleted
+    in the step that ends the job (or deletes it); no other key under the
+    prefix holds its bytes."""
+    secret = f"Bearer {uuid.uuid4().hex}".encode()
+    ended, deleted, running = (_job(status=JobStatus.RUNNING, attempts=1) for _ in range(3))
+    for job in (ended, deleted, running):
+        store.create(job)
+        store.save_request(job.id, b"Authorization: " + secret)
+
+    def holding_secret() -> set[str]:
+        return {key for key in _keys(store, prefix)
+                if store.client.type(key) == b"string" and secret in store.client.get(key)}
+
+    assert holding_secret() == {f"{prefix}:request:{job.id}" for job in (ended, deleted, running)}
+    assert store.update(ended.id, {"status": JobStatus.SUCCEEDED},
+                        result=StoredResponse(200, [], b"ok"))
+    assert store.delete(deleted.id)
+    assert holding_secret() == {f"{prefix}:request:{running.id}"}
+    assert store.update(running.id, {"status": JobStatus.FAILED})
+    assert holding_secret() == set()
 
 
 def _update_when_told(prefix: str, job_id: str, go: t.Any, done: t.Any) -> None:
@@ -311,7 +336,7 @@ def _bulk_create(store: RedisStore, prefix: str, jobs: list[Job]) -> None:
         pipe.mset({f"{prefix}:job:{job.id}": json.dumps(job.to_dict()) for job in chunk})
     for job in jobs:
         names = ["jobs", f"status:{job.status.value}", f"operation:{job.operation}"]
-        names += [f"owner:{job.owner}"] if job.owner else []
+        names.append("ownerless" if job.owner is None else f"owner:{job.owner}")
         for name in names:
             indexes.setdefault(f"{prefix}:{name}", {})[job.id] = job.created_at
     for key, members in indexes.items():
@@ -356,6 +381,7 @@ def test_redis_store_list_pages_stay_fast_at_100k_jobs(store: RedisStore, prefix
         20, after=middle, status=JobStatus.FAILED)
     assert timed(10, operation="op3", owner="alice", after=middle) == expect(
         10, operation="op3", owner="alice", after=middle)
+    assert timed(20, owner=NO_OWNER, after=middle) == expect(20, after=middle, owner=None)
     assert store.list(limit=1, after=(middle.created_at, middle.id))[0] == newest[50_002]
 
 

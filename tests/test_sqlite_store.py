@@ -13,12 +13,14 @@ import sqlite3
 import threading
 import time
 import typing as t
+import uuid
 
 import pytest
 
 from flask_jobify.errors import StoreError
 from flask_jobify.models import Job, JobProgress, JobStatus, StoredResponse, new_job_id
-from flask_jobify.stores import store_from_url
+from flask_jobify.stores import NO_OWNER, store_from_url
+from flask_jobify.stores import sqlite as sqlite_store
 from flask_jobify.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
 WORKERS = 4
@@ -317,8 +319,189 @@ def test_get_and_list_use_indexes_at_100k_jobs(store, monkeypatch) -> None:
         lambda: store.list(limit=10),
         lambda: store.list(limit=10, after=cursor),
         lambda: store.list(limit=10, owner="owner7", after=cursor),
+        lambda: store.list(limit=10, owner=NO_OWNER, after=cursor),
         lambda: store.list(limit=10, status=JobStatus.PENDING, operation="op1"),
     ):
         plan = plan_of(listing)
         assert "USING INDEX jobs_created" in plan or "USING INDEX jobs_owner" in plan, plan
         assert "TEMP B-TREE" not in plan, plan  # no sort: rows come in index order
+
+
+# -- what stays on disk ------------------------------------------------------------
+def _on_disk(path: str) -> bytes:
+    """The raw bytes of the database file and of its WAL."""
+    data = b""
+    for name in (path, path + "-wal"):
+        if os.path.exists(name):
+            with open(name, "rb") as file:
+                data += file.read()
+    return data
+
+
+def _sizes(path: str) -> tuple[int, int]:
+    wal = path + "-wal"
+    return os.path.getsize(path), os.path.getsize(wal) if os.path.exists(wal) else 0
+
+
+@pytest.mark.parametrize("where", ["wal", "file"])
+def test_saved_request_leaves_no_trace_on_disk_once_the_job_ends(store, path, where) -> None:
+    secret = f"Bearer {uuid.uuid4().hex}".encode()
+    job = _job(status=JobStatus.RUNNING, attempts=1)
+    store.create(job)
+    # A body of 20 KB: the row spills into overflow pages, which are freed too.
+    request = json.dumps({"headers": [["Authorization", secret.decode()]],
+                          "body": f"{secret.decode()} " * 500}).encode()
+    store.save_request(job.id, request)
+    if where == "file":  # the job ran long: a checkpoint copied the request into the file
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+        db.close()
+        with open(path, "rb") as file:
+            assert secret in file.read()
+    else:
+        with open(path + "-wal", "rb") as file:
+            assert secret in file.read()
+    assert store.update(job.id, {"status": JobStatus.SUCCEEDED},
+                        result=StoredResponse(200, [], b"done"))
+    assert secret not in _on_disk(path)
+
+
+def test_saved_request_of_a_deleted_job_leaves_no_trace(store, path) -> None:
+    secret = f"Bearer {uuid.uuid4().hex}".encode()
+    job = _job(status=JobStatus.RUNNING, attempts=1)
+    store.create(job)
+    store.save_request(job.id, b"Authorization: " + secret)
+    assert secret in _on_disk(path)
+    assert store.delete(job.id)
+    assert secret not in _on_disk(path)
+
+
+def test_saved_request_read_meanwhile_is_gone_after_the_sweep(store, path) -> None:
+    """A reader holding a snapshot keeps the ending job's checkpoint from
+    truncating the WAL; the next sweep does it."""
+    secret = f"Bearer {uuid.uuid4().hex}".encode()
+    job = _job(status=JobStatus.RUNNING, attempts=1)
+    store.create(job)
+    store.save_request(job.id, b"Authorization: " + secret)
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM requests").fetchone()  # a snapshot with the request
+    assert store.update(job.id, {"status": JobStatus.SUCCEEDED})
+    assert secret in _on_disk(path)  # could not truncate: the reader may need those pages
+    reader.execute("COMMIT")
+    reader.close()
+    store.purge_expired()
+    assert secret not in _on_disk(path)
+
+
+def _run_retryable_app(path: str, secret: str) -> None:
+    """A retryable job submitted with a secret ``Authorization`` through the
+    app: its request is saved in the store while it runs, and gone after."""
+    from flask import Flask
+
+    from flask_jobify import Jobify
+
+    gate = threading.Event()
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE=f"sqlite:///{path}", JOBIFY_DROP_HEADERS=())
+    jobify = Jobify(app)
+
+    @app.post("/charge")
+    @jobify.job(retries=2, retryable=True)
+    def charge() -> t.Any:
+        gate.wait(30)
+        return {"charged": True}
+
+    client = app.test_client()
+    try:
+        accepted = client.post("/charge", headers={"X-Job-Flag": "ON",
+                                                   "Authorization": secret})
+        assert accepted.status_code == 202
+        job_id = accepted.get_json()["jobId"]
+        store = app.extensions["jobify"].store
+        assert secret.encode() in store.load_request(job_id)
+        assert secret.encode() in _on_disk(path)  # the test can fail: it is there now
+        gate.set()
+        deadline = time.monotonic() + 30
+        while client.get(f"/jobs/{job_id}?wait=5").get_json()["status"] != "succeeded":
+            assert time.monotonic() < deadline
+        assert client.get(f"/jobs/{job_id}/result").get_json() == {"charged": True}
+        # The job thread checkpoints just after it committed the end, which
+        # a poll may see first: wait for it, briefly.
+        deadline = time.monotonic() + 5
+        while secret.encode() in _on_disk(path):
+            assert time.monotonic() < deadline, "the request is still on disk"
+            time.sleep(0.01)
+    finally:
+        gate.set()
+        app.extensions["jobify"].shutdown(grace=5)
+        app.extensions["jobify"].store.close()
+
+
+def test_retryable_job_credentials_leave_the_file_and_wal_when_it_ends(path) -> None:
+    _run_retryable_app(path, f"Bearer {uuid.uuid4().hex}")
+
+
+def test_file_and_wal_shrink_after_a_purge(store, path, monkeypatch) -> None:
+    # Small steps, so that the sweep's loops take several turns.
+    monkeypatch.setattr(sqlite_store, "PURGE_BATCH", 64)
+    monkeypatch.setattr(sqlite_store, "VACUUM_STEP", 256)
+    monkeypatch.setattr(sqlite_store, "WAL_BURST_LIMIT", 1024 * 1024)
+    body = os.urandom(10 * 1024)
+    jobs = [_job(status=JobStatus.RUNNING, attempts=1, result_ttl=0.0) for _ in range(300)]
+    for job in jobs:
+        store.create(job)
+        store.update(job.id, {"status": JobStatus.SUCCEEDED},
+                     result=StoredResponse(200, [], body))
+    full, full_wal = _sizes(path)
+    assert full + full_wal > 300 * 10 * 1024
+    assert store.purge_expired(now=time.time() + 1) == 300
+    size, wal = _sizes(path)
+    assert wal == 0, "the sweep truncates the WAL"
+    assert size < 200 * 1024, f"{size} bytes left of {full}: the freed pages went back"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+        assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    db.close()
+
+
+def test_every_connection_zeroes_deleted_rows_and_bounds_the_wal(store) -> None:
+    db = store._connection()
+    assert db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    assert db.execute("PRAGMA journal_size_limit").fetchone()[0] == sqlite_store.WAL_SIZE_LIMIT
+
+
+def _file_without_auto_vacuum(path: str) -> None:
+    """A store file as earlier versions made it: no auto_vacuum."""
+    store = SQLiteStore(path)
+    store.create(_job())
+    store.close()
+    with sqlite3.connect(path, isolation_level=None) as db:
+        db.execute("PRAGMA auto_vacuum = NONE")
+        db.execute("VACUUM")
+        assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    db.close()
+
+
+def test_small_file_without_auto_vacuum_is_converted_on_opening(path) -> None:
+    _file_without_auto_vacuum(path)
+    store = SQLiteStore(path)
+    try:
+        assert len(store.list()) == 1
+        assert store._connection().execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    finally:
+        store.close()
+
+
+def test_large_file_without_auto_vacuum_is_left_with_a_warning(path, monkeypatch, caplog) -> None:
+    _file_without_auto_vacuum(path)
+    monkeypatch.setattr(sqlite_store, "VACUUM_ON_OPEN_LIMIT", 0)
+    with caplog.at_level("WARNING", logger="flask_jobify"):
+        store = SQLiteStore(path)
+    try:
+        assert len(store.list()) == 1
+        assert store._connection().execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+        assert "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;" in caplog.text
+        store.purge_expired()  # incremental_vacuum is a no-op on such a file
+    finally:
+        store.close()

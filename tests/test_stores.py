@@ -4,13 +4,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import typing as t
 
 import pytest
 
 from flask_jobify.errors import StoreError
 from flask_jobify.models import Job, JobError, JobProgress, JobStatus, StoredResponse, new_job_id
 from flask_jobify.stores import store_from_url
-from flask_jobify.stores.base import JobStore
+from flask_jobify.stores.base import NO_OWNER, JobStore
 
 
 def make_job(**fields) -> Job:
@@ -170,6 +171,111 @@ def test_store_list_newest_first_with_filters_and_cursor(store: JobStore) -> Non
     assert [j.id for j in store.list(operation="a")] == [jobs[5].id, jobs[3].id, jobs[1].id]
     assert [j.id for j in store.list(status=JobStatus.SUCCEEDED)] == [jobs[0].id]
     assert [j.id for j in store.list(owner="o1")] == [jobs[4].id, jobs[1].id]
+
+
+def test_store_list_no_owner_keeps_jobs_without_one(store: JobStore) -> None:
+    base = time.time()
+    jobs = [make_job(created_at=base + i, owner=None if i % 3 == 0 else f"o{i}",
+                     operation="a" if i % 2 else "b") for i in range(12)]
+    for job in jobs:
+        store.create(job)
+    ownerless = [job.id for job in reversed(jobs) if job.owner is None]  # 9, 6, 3, 0
+    assert [j.id for j in store.list(owner=NO_OWNER)] == ownerless
+    page = store.list(owner=NO_OWNER, limit=3)
+    assert [j.id for j in page] == ownerless[:3]
+    rest = store.list(owner=NO_OWNER, limit=3, after=(page[-1].created_at, page[-1].id))
+    assert [j.id for j in rest] == ownerless[3:]
+    assert [j.id for j in store.list(owner=NO_OWNER, operation="b")] == [jobs[6].id, jobs[0].id]
+    store.update(jobs[3].id, {"status": JobStatus.SUCCEEDED})
+    assert [j.id for j in store.list(owner=NO_OWNER, status=JobStatus.SUCCEEDED)] == [jobs[3].id]
+    store.update(jobs[9].id, {"owner": "o9"})  # given an owner: leaves the listing
+    store.update(jobs[4].id, {"owner": None})  # owner dropped: joins it
+    store.delete(jobs[6].id)
+    assert [j.id for j in store.list(owner=NO_OWNER)] == [jobs[4].id, jobs[3].id, jobs[0].id]
+    assert [j.id for j in store.list(owner="o9")] == [jobs[9].id]
+    assert store.list(owner="o4") == []
+    store.update(jobs[0].id, {"status": JobStatus.CANCELLED, "result_ttl": 0.0})
+    assert [j.id for j in store.list(owner=NO_OWNER)] == [jobs[4].id, jobs[3].id]  # expired
+    assert store.purge_expired(now=time.time() + 1) == 1
+    assert [j.id for j in store.list(owner=NO_OWNER)] == [jobs[4].id, jobs[3].id]
+    assert len(store.list(limit=100)) == 10
+
+
+@contextlib.contextmanager
+def counting_reads(store: JobStore) -> t.Iterator[list[int]]:
+    """Count what ``store`` reads meanwhile, in its own unit: memory, the
+    jobs whose expiry it checks; SQLite, its virtual machine's instructions
+    (by tens); Redis, the index members and records it fetches."""
+    count = [0]
+    kind = type(store).__name__
+    if kind == "MemoryStore":
+        from flask_jobify.stores import memory
+
+        real = memory.is_expired
+
+        def is_expired(job: Job, now: float | None = None) -> bool:
+            count[0] += 1
+            return real(job, now)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(memory, "is_expired", is_expired)
+            yield count
+    elif kind == "SQLiteStore":
+        db = store._connection()  # type: ignore[attr-defined]
+
+        def step() -> int:
+            count[0] += 1
+            return 0
+
+        db.set_progress_handler(step, 10)
+        try:
+            yield count
+        finally:
+            db.set_progress_handler(None, 10)
+    else:
+        client = store._db  # type: ignore[attr-defined]
+
+        class Counted:
+            def __getattr__(self, name: str) -> t.Any:
+                return getattr(client, name)
+
+            def zrevrangebyscore(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+                entries = client.zrevrangebyscore(*args, **kwargs)
+                count[0] += len(entries)
+                return entries
+
+            def mget(self, keys: t.Any, *args: t.Any) -> t.Any:
+                count[0] += len(keys)
+                return client.mget(keys, *args)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(store, "_db", Counted())
+            yield count
+
+
+def test_store_list_reads_only_the_owner_filtered(store: JobStore) -> None:
+    """A page of ownerless jobs, or of one owner's, costs the same next to
+    2,000 jobs of other owners as next to 100: the store reads its index of
+    that owner, not every job (the anonymous ``GET /jobs`` used to)."""
+    base = time.time() - 10_000
+    for i in range(5):  # the oldest jobs: a scan would meet every other job first
+        store.create(make_job(created_at=base + i))
+        store.create(make_job(created_at=base + i, owner="rare"))
+    costs: dict[str, list[int]] = {"none": [], "rare": []}
+    created = 0
+    for total in (100, 2000):
+        for i in range(created, total):
+            store.create(make_job(created_at=base + 10 + i, owner=f"user{i % 10}"))
+        created = total
+        for name, owner in (("none", NO_OWNER), ("rare", "rare")):
+            with counting_reads(store) as count:
+                page = store.list(owner=owner, limit=3)
+            assert len(page) == 3 and all(job.owner == (None if name == "none" else "rare")
+                                          for job in page)
+            costs[name].append(count[0])
+    for small, large in costs.values():
+        # An index seek grows with log(n); a scan would be 20 times the cost.
+        assert large <= small * 1.5 + 5, costs
 
 
 def test_store_wait_returns_on_change(store: JobStore) -> None:

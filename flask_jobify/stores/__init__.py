@@ -4,7 +4,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from ..errors import StoreError
-from .base import JobStore
+from .base import NO_OWNER, JobStore
 from .memory import MemoryStore
 
 
@@ -38,4 +38,4 @@ def store_from_url(url: str, *, redis_prefix: str | None = None) -> JobStore:
     )
 
 
-__all__ = ["JobStore", "MemoryStore", "store_from_url"]
+__all__ = ["NO_OWNER", "JobStore", "MemoryStore", "store_from_url"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import enum
 import functools
 import time
 import typing as t
@@ -23,6 +24,27 @@ from ..models import ACTIVE_STATUSES, Job, JobStatus, StoredResponse
 
 #: A listing cursor: ``(created_at, id)`` of the last job of the previous page.
 Cursor = t.Tuple[float, str]
+
+
+class NoOwner(enum.Enum):
+    """The type of :data:`NO_OWNER`, a sentinel (an enum, so that type
+    checkers narrow ``owner is NO_OWNER``)."""
+
+    NO_OWNER = "no owner"
+
+    def __repr__(self) -> str:
+        return "NO_OWNER"
+
+
+#: ``store.list(owner=NO_OWNER)`` lists only the jobs that have no owner:
+#: what a caller the owner loader names ``None`` may see.
+#:
+#: .. versionadded:: 0.1
+NO_OWNER: t.Final = NoOwner.NO_OWNER
+
+#: The ``owner`` filter of :meth:`JobStore.list`: ``None`` (every job), an
+#: owner's id (that owner's jobs) or :data:`NO_OWNER` (jobs without an owner).
+OwnerFilter = t.Union[str, NoOwner, None]
 
 #: What :meth:`JobStore.watching` gives: ``wait(version, timeout)``, as
 #: :meth:`JobStore.wait` for the watched job.
@@ -141,7 +163,7 @@ class JobStore(abc.ABC):
         *,
         status: JobStatus | None = None,
         operation: str | None = None,
-        owner: str | None = None,
+        owner: OwnerFilter = None,
         limit: int = 50,
         after: Cursor | None = None,
     ) -> list[Job]:
@@ -149,7 +171,13 @@ class JobStore(abc.ABC):
 
         ``after`` is the ``(created_at, id)`` of the last job of the previous
         page: only jobs strictly older (in ``(created_at, id)`` order) are
-        returned. ``owner``, when given, keeps only that owner's jobs.
+        returned. ``owner`` keeps only that owner's jobs; :data:`NO_OWNER`
+        keeps only jobs without an owner; ``None`` keeps every job.
+
+        Each ``owner`` filter is indexed: a page must not read the jobs the
+        filter leaves out, so that listing the 10 jobs of one owner, or the
+        10 without one, costs the same next to 100,000 jobs of others as
+        next to none.
         """
 
     @abc.abstractmethod
@@ -244,4 +272,14 @@ def is_expired(job: Job, now: float | None = None) -> bool:
     )
 
 
-__all__ = ["ACTIVE_STATUSES", "Cursor", "JobStore", "apply_changes", "is_expired", "status_allowed"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "NO_OWNER",
+    "Cursor",
+    "JobStore",
+    "NoOwner",
+    "OwnerFilter",
+    "apply_changes",
+    "is_expired",
+    "status_allowed",
+]

@@ -1,6 +1,7 @@
 """A job store in this process's memory: fast, and lost on restart."""
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import threading
@@ -9,7 +10,18 @@ import typing as t
 
 from ..errors import StoreError
 from ..models import Job, JobStatus, StoredResponse
-from .base import Cursor, JobStore, apply_changes, is_expired, status_allowed
+from .base import (
+    NO_OWNER,
+    Cursor,
+    JobStore,
+    OwnerFilter,
+    apply_changes,
+    is_expired,
+    status_allowed,
+)
+
+#: A job's place in the listing order: ``(created_at, id)``.
+_Key = t.Tuple[float, str]
 
 
 def _copy(job: Job) -> Job:
@@ -25,6 +37,11 @@ class MemoryStore(JobStore):
     servers, tests and demos (``JOBIFY_STORE = "memory://"``).
     Records are copied on the way in and out, so callers never share a
     mutable record with the store.
+
+    Listing walks sorted ``(created_at, id)`` lists, one of every job and
+    one per owner (jobs without an owner under ``None``), kept under the
+    same lock: a page of one owner's jobs, or of ownerless ones, reads that
+    page and the expired jobs not yet purged, never the other owners' jobs.
     """
 
     shared_across_processes = False
@@ -32,10 +49,26 @@ class MemoryStore(JobStore):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        # Insertion order is creation order, which listing relies on.
         self._jobs: dict[str, Job] = {}
         self._results: dict[str, StoredResponse] = {}
         self._requests: dict[str, bytes] = {}
+        self._all: list[_Key] = []
+        self._by_owner: dict[str | None, list[_Key]] = {}
+
+    # -- the listing indexes (the lock is held) ----------------------------
+    def _index(self, job: Job) -> None:
+        key = (job.created_at, job.id)
+        bisect.insort(self._all, key)
+        bisect.insort(self._by_owner.setdefault(job.owner, []), key)
+
+    def _unindex(self, key: _Key, owner: str | None) -> None:
+        owned = self._by_owner.get(owner, [])
+        for keys in (self._all, owned):
+            at = bisect.bisect_left(keys, key)
+            if at < len(keys) and keys[at] == key:
+                del keys[at]
+        if not owned:
+            self._by_owner.pop(owner, None)  # an owner whose jobs are all gone
 
     def _live(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
@@ -48,6 +81,7 @@ class MemoryStore(JobStore):
             if job.id in self._jobs:
                 raise StoreError(f"A job with id {job.id!r} exists already.")
             self._jobs[job.id] = _copy(job)
+            self._index(job)
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -67,7 +101,11 @@ class MemoryStore(JobStore):
             job = self._live(job_id)
             if job is None or not status_allowed(job, only_if, expect):
                 return None
+            key, owner = (job.created_at, job.id), job.owner
             apply_changes(job, changes)
+            if (job.created_at, job.owner) != (key[0], owner):
+                self._unindex(key, owner)
+                self._index(job)
             if result is not None:
                 self._results[job_id] = result
             if job.is_final:
@@ -117,35 +155,41 @@ class MemoryStore(JobStore):
         with self._lock:
             self._results.pop(job_id, None)
             self._requests.pop(job_id, None)
-            existed = self._jobs.pop(job_id, None) is not None
+            job = self._jobs.pop(job_id, None)
+            if job is not None:
+                self._unindex((job.created_at, job.id), job.owner)
             self._changed.notify_all()
-            return existed
+            return job is not None
 
     def list(
         self,
         *,
         status: JobStatus | None = None,
         operation: str | None = None,
-        owner: str | None = None,
+        owner: OwnerFilter = None,
         limit: int = 50,
         after: Cursor | None = None,
     ) -> list[Job]:
+        """Walk the owner's index (or that of every job) newest first from
+        the cursor, checking the other filters: reads the page, the jobs of
+        this owner the filters leave out, and expired jobs not yet purged."""
         now = time.time()
+        found: list[Job] = []
         with self._lock:
-            candidates = sorted(
-                (
-                    job
-                    for job in self._jobs.values()
-                    if not is_expired(job, now)
-                    and (status is None or job.status == status)
-                    and (operation is None or job.operation == operation)
-                    and (owner is None or job.owner == owner)
-                    and (after is None or (job.created_at, job.id) < tuple(after))
-                ),
-                key=lambda job: (job.created_at, job.id),
-                reverse=True,
-            )
-            return [_copy(job) for job in candidates[:limit]]
+            if owner is None:
+                keys = self._all
+            else:
+                keys = self._by_owner.get(None if owner is NO_OWNER else owner, [])
+            end = len(keys) if after is None else bisect.bisect_left(keys, (after[0], after[1]))
+            for at in range(end - 1, -1, -1):
+                if len(found) >= limit:
+                    break
+                job = self._jobs[keys[at][1]]
+                if (not is_expired(job, now)
+                        and (status is None or job.status == status)
+                        and (operation is None or job.operation == operation)):
+                    found.append(_copy(job))
+        return found
 
     def wait(self, job_id: str, version: int, timeout: float) -> Job | None:
         deadline = time.monotonic() + timeout
@@ -167,6 +211,10 @@ class MemoryStore(JobStore):
                 del self._jobs[job_id]
                 self._results.pop(job_id, None)
                 self._requests.pop(job_id, None)
-            if expired:
+            if expired:  # one pass over each index, not one removal per job
+                self._all = [key for key in self._all if key[1] in self._jobs]
+                self._by_owner = {
+                    owner: kept for owner, keys in self._by_owner.items()
+                    if (kept := [key for key in keys if key[1] in self._jobs])}
                 self._changed.notify_all()
             return len(expired)

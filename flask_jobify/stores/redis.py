@@ -16,8 +16,10 @@ import redis
 from ..errors import StoreError
 from ..models import Job, JobStatus, StoredResponse
 from .base import (
+    NO_OWNER,
     Cursor,
     JobStore,
+    OwnerFilter,
     WaitForChange,
     apply_changes,
     is_expired,
@@ -201,7 +203,8 @@ class RedisStore(JobStore):
     which :meth:`expired_leases` walks), and sorted sets of ids scored by
     ``created_at``, kept in the record's transaction: ``{prefix}:jobs``,
     ``{prefix}:status:{status}``, ``{prefix}:operation:{name}``,
-    ``{prefix}:owner:{owner}``. A filtered
+    ``{prefix}:owner:{owner}``, ``{prefix}:ownerless`` (jobs without an
+    owner, which an anonymous caller lists). A filtered
     page walks its own index (the smallest, for several filters), so it
     costs the same at 100,000 jobs as at 10, where filtering ``jobs`` here
     would read every job to find a rare one. A finished job's keys expire
@@ -234,6 +237,7 @@ class RedisStore(JobStore):
         self._expiry = f"{prefix}:expiry"
         self._final = f"{prefix}:final"
         self._leases = f"{prefix}:leases"
+        self._ownerless = f"{prefix}:ownerless"
         self._channel = f"{prefix}:changed"
         self._create = client.register_script(_CREATE)
         self._save_request = client.register_script(_SAVE_REQUEST)
@@ -277,8 +281,7 @@ class RedisStore(JobStore):
     def _indexes(self, job: Job) -> list[str]:
         """The sorted sets that list ``job``, besides ``{prefix}:jobs``."""
         keys = [self._key("status", job.status.value), self._key("operation", job.operation)]
-        if job.owner is not None:
-            keys.append(self._key("owner", job.owner))
+        keys.append(self._ownerless if job.owner is None else self._key("owner", job.owner))
         return keys
 
     @staticmethod
@@ -470,13 +473,15 @@ class RedisStore(JobStore):
         *,
         status: JobStatus | None = None,
         operation: str | None = None,
-        owner: str | None = None,
+        owner: OwnerFilter = None,
         limit: int = 50,
         after: Cursor | None = None,
     ) -> list[Job]:
         filters = {"status": None if status is None else JobStatus(status).value,
-                   "operation": operation, "owner": owner}
+                   "operation": operation, "owner": None if owner is NO_OWNER else owner}
         indexes = [self._key(kind, value) for kind, value in filters.items() if value is not None]
+        if owner is NO_OWNER:
+            indexes.append(self._ownerless)
         index = indexes[0] if indexes else self._all
         if len(indexes) > 1:  # walk the smallest, check the other filters here
             pipe = self._db.pipeline(transaction=False)
@@ -487,7 +492,7 @@ class RedisStore(JobStore):
         def wanted(job: Job) -> bool:
             return ((status is None or job.status == status)
                     and (operation is None or job.operation == operation)
-                    and (owner is None or job.owner == owner)
+                    and (owner is None or job.owner == (None if owner is NO_OWNER else owner))
                     and (after is None or (job.created_at, job.id) < tuple(after)))
 
         # Walk the index newest first from the cursor's score. Equal scores

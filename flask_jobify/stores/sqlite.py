@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -13,7 +14,38 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import StoreError
 from ..models import Job, JobStatus, StoredResponse
-from .base import Cursor, JobStore, apply_changes, is_expired, status_allowed
+from .base import (
+    NO_OWNER,
+    Cursor,
+    JobStore,
+    OwnerFilter,
+    apply_changes,
+    is_expired,
+    status_allowed,
+)
+
+logger = logging.getLogger("flask_jobify")
+
+#: Bytes the WAL is cut back to each time it starts over after a checkpoint
+#: (``PRAGMA journal_size_limit``): a burst may grow it, but not for good.
+WAL_SIZE_LIMIT = 8 * 1024 * 1024
+#: A WAL past this many bytes after a commit is checkpointed by the writer
+#: that saw it: readers that never all pause at once (long-polls) keep
+#: SQLite's own checkpoints from starting the WAL over, and it would grow
+#: for as long as a burst lasts.
+WAL_BURST_LIMIT = 64 * 1024 * 1024
+#: Expired jobs deleted per transaction by a sweep (SQLite's default limit
+#: of bound parameters is 32,766).
+PURGE_BATCH = 500
+#: Pages a sweep gives back to the file system per transaction (16 MiB).
+VACUUM_STEP = 4096
+#: Seconds a checkpoint waits for other connections' reads and writes to
+#: end; then it gives up until the next sweep, rather than hold its caller.
+CHECKPOINT_PATIENCE = 0.25
+#: A file made without ``auto_vacuum`` (before Flask-Jobify set it) is
+#: converted with ``VACUUM`` on opening when it is at most this many bytes;
+#: a larger one is left as it is, with a warning, as a ``VACUUM`` copies it.
+VACUUM_ON_OPEN_LIMIT = 32 * 1024 * 1024
 
 #: Layout of the tables, kept in the file's ``PRAGMA user_version``. Version 2
 #: added ``jobs.lease_until``, its index and the ``requests`` table.
@@ -24,7 +56,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL, expires_at REAL, version INTEGER NOT NULL, data TEXT NOT NULL,
     lease_until REAL
 );
--- Listing: newest first by (created_at, id), for everyone or for one owner.
+-- Listing: newest first by (created_at, id), for everyone or for one owner
+-- (or for none: "owner IS NULL" is a lookup in jobs_owner too).
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created_at, id);
 CREATE INDEX IF NOT EXISTS jobs_expires ON jobs (expires_at) WHERE expires_at IS NOT NULL;
@@ -57,10 +90,12 @@ def _live(rows: list[t.Any]) -> Job | None:
     return None if job is None or is_expired(job) else job
 
 
-def _forget(db: sqlite3.Connection, job_id: str) -> bool:
+def _forget(db: sqlite3.Connection, job_id: str) -> tuple[bool, bool]:
+    """Delete a job, its result and its request; tell whether the job
+    existed and whether it had a saved request."""
     db.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
-    db.execute("DELETE FROM requests WHERE job_id = ?", (job_id,))
-    return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+    had_request = db.execute("DELETE FROM requests WHERE job_id = ?", (job_id,)).rowcount > 0
+    return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0, had_request
 
 
 class _Process:
@@ -112,6 +147,19 @@ class SQLiteStore(JobStore):
     within ``poll_interval`` seconds for changes made in another, since
     SQLite cannot notify across processes.
 
+    What stays on disk: the file uses ``auto_vacuum = INCREMENTAL`` and
+    every connection ``secure_delete = ON`` (deleted rows are overwritten
+    with zeros) and ``journal_size_limit =`` :data:`WAL_SIZE_LIMIT`; a
+    write that leaves the WAL past :data:`WAL_BURST_LIMIT` checkpoints it.
+    :meth:`purge_expired` (the sweep) returns the pages it freed to the
+    file system (``PRAGMA incremental_vacuum``) and checkpoints the WAL
+    into the file, truncating it to nothing (``wal_checkpoint(TRUNCATE)``).
+    A job that ends, or is deleted, with a saved request (which may hold
+    credentials) is checkpointed at once as well, so that no copy of the
+    request stays in the WAL. A checkpoint waits at most
+    :data:`CHECKPOINT_PATIENCE` for other connections; if one still reads
+    or writes, the next sweep does it.
+
     :param path: the database file, relative to the working folder when the
         store is created; its folder is created if needed.
     :param poll_interval: seconds between two reads of a waited-on job.
@@ -127,6 +175,7 @@ class SQLiteStore(JobStore):
         if not path or path == ":memory:" or path.startswith("file:"):
             raise StoreError(f"SQLiteStore needs a file path, not {path!r} (use memory://).")
         self.path = os.path.abspath(path)
+        self._wal = self.path + "-wal"
         self.poll_interval = poll_interval
         self.busy_timeout = busy_timeout
         self._processes: dict[int, _Process] = {}
@@ -162,6 +211,8 @@ class SQLiteStore(JobStore):
             db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                  check_same_thread=False)
             db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA secure_delete = ON")
+            db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             held = process.local.db = _Connection(db)
             with process.lock:
                 process.connections.add(held)
@@ -187,6 +238,13 @@ class SQLiteStore(JobStore):
             finally:
                 if db.in_transaction:  # an exception, or COMMIT failed
                     db.execute("ROLLBACK")
+        self._bound_wal()
+
+    def _bound_wal(self) -> None:
+        """Checkpoint a WAL past :data:`WAL_BURST_LIMIT`; a ``stat`` otherwise."""
+        with contextlib.suppress(OSError):
+            if os.path.getsize(self._wal) > WAL_BURST_LIMIT:
+                self._checkpoint()
 
     def _fetch(self, sql: str, *params: t.Any) -> list[t.Any]:
         with self._errors():
@@ -198,8 +256,64 @@ class SQLiteStore(JobStore):
             process.generation += 1
             process.changed.notify_all()
 
+    def _checkpoint(self) -> bool:
+        """Copy the WAL into the file and truncate it to nothing, waiting up
+        to :data:`CHECKPOINT_PATIENCE` for other connections. Return whether
+        it was done; never raise (the caller's write is committed already)."""
+        db = self._connection()
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_PATIENCE * 1000)}")
+            try:
+                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        except sqlite3.Error as exc:
+            logger.debug("SQLite job store %s: checkpoint failed: %s", self.path, exc)
+            return False
+        return not busy
+
+    def _vacuum(self) -> None:
+        """Give the file's free pages back to the file system,
+        :data:`VACUUM_STEP` pages per transaction: each freed page goes
+        through the WAL, which :meth:`_bound_wal` checkpoints between two.
+        Scripts, because ``incremental_vacuum`` frees one page per step and
+        a script steps it to the end."""
+        db = self._connection()
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return  # a file left without auto_vacuum (see _use_incremental_vacuum)
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        while free:
+            try:
+                db.executescript(
+                    f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum({VACUUM_STEP}); COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            self._bound_wal()
+            left = db.execute("PRAGMA freelist_count").fetchone()[0]
+            free = left if left < free else 0  # none freed: another process is at it
+
+    def _use_incremental_vacuum(self, db: sqlite3.Connection) -> None:
+        """Convert a file made without ``auto_vacuum``, if it is small enough
+        to copy at once (:data:`VACUUM_ON_OPEN_LIMIT`); else warn."""
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 0:
+            return
+        size = (db.execute("PRAGMA page_count").fetchone()[0]
+                * db.execute("PRAGMA page_size").fetchone()[0])
+        if size > VACUUM_ON_OPEN_LIMIT:
+            logger.warning(
+                "SQLite job store %s was made without auto_vacuum: it will not shrink"
+                " after purges. With the app stopped, run: sqlite3 %s"
+                " 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;'", self.path, self.path)
+            return
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        db.execute("VACUUM")  # takes the write lock; another process may do it too
+        self._checkpoint()
+
     def _create_schema(self) -> None:
         db = self._connection()
+        # Only a file without tables takes it; an older file is converted below.
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         # WAL is a property of the file. Switching takes an exclusive lock
         # without waiting for it, so processes starting at once retry.
         deadline = time.monotonic() + self.busy_timeout
@@ -226,6 +340,7 @@ class SQLiteStore(JobStore):
             for statement in _SCHEMA.split(";"):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._use_incremental_vacuum(db)
 
     # -- the contract --------------------------------------------------------------
     def create(self, job: Job) -> None:
@@ -242,7 +357,7 @@ class SQLiteStore(JobStore):
             existing = _live(db.execute(_GET, (job.id,)).fetchall())
             if existing is not None:
                 return existing
-            _forget(db, job.id)
+            _forget(db, job.id)  # an expired job: its request went when it ended
             db.execute(_INSERT, _row(job))
         return None
 
@@ -258,6 +373,9 @@ class SQLiteStore(JobStore):
         result: StoredResponse | None = None,
         expect: t.Mapping[str, t.Any] | None = None,
     ) -> Job | None:
+        """One transaction. When the job ends with a saved request, the
+        request's row is zeroed and the WAL checkpointed (see the class)."""
+        had_request = False
         with self._transaction() as db:
             job = _live(db.execute(_GET, (job_id,)).fetchall())
             if job is None or not status_allowed(job, only_if, expect):
@@ -270,8 +388,11 @@ class SQLiteStore(JobStore):
                 db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
                            (job_id, result.status, result.head_json(), result.body))
             if job.is_final:
-                db.execute("DELETE FROM requests WHERE job_id = ?", (job_id,))
+                had_request = db.execute(
+                    "DELETE FROM requests WHERE job_id = ?", (job_id,)).rowcount > 0
         self._notify()
+        if had_request:
+            self._checkpoint()
         return job
 
     def renew_leases(self, leases: t.Mapping[str, int], until: float) -> set[str]:
@@ -327,8 +448,10 @@ class SQLiteStore(JobStore):
 
     def delete(self, job_id: str) -> bool:
         with self._transaction() as db:
-            existed = _forget(db, job_id)
+            existed, had_request = _forget(db, job_id)
         self._notify()
+        if had_request:
+            self._checkpoint()
         return existed
 
     def list(
@@ -336,17 +459,24 @@ class SQLiteStore(JobStore):
         *,
         status: JobStatus | None = None,
         operation: str | None = None,
-        owner: str | None = None,
+        owner: OwnerFilter = None,
         limit: int = 50,
         after: Cursor | None = None,
     ) -> list[Job]:
+        """One ``SELECT``. With an ``owner`` filter it walks the index
+        ``jobs_owner`` (``owner IS NULL`` for :data:`NO_OWNER` is a lookup in
+        it too), whose rows are in listing order: no sort, and no row of
+        another owner read."""
         where: list[str] = [_LIVE]
         params: list[t.Any] = [time.time()]
-        filters = (("status", status and status.value), ("operation", operation), ("owner", owner))
+        filters = (("status", status and status.value), ("operation", operation),
+                   ("owner", None if owner is NO_OWNER else owner))
         for column, value in filters:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if owner is NO_OWNER:
+            where.append("owner IS NULL")
         if after is not None:
             # Strictly older in (created_at, id) order, as a range the index can seek.
             where.append("created_at <= ? AND (created_at < ? OR id < ?)")
@@ -372,14 +502,29 @@ class SQLiteStore(JobStore):
                     process.changed.wait(min(remaining, self.poll_interval))
 
     def purge_expired(self, now: float | None = None) -> int:
+        """Delete the expired jobs, :data:`PURGE_BATCH` per transaction (so
+        other writers get their turn, and the WAL a checkpoint between two);
+        then give the freed pages back (``incremental_vacuum``) and
+        checkpoint the WAL, truncating it (see the class): a sweep keeps the
+        file and its WAL at the size of the live jobs."""
         now = time.time() if now is None else now
-        with self._transaction() as db:
-            for table in ("results", "requests"):
-                db.execute(f"DELETE FROM {table} WHERE job_id IN"
-                           " (SELECT id FROM jobs WHERE expires_at <= ?)", (now,))
-            purged: int = db.execute("DELETE FROM jobs WHERE expires_at <= ?", (now,)).rowcount
+        purged = 0
+        while True:
+            with self._transaction() as db:
+                ids = [job_id for (job_id,) in db.execute(
+                    "SELECT id FROM jobs WHERE expires_at <= ? LIMIT ?", (now, PURGE_BATCH))]
+                marks = ", ".join("?" * len(ids))
+                for table in ("results", "requests"):
+                    db.execute(f"DELETE FROM {table} WHERE job_id IN ({marks})", ids)
+                db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+            purged += len(ids)
+            if len(ids) < PURGE_BATCH:
+                break
         if purged:
             self._notify()
+        with self._errors():
+            self._vacuum()
+        self._checkpoint()
         return purged
 
     def close(self) -> None:
