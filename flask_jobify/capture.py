@@ -75,7 +75,9 @@ class CapturedBody:
             longer than Flask's ``MAX_CONTENT_LENGTH`` (werkzeug's
             :func:`~werkzeug.wsgi.get_input_stream` enforces it).
         """
-        file = tempfile.SpooledTemporaryFile(max_size=threshold, prefix="jobify-body-")
+        file: t.Any = (  # max_size=0 would mean "never roll over"
+            tempfile.SpooledTemporaryFile(max_size=threshold, prefix="jobify-body-")
+            if threshold > 0 else tempfile.TemporaryFile(prefix="jobify-body-"))
         size = 0
         while True:
             chunk = stream.read(_CHUNK)

@@ -67,7 +67,7 @@ def decode_cursor(cursor: str, secret_keys: t.Sequence[str | bytes]) -> tuple[fl
         if not is_valid_job_id(job_id):
             raise ValueError("not a job id")
         return float(created_at), job_id
-    except (BadData, ValueError, TypeError):
+    except (BadData, ValueError, TypeError, OverflowError):  # OverflowError: 10**309
         raise InvalidArgument(
             "cursor is not a nextCursor this server gave out; start again without it.",
             details={"cursor": ["Invalid cursor."]},

@@ -18,6 +18,7 @@ from werkzeug.exceptions import (
     HTTPException,
     NotFound,
     NotImplemented,
+    PreconditionFailed as WerkzeugPreconditionFailed,
     RequestEntityTooLarge,
     ServiceUnavailable,
     UnprocessableEntity,
@@ -90,12 +91,23 @@ class ConfigError(JobifyError, ValueError):
     """
 
     def __init__(self, key: str, expected: str, value: t.Any, *, secret: bool = False) -> None:
-        shown = f"a {type(value).__name__}" if secret else repr(value)
+        shown = f"a {type(value).__name__}" if secret else repr(redact_url(value))
         super().__init__(f"{key} must be {expected}, not {shown}.")
         #: The config key, e.g. ``"JOBIFY_MAX_WORKERS"``.
         self.key = key
         #: What the key accepts, in words.
         self.expected = expected
+
+
+def redact_url(value: t.Any) -> t.Any:
+    """``value`` with the password of a URL in it replaced by ``***``
+    (``redis://:***@host/0``), so that errors and logs never show it."""
+    if isinstance(value, str) and "://" in value and "@" in value:
+        scheme, _, rest = value.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        if at and ":" in userinfo:
+            return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+    return value
 
 
 class ConfigWarning(UserWarning):
@@ -199,6 +211,13 @@ class ExecutorUnavailable(JobifyHTTPError, ServiceUnavailable):
 
     error_code = "executor_unavailable"
     description = "Jobs cannot be queued right now; retry later."
+
+
+class PreconditionFailed(JobifyHTTPError, WerkzeugPreconditionFailed):
+    """A conditional request's precondition does not hold for the stored
+    result (``If-Match``, ``If-Unmodified-Since``; RFC 9110, section 13.1)."""
+
+    error_code = "precondition_failed"
 
 
 class ContentTooLarge(JobifyHTTPError, RequestEntityTooLarge):

@@ -11,7 +11,7 @@ import warnings
 import weakref
 
 from flask import Flask, Response, current_app, g, request, url_for
-from werkzeug.exceptions import MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .capture import capture_request
 from .context import job_of_request
@@ -27,7 +27,14 @@ from .errors import (
     StoreUnavailable,
     http_exception_response,
 )
-from .idempotency import fingerprint, idempotency_key, job_id_for_key, secret_of, submit_once
+from .idempotency import (
+    credentials_digest,
+    fingerprint,
+    idempotency_key,
+    job_id_for_key,
+    secret_of,
+    submit_once,
+)
 from .models import Job, JobStatus, new_job_id
 from .openapi import add_spec_routes, register_api
 from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
@@ -46,6 +53,8 @@ if t.TYPE_CHECKING:
     from flask_smorest import Api  # type: ignore[import-untyped]
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+#: Attribute a store instance carries once an app uses it: the app's name.
+_STORE_APP_ATTR = "_jobify_app_name"
 OwnerLoader = t.Callable[[], t.Optional[str]]
 
 _ACCEPTED_SCHEMA = AcceptedJobSchema()
@@ -132,9 +141,17 @@ class Jobify:
                 f" {self._store_taken_by!r}, and a store holds one app's jobs. Give this"
                 " app its own with init_app(app, store=...), or set its JOBIFY_STORE."
             )
+        serves = getattr(store, _STORE_APP_ATTR, None)
+        if serves is not None:
+            raise RuntimeError(
+                f"This store instance already serves app {serves!r}, and a store holds one"
+                " app's jobs: give each app a store of its own."
+            )
         settings = Settings.from_app(app)
         state = JobifyState(app, settings, store=store, load_owner=self.load_owner,
                             load_callback_secret=self.load_callback_secret)
+        if store is not None:
+            setattr(store, _STORE_APP_ATTR, app.name)
         if store is not None and store is self._store:
             self._store_taken_by = app.name
         state.request_filters = self._request_filters
@@ -429,7 +446,9 @@ class Jobify:
             meta = callback_meta(callback, request.url_root)
             key = idempotency_key(request.headers)
             job_id = new_job_id() if key is None else job_id_for_key(
-                secret_of(current_app.secret_key), owner, key
+                secret_of(current_app.secret_key), owner, key,
+                credentials="" if owner is not None else credentials_digest(
+                    request.headers, state.settings.drop_headers),
             )
         except JobifyHTTPError as exc:
             return exc.get_response()
@@ -477,7 +496,9 @@ class Jobify:
         routing_error = request.routing_exception
         if routing_error is not None:
             prefix = state.settings.url_prefix
-            if isinstance(routing_error, (NotFound, MethodNotAllowed)) and (
+            # Under the jobs prefix every answer is JSON: an unknown path, a
+            # wrong method, a bad Host header, a redirect to a merged slash.
+            if isinstance(routing_error, HTTPException) and (
                 request.path == prefix or request.path.startswith(prefix.rstrip("/") + "/")
             ):
                 return http_exception_response(routing_error)

@@ -93,10 +93,28 @@ def secret_of(app_secret: str | bytes | None) -> bytes:
     return derive_key(app_secret, IDEMPOTENCY_PURPOSE)
 
 
-def job_id_for_key(secret: bytes, owner: str | None, key: str) -> str:
-    """The job id of ``key`` sent by ``owner``: 128 bits of an HMAC, in the
-    shape of any other job id."""
-    who = "-" if owner is None else f"{len(owner)}:{owner}"
+#: Headers that carry a caller's credentials, besides ``JOBIFY_DROP_HEADERS``.
+CREDENTIAL_HEADERS = ("authorization", "proxy-authorization")
+
+
+def credentials_digest(headers: t.Any, extra: t.Iterable[str] = ()) -> str:
+    """A digest of the credentials a request carries (:data:`CREDENTIAL_HEADERS`
+    and the ``extra`` header names, e.g. ``JOBIFY_DROP_HEADERS``): the key
+    space of a caller no owner loader names. Callers that send the same
+    credentials share one; callers that send none share one with every other."""
+    digest = hashlib.sha256()
+    for name in sorted({*CREDENTIAL_HEADERS, *(h.lower() for h in extra)}):
+        for value in headers.getlist(name):
+            digest.update(name.encode() + b"\0" + value.encode("latin-1", "replace") + b"\0")
+    return digest.hexdigest()
+
+
+def job_id_for_key(secret: bytes, owner: str | None, key: str, *, credentials: str = "") -> str:
+    """The job id of ``key`` sent by ``owner`` (or, for ``owner=None``, by a
+    caller sending credentials whose :func:`credentials_digest` is
+    ``credentials``): 128 bits of an HMAC, in the shape of any other job id.
+    Another caller with the same key gets another job."""
+    who = f"-{credentials}" if owner is None else f"{len(owner)}:{owner}"
     message = f"flask-jobify/idempotency\0{who}\0{key}".encode()
     digest = hmac.new(secret, message, hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")

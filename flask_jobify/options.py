@@ -7,6 +7,8 @@ import random
 import types
 import typing as t
 
+from .rules import MAX_SECONDS
+
 #: Attribute under which a decorated view keeps its :class:`JobOptions`.
 OPTIONS_ATTR = "_jobify_options"
 
@@ -49,8 +51,9 @@ class JobOptions:
     def __post_init__(self) -> None:
         for name in ("timeout", "result_ttl", "retries", "backoff"):
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must not be negative, not {value!r}")
+            if value is not None and not 0 <= value <= MAX_SECONDS:  # NaN fails too
+                raise ValueError(f"{name} must be within 0..{MAX_SECONDS:g} (ten years),"
+                                 f" not {value!r}")
 
     def max_attempts(self, method: str) -> int:
         """Runs a job of this operation gets in all, for an HTTP ``method``."""
@@ -89,7 +92,10 @@ def looks_decorated(view: t.Callable[..., t.Any]) -> bool:
     """Whether ``view`` may be wrapped in decorators, whose guards
     (``@login_required``) must run before a job is accepted: it has a
     ``__wrapped__`` (``functools.wraps``), it is not a plain function, or it
-    closes over another function (a decorator without ``functools.wraps``).
+    holds another function in its closure or its default arguments, itself
+    or in a list, tuple, set or dict (a decorator without ``functools.wraps``).
+    A guard that reaches the view only through a global name cannot be
+    seen: put ``@jobify.job`` below such guards.
 
     ``JOBIFY_ALL_VIEWS`` leaves such views alone: its wrapper goes around
     the view as registered, outside its decorators, so it would accept a
@@ -99,12 +105,29 @@ def looks_decorated(view: t.Callable[..., t.Any]) -> bool:
     """
     if hasattr(view, "__wrapped__") or not isinstance(view, types.FunctionType):
         return True
+    held: list[t.Any] = []
     for cell in view.__closure__ or ():
         try:
-            content = cell.cell_contents
+            held.append(cell.cell_contents)
         except ValueError:  # a cell not filled yet
             continue
-        if content is not view and isinstance(
-                content, (types.FunctionType, types.MethodType, functools.partial)):
-            return True
-    return False
+    held += [*(view.__defaults__ or ()), *(view.__kwdefaults__ or {}).values()]
+    return any(_holds_a_function(value, view) for value in held)
+
+
+def _holds_a_function(value: t.Any, view: t.Any, depth: int = 2) -> bool:
+    """Whether ``value`` is, or holds in a list, tuple, set or dict (two
+    levels deep), a function other than ``view``."""
+    if value is view:
+        return False
+    if isinstance(value, (types.FunctionType, types.MethodType, functools.partial)):
+        return True
+    if depth == 0:
+        return False
+    if isinstance(value, dict):
+        items: t.Iterable[t.Any] = value.values()
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        return False
+    return any(_holds_a_function(item, view, depth - 1) for item in items)

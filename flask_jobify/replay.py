@@ -27,6 +27,7 @@ import typing as t
 from flask import Response
 from werkzeug.datastructures import Headers
 
+from .errors import PreconditionFailed
 from .models import StoredResponse
 from .runner import freeze_response
 
@@ -48,6 +49,8 @@ def replay_response(
     :param head_only: ``stored`` answers a ``HEAD`` request (it has no body).
     :raises werkzeug.exceptions.RequestedRangeNotSatisfiable: for a
         ``Range`` the stored body cannot satisfy.
+    :raises PreconditionFailed: (412) for an ``If-Match`` or
+        ``If-Unmodified-Since`` the stored response fails (RFC 9110, 13.1).
     """
     headers = Headers(stored.headers)
     if head_only and environ.get("REQUEST_METHOD") != "HEAD":
@@ -61,6 +64,9 @@ def replay_response(
                                 complete_length=len(stored.body))
         if "date" not in {name.lower() for name, _ in stored.headers}:
             del source.headers["Date"]  # added by make_conditional, not sent by the view
+        if source.status_code == 412:  # If-Match / If-Unmodified-Since failed
+            raise PreconditionFailed(
+                "The stored response does not match If-Match or If-Unmodified-Since.")
     sent = freeze_response(source, environ)
     return _frozen_class(response_class)(sent)
 

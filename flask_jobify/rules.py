@@ -30,7 +30,10 @@ FALSE_STRINGS = frozenset({"false", "0", "no", "off"})
 #: Strings that mean ``None`` for keys that accept ``None``.
 NONE_STRINGS = frozenset({"", "none", "null"})
 
-_INT = re.compile(r"[+-]?\d+")
+_INT = re.compile(r"[+-]?[0-9]{1,30}")
+#: The longest time any seconds key may hold: ten years. Longer ones break
+#: what uses them (dates past year 9999, ``threading.TIMEOUT_MAX``).
+MAX_SECONDS = 10 * 365 * 24 * 3600.0
 #: An HTTP field name (RFC 9110 ``token``).
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 #: A host name or an IP literal (IPv6 with or without brackets).
@@ -61,7 +64,7 @@ class Rule:
             return None
         try:
             return self.coerce(value)
-        except _Refused:
+        except (_Refused, ValueError, OverflowError):  # int("1" * 5000), float(10**400)
             expected = self.describe() + (", or None" if self.optional else "")
             raise ConfigError(key, expected, value, secret=secret) from None
 
@@ -99,8 +102,8 @@ class Int(Rule):
 @dataclasses.dataclass(frozen=True, repr=False)
 class Seconds(Rule):
     """A finite number of seconds (``int`` or ``float``), returned as a
-    ``float``: at least ``min``, or above it when ``positive``. From a
-    string: ``"2.5"``."""
+    ``float``: at least ``min``, or above it when ``positive``, and at most
+    :data:`MAX_SECONDS` (ten years). From a string: ``"2.5"``."""
 
     min: float = 0.0
     positive: bool = False
@@ -114,12 +117,14 @@ class Seconds(Rule):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Refused
         value = float(value)
-        if not math.isfinite(value) or value < self.min or (self.positive and value <= self.min):
+        if (not math.isfinite(value) or value < self.min or value > MAX_SECONDS
+                or (self.positive and value <= self.min)):
             raise _Refused
         return value
 
     def describe(self) -> str:
-        return f"a number of seconds {'>' if self.positive else '>='} {self.min:g}"
+        return (f"a number of seconds {'>' if self.positive else '>='} {self.min:g}"
+                f" and <= {MAX_SECONDS:g} (ten years)")
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -202,12 +207,13 @@ class UrlPath(Rule):
 
     def coerce(self, value: t.Any) -> str:
         if (not isinstance(value, str) or not value.startswith("/") or value.startswith("//")
-                or any(c.isspace() or c in "?#" for c in value)):
+                or value.rstrip("/") == "" or any(c.isspace() or c in "?#<>" for c in value)):
             raise _Refused
         return value
 
     def describe(self) -> str:
-        return "a path starting with '/' (no query, fragment or spaces)"
+        return ("a path starting with '/', other than '/' (no query, fragment, spaces"
+                " or <converters>)")
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -233,6 +239,10 @@ class Names(Rule):
             name = item.strip().lower()
             if self.kind == "host":
                 name = name.rstrip(".")
+                if name.startswith("[") and name.endswith("]"):
+                    name = name[1:-1]  # "[::1]": the address, as callbacks are compared
+                elif name.count(":") == 1:
+                    raise _Refused  # "host:port": hosts are allowed on every port
             if not pattern.fullmatch(name):
                 raise _Refused
             if name not in names:

@@ -18,7 +18,7 @@ from flask import Flask
 
 from .capture import CapturedRequest
 from .context import JobHandle
-from .errors import ContentTooLarge, ExecutorUnavailable, StoreError
+from .errors import ConfigError, ContentTooLarge, ExecutorUnavailable, StoreError, redact_url
 from .executor import ThreadExecutor
 from .lifecycle import Ending, Lifecycle, ending_of, shutdown_error
 from .models import ACTIVE_STATUSES, Job, JobError, JobStatus
@@ -98,8 +98,7 @@ class JobifyState:
         self.app = app
         self._load_owner = load_owner
         self.settings = settings
-        self.store = store if store is not None else store_from_url(
-            settings.store, redis_prefix=settings.redis_prefix)
+        self.store = store if store is not None else _open_store(settings)
         self.executor = ThreadExecutor(settings.max_workers, settings.max_queued)
         #: Set by :meth:`Jobify.init_celery`: jobs then run on Celery workers.
         self.celery: CeleryExecutor | None = None
@@ -609,6 +608,20 @@ class JobifyState:
                                 expect={"attempts": entry.attempts}, patient=False)
         except StoreError:
             logger.exception("Job %s could not be failed at shutdown", job_id)
+
+
+def _open_store(settings: Settings) -> JobStore:
+    """The store ``JOBIFY_STORE`` names.
+
+    :raises ConfigError: if it cannot be opened (a URL without a path or
+        with a bad port, a folder that cannot be created...).
+    """
+    try:
+        return store_from_url(settings.store, redis_prefix=settings.redis_prefix)
+    except (StoreError, OSError, ValueError) as exc:
+        reason = str(redact_url(str(exc)))
+        raise ConfigError("JOBIFY_STORE", f"a store URL that can be opened ({reason})",
+                          settings.store) from None
 
 
 def visible_to(job: Job, owner: str | None) -> bool:

@@ -61,38 +61,41 @@ BAD_VALUES: dict[str, tuple[list[t.Any], str]] = {
     "STORE": (["postgres://db/jobs", "jobs.db", 42, "memory: //"],
               "a URL starting with memory:// or sqlite:// or redis://"),
     "REDIS_PREFIX": (["", None, 3], "a non-empty string"),
-    "MAX_WORKERS": ([0, -1, True, 2.5, "2.5", "many", None], "an integer >= 1"),
+    "MAX_WORKERS": ([0, -1, True, 2.5, "2.5", "many", None, "1" * 5000], "an integer >= 1"),
     "MAX_QUEUED": ([0, False, "0", "1e3"], "an integer >= 1"),
     "MAX_WAIT": ([-1, "-0.5", True, "soon", float("nan"), float("inf"), None],
-                 "a number of seconds >= 0"),
-    "RESULT_TTL": ([-1, 0, "0", False, "1h"], "a number of seconds > 0"),
-    "DEFAULT_TIMEOUT": ([0, -5, "never", True], "a number of seconds > 0, or None"),
+                 "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
+    "RESULT_TTL": ([1e12, float("inf"), -1, 0, "0", False, "1h"],
+                   "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
+    "DEFAULT_TIMEOUT": ([0, -5, "never", True], "a number of seconds > 0 and <= 3.1536e+08 (ten years), or None"),
     "RETRY_AFTER": ([-1, 1.5, True, "1.5"], "an integer >= 0"),
     "ALL_VIEWS": ([1, 0, "maybe", None, "y"], "True or False"),
-    "URL_PREFIX": (["jobs", "", "//evil.example/jobs", "/jobs?x=1", "/my jobs", None],
+    "URL_PREFIX": (["jobs", "", "//evil.example/jobs", "/jobs?x=1", "/my jobs", None,
+                    "/", "/<int:x>", "/j<obs"],
                    "a path starting with '/'"),
-    "SHUTDOWN_GRACE": ([-0.1, "ten"], "a number of seconds >= 0"),
-    "CLEANUP_INTERVAL": ([0, -1, "0"], "a number of seconds > 0"),
-    "CANCEL_CHECK_INTERVAL": ([-0.25, True], "a number of seconds >= 0"),
+    "SHUTDOWN_GRACE": ([-0.1, "ten"], "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
+    "CLEANUP_INTERVAL": ([0, -1, "0"], "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
+    "CANCEL_CHECK_INTERVAL": ([-0.25, True], "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "EXPOSE_ERRORS": ([1, "sometimes"], "True or False (or the string true/false"),
     "DROP_HEADERS": ([b"cookie", {"cookie": 1}, ["cookie", 3], ["bad header"], "cookie:", 7, None],
                      "a tuple of header names"),
     "EXECUTOR": (["processes", "", None, 1], "one of 'thread', 'celery'"),
-    "LEASE_SECONDS": ([0, -30, "0"], "a number of seconds > 0"),
-    "RETRY_MAX_BACKOFF": ([-1, "forever"], "a number of seconds >= 0"),
+    "LEASE_SECONDS": ([0, -30, "0"], "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
+    "RETRY_MAX_BACKOFF": ([-1, "forever"], "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "SWAGGER_UI": ([1, "sure"], "True or False"),
     "SWAGGER_UI_URL": (["cdn.example.com/swagger", "ftp://example.com/", "//cdn.example.com/",
                         None], "a URL starting with https:// or http://, or a path"),
     "WEBHOOK_SECRET": ([123, b"bytes"], "a non-empty string, or None"),
     "WEBHOOK_MAX_ATTEMPTS": ([0, "0", True], "an integer >= 1"),
-    "WEBHOOK_BACKOFF": ([-1, "x"], "a number of seconds >= 0"),
-    "WEBHOOK_MAX_BACKOFF": ([-1, "x"], "a number of seconds >= 0"),
-    "WEBHOOK_TIMEOUT": ([0, "0", -1], "a number of seconds > 0"),
+    "WEBHOOK_BACKOFF": ([-1, "x"], "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
+    "WEBHOOK_MAX_BACKOFF": ([-1, "x"], "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
+    "WEBHOOK_TIMEOUT": ([0, "0", -1], "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
     "WEBHOOK_WORKERS": ([0, "none", 1.0], "an integer >= 1"),
-    "WEBHOOK_ALLOWED_HOSTS": ([["ok.example", 1], "http://x/", {"a": 1}, None],
+    "WEBHOOK_ALLOWED_HOSTS": ([["ok.example", 1], "http://x/", {"a": 1}, None,
+                               "127.0.0.1:8080"],
                               "a tuple of host names or IP addresses"),
     "RESULT_COOKIES": (["sometimes", True, None], "one of 'owner', 'always', 'never'"),
-    "STORE_RETRY_SECONDS": ([-1, "soon"], "a number of seconds >= 0"),
+    "STORE_RETRY_SECONDS": ([-1, "soon"], "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "SPOOL_THRESHOLD": ([-1, "big", True, 1.5], "an integer >= 0"),
     "MAX_SAVED_BODY": ([-1, "10MB", False], "an integer >= 0"),
 }
@@ -157,7 +160,7 @@ COERCIONS: list[tuple[str, t.Any, t.Any]] = [
     ("DROP_HEADERS", ["Cookie", "cookie"], ("cookie",)),
     ("DROP_HEADERS", "", ()),
     ("WEBHOOK_ALLOWED_HOSTS", "Hooks.Example., 127.0.0.1 ::1", ("hooks.example", "127.0.0.1", "::1")),
-    ("WEBHOOK_ALLOWED_HOSTS", ["[::1]"], ("[::1]",)),
+    ("WEBHOOK_ALLOWED_HOSTS", ["[::1]"], ("::1",)),
     ("EXECUTOR", " Thread ", "thread"),
     ("RESULT_COOKIES", "NEVER", "never"),
     ("WEBHOOK_SECRET", "", None),
@@ -357,10 +360,24 @@ def test_config_looks_decorated():
     def closes_over_helper() -> None:
         helper()
 
+    def guard_in_a_default(*args: t.Any, _view: t.Any = plain, **kwargs: t.Any) -> t.Any:
+        return _view(*args, **kwargs)
+
+    box = [plain]
+
+    def guard_with_a_box(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        return box[0](*args, **kwargs)
+
+    def guard_with_a_dict(*args: t.Any, _views: t.Any = {"v": (plain,)}, **kw: t.Any) -> t.Any:
+        return _views["v"][0]()
+
     assert not looks_decorated(plain)
     assert looks_decorated(functools.wraps(plain)(lambda: None))
     assert looks_decorated(closes_over_helper)  # taken for a decorator: left alone
     assert looks_decorated(functools.partial(plain))
+    assert looks_decorated(guard_in_a_default)  # found by a break-it review
+    assert looks_decorated(guard_with_a_box)
+    assert looks_decorated(guard_with_a_dict)
 
 
 # -- a store instance serves one app --------------------------------------------
@@ -402,6 +419,28 @@ def test_config_each_app_gets_its_own_store_with_init_app():
     finally:
         for app in apps:
             jobify.shutdown(app, grace=1)
+
+
+def test_config_a_store_instance_given_to_two_apps_is_refused():
+    store = MemoryStore()
+    first, second = Flask("first"), Flask("second")
+    Jobify(first, store=store)
+    with pytest.raises(RuntimeError, match="already serves app 'first'"):
+        Jobify().init_app(second, store=store)
+    with pytest.raises(RuntimeError, match="already serves app 'first'"):
+        Jobify(second, store=store)
+    first.extensions["jobify"].shutdown(grace=1)
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite://host/x.db",
+                                 "redis://:hunter2@127.0.0.1:notaport/0", "unix://",
+                                 "sqlite:////proc/nope/x.db"])
+def test_config_a_store_that_cannot_be_opened_is_a_config_error(url):
+    app = Flask("x")
+    app.config["JOBIFY_STORE"] = url
+    with pytest.raises(ConfigError, match="JOBIFY_STORE") as raised:
+        Jobify(app)
+    assert "hunter2" not in str(raised.value)
 
 
 def test_config_bad_config_does_not_take_the_constructor_store():

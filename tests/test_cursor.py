@@ -68,6 +68,7 @@ def test_cursor_anything_else_is_invalid_argument(cursor: str) -> None:
 
 
 @pytest.mark.parametrize("raw", [b'[NaN, "aaaaaaaaaaaaaaaaaaaaaa"]', b'[1e999, "x"]',
+                                 b"[1" + b"0" * 309 + b', "aaaaaaaaaaaaaaaaaaaaaa"]',  # OverflowError
                                  b'[1.0, "' + b"\\ud800" * 22 + b'"]',
                                  b'[[[[1]]], "aaaaaaaaaaaaaaaaaaaaaa"]', b"[" * 5000])
 def test_cursor_forged_without_secret_is_422_on_every_store(

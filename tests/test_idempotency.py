@@ -9,11 +9,12 @@ import pytest
 import requests
 from conftest import store_url
 from flask import Flask
+from werkzeug.datastructures import Headers
 from idempotency_app import Counter, create_app
 from servers import run_gunicorn, serve_app
 
 from flask_jobify import Job
-from flask_jobify.idempotency import job_id_for_key
+from flask_jobify.idempotency import credentials_digest, job_id_for_key
 from flask_jobify.keys import IDEMPOTENCY_PURPOSE, derive_key
 from flask_jobify.stores import store_from_url
 from flask_jobify.stores.base import JobStore
@@ -128,7 +129,9 @@ def test_idempotency_needs_a_secret_key(caplog, webhook_secret: str | None) -> N
 def test_idempotency_job_id_uses_a_key_derived_for_it_alone() -> None:
     app, _ = make_app(SECRET_KEY="app-secret", JOBIFY_WEBHOOK_SECRET="app-secret")
     job_id = post(app.test_client(), "/orders", "k-7").get_json()["jobId"]
-    assert job_id == job_id_for_key(derive_key("app-secret", IDEMPOTENCY_PURPOSE), None, "k-7")
+    no_credentials = credentials_digest(Headers())
+    assert job_id == job_id_for_key(derive_key("app-secret", IDEMPOTENCY_PURPOSE), None, "k-7",
+                                    credentials=no_credentials)
     assert job_id != job_id_for_key(b"app-secret", None, "k-7")  # not the raw secret
 
 
@@ -238,3 +241,20 @@ def test_idempotency_one_job_across_processes(backend: str, tmp_path: t.Any) -> 
     assert sorted(status for status, _ in answers) == [202] * 16
     assert len({job_id for _, job_id in answers}) == 1
     assert [job["id"] for job in listed["jobs"]] == [answers[0][1]]
+
+
+@pytest.mark.parametrize("attacker", [{}, {"Authorization": "Bearer OTHER"}])
+@pytest.mark.parametrize("body", [{"order": 42}, {"other": True}])
+def test_idempotency_anonymous_callers_with_other_credentials_get_other_jobs(attacker, body):
+    """Without an owner loader, a key is scoped to the credentials a caller
+    sends: repeating another caller's key, with the same request or another,
+    gives a job of one's own, neither theirs nor a 422 telling the key is used."""
+    app, _ = make_app(SECRET_KEY="s")
+    client = app.test_client()
+    victim = post(client, "/orders", "order-42", {"order": 42}, Authorization="Bearer VICTIM")
+    again = post(client, "/orders", "order-42", {"order": 42}, Authorization="Bearer VICTIM")
+    assert again.get_json()["jobId"] == victim.get_json()["jobId"]
+    other = post(client, "/orders", "order-42", body, **attacker)
+    assert other.status_code == 202
+    assert other.get_json()["jobId"] != victim.get_json()["jobId"]
+    assert "Idempotent-Replayed" not in other.headers

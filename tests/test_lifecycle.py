@@ -353,6 +353,10 @@ def test_result_honours_conditional_and_range_requests(make_app, tmp_path):
     assert sync_part.get_data() == part.get_data()
     assert client.get(f"/jobs/{job_id}/result",
                       headers={"Range": "bytes=900-999"}).status_code == 416
+    failed = client.get(f"/jobs/{job_id}/result", headers={"If-Match": '"other"'})
+    assert failed.status_code == 412  # not the stored body with a 412
+    assert failed.get_json()["error"]["code"] == "precondition_failed"
+    assert client.get(f"/jobs/{job_id}/result", headers={"If-Match": etag}).status_code == 200
 
 
 # -- the state machine ------------------------------------------------------------------

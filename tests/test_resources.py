@@ -62,6 +62,18 @@ def test_a_large_body_is_spooled_to_disk_and_replayed_whole(apps):
     assert seen[0].size == len(body)
 
 
+def test_a_spool_threshold_of_zero_keeps_every_body_on_disk(apps):
+    app, _ = build(JOBIFY_SPOOL_THRESHOLD=0)
+    apps.append(app)
+    seen: list[CapturedBody] = []
+    app.extensions["jobify"].request_filters.append(
+        lambda captured: seen.append(captured.body) or captured)
+    client = app.test_client()
+    answer = client.put("/digest", data=b"x" * 5000, headers=FLAG)
+    assert finish(client, answer.headers["X-Job-Id"])["status"] == "succeeded"
+    assert not seen[0].in_memory
+
+
 def test_a_small_body_stays_in_memory(apps):
     app, _ = build()
     apps.append(app)

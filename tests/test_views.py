@@ -122,3 +122,10 @@ def test_views_long_poll_with_a_stale_version_answers_at_once(app, client):
     assert answered["version"] == current["version"]
     assert client.get(f"/jobs/{job_id}?version=-1").status_code == 422
     gates.release.set()
+
+
+@pytest.mark.parametrize("host", ["a" * 64 + ".com", "x..y", "bad host"])
+def test_views_a_bad_host_header_under_the_prefix_is_json(client, host):
+    response = client.get(f"/jobs/{'A' * 22}", headers={"Host": host})
+    assert 400 <= response.status_code < 500  # werkzeug's 400 for a bad Host, or a 404
+    assert error_of(response)["code"]

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from ..errors import StoreError
+from ..errors import StoreError, redact_url
 from ..models import Job, JobStatus, StoredResponse
 from .base import (
     NO_OWNER,
@@ -271,7 +271,7 @@ class RedisStore(JobStore):
         try:
             client = redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(rest))), **kwargs)
         except ValueError as exc:
-            raise StoreError(f"Not a Redis URL: {url!r} ({exc})") from exc
+            raise StoreError(f"Not a Redis URL: {redact_url(url)!r} ({exc})") from exc
         return cls(client, prefix=prefix)
 
     # -- keys --------------------------------------------------------------
