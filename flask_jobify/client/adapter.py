@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, parse_prefer
+from ..protocol import JOB_FLAG_HEADER, JOB_ID_HEADER, parse_prefer
 from .exceptions import JobClientError
 from .job import Job
 from .policy import PollPolicy, PollPolicyLike, parse_retry_after

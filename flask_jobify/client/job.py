@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from ..models import JobProgress, JobStatus
+from ..protocol import JobProgress, JobStatus
 from .exceptions import JobClientError, JobRecord
 from .outcome import client_timeout, fetch_result, unexpected_answer
 from .policy import parse_retry_after

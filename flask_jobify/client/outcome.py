@@ -5,7 +5,7 @@ import typing as t
 
 import requests
 
-from ..models import JobStatus
+from ..protocol import JobStatus
 from .exceptions import (
     JobClientError,
     JobFailed,
