@@ -24,7 +24,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.wrappers import Response
 
-from .protocol import JobifyError, error_body  # noqa: F401 - re-exported: defined here before
+from .protocol import JobifyError, error_body  # re-exported: defined here before
 
 
 def error_response(

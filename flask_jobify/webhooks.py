@@ -45,7 +45,7 @@ from .errors import InvalidCallback, WebhookSignatureError
 from .executor import ThreadExecutor
 from .models import Job
 from .options import options_of
-from .protocol import CALLBACK_HEADER  # noqa: F401 - re-exported: defined here before
+from .protocol import CALLBACK_HEADER  # re-exported: defined here before
 from .schemas import JobSchema
 from .signals import job_finished
 from .stores.base import JobStore
