@@ -1,42 +1,99 @@
-"""Flask-Jobify: any Flask view becomes a background job when the client asks."""
+"""Flask-Jobify: any Flask view becomes a background job when the client asks.
+
+The names below are imported on first use (PEP 562), so that
+``import flask_jobify.client`` loads requests and not Flask: a caller of an
+API needs no server stack. ``from flask_jobify import Jobify`` works as
+before.
+"""
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+import typing as t
 
-from .capture import CapturedRequest
-from .context import JobHandle, current_job
-from .errors import (
-    ConfigError,
-    ConfigWarning,
-    ExecutorUnavailable,
-    IdempotencyMismatch,
-    InvalidCallback,
-    InvalidIdempotencyKey,
-    InvalidJobFlag,
-    InvalidJobId,
-    JobCancelled,
-    JobifyError,
-    JobifyHTTPError,
-    JobNotFinished,
-    JobNotFound,
-    NoResult,
-    QueueFull,
-    ShuttingDown,
-    StoreError,
-    StoreUnavailable,
-    UnreadableBody,
-    WebhookSignatureError,
-)
-from .extension import Jobify
-from .models import Job, JobError, JobProgress, JobStatus, StoredResponse
-from .options import JobOptions
-from .signals import job_accepted, job_finished, job_started
-from .stores import JobStore, store_from_url
+if t.TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
+    from .capture import CapturedRequest
+    from .context import JobHandle, current_job
+    from .errors import (
+        ConfigError,
+        ConfigWarning,
+        ExecutorUnavailable,
+        IdempotencyMismatch,
+        InvalidCallback,
+        InvalidIdempotencyKey,
+        InvalidJobFlag,
+        InvalidJobId,
+        JobCancelled,
+        JobifyError,
+        JobifyHTTPError,
+        JobNotFinished,
+        JobNotFound,
+        NoResult,
+        QueueFull,
+        ShuttingDown,
+        StoreError,
+        StoreUnavailable,
+        UnreadableBody,
+        WebhookSignatureError,
+    )
+    from .extension import Jobify
+    from .models import Job, JobError, JobProgress, JobStatus, StoredResponse
+    from .options import JobOptions
+    from .signals import job_accepted, job_finished, job_started
+    from .stores import JobStore, store_from_url
 
-try:
-    __version__ = version("Flask-Jobify")
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0.0.0"
+    __version__: str
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "CapturedRequest": "capture",
+    "JobHandle": "context",
+    "current_job": "context",
+    **dict.fromkeys(
+        [
+            "ConfigError", "ConfigWarning", "ExecutorUnavailable", "IdempotencyMismatch",
+            "InvalidCallback", "InvalidIdempotencyKey", "InvalidJobFlag", "InvalidJobId",
+            "JobCancelled", "JobifyHTTPError", "JobNotFinished", "JobNotFound", "NoResult",
+            "QueueFull", "ShuttingDown", "StoreError", "StoreUnavailable", "UnreadableBody",
+            "WebhookSignatureError",
+        ],
+        "errors",
+    ),
+    "JobifyError": "protocol",
+    "JobProgress": "protocol",
+    "JobStatus": "protocol",
+    "Jobify": "extension",
+    "Job": "models",
+    "JobError": "models",
+    "StoredResponse": "models",
+    "JobOptions": "options",
+    "job_accepted": "signals",
+    "job_finished": "signals",
+    "job_started": "signals",
+    "JobStore": "stores",
+    "store_from_url": "stores",
+}
+
+
+def __getattr__(name: str) -> t.Any:
+    """Import a public name's module on first use (PEP 562) and keep it."""
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("Flask-Jobify")
+        except PackageNotFoundError:  # imported from a source tree that was never installed
+            value = "0.0.0"
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, "__version__"})
+
 
 __all__ = [
     "CapturedRequest",

@@ -25,13 +25,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.wrappers import Response
 
-
-def error_body(code: str, message: str, details: t.Any = None) -> dict[str, t.Any]:
-    """Return the JSON error document: ``{"error": {"code", "message"}}``."""
-    error: dict[str, t.Any] = {"code": code, "message": message}
-    if details is not None:
-        error["details"] = details
-    return {"error": error}
+from .protocol import JobifyError, error_body  # re-exported: defined here before
 
 
 def error_response(
@@ -67,10 +61,6 @@ def http_exception_response(exc: HTTPException) -> Response:
         if name.lower() != "content-type":
             response.headers[name] = value
     return response
-
-
-class JobifyError(Exception):
-    """Root of every Flask-Jobify exception."""
 
 
 class JobCancelled(JobifyError):

@@ -30,6 +30,7 @@ import typing as t
 
 from .errors import IdempotencyMismatch, IdempotencyUnavailable, InvalidIdempotencyKey
 from .keys import IDEMPOTENCY_PURPOSE, derive_key
+from .protocol import IDEMPOTENCY_HEADER
 
 if t.TYPE_CHECKING:
     from .capture import CapturedBody
@@ -38,8 +39,6 @@ if t.TYPE_CHECKING:
     from .options import JobOptions
     from .state import JobifyState
 
-#: Request header carrying the client's idempotency key.
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 #: Longest key accepted.
 MAX_KEY_LENGTH = 255
 #: Where a job keeps the fingerprint of the request that made it.

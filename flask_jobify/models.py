@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import enum
 import json
 import re
 import secrets
 import time
 import typing as t
 from datetime import datetime, timezone
+
+from .protocol import (  # noqa: F401 - re-exported: they were defined here
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    JobProgress,
+    JobStatus,
+)
 
 #: Length of a job id: ``secrets.token_urlsafe(16)`` gives 22 characters that
 #: carry 128 random bits (a UUID4 carries 122).
@@ -34,42 +40,6 @@ def is_valid_job_id(value: str) -> bool:
     trailing newline (``%0A`` in a URL) through.
     """
     return _JOB_ID_RE.fullmatch(value) is not None
-
-
-class JobStatus(str, enum.Enum):
-    """Where a job is in its life.
-
-    ``pending`` and ``running`` are *active*; every other status is *final*
-    and never changes again.
-    """
-
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMED_OUT = "timed_out"
-
-    @property
-    def is_final(self) -> bool:
-        return self not in ACTIVE_STATUSES
-
-    def __str__(self) -> str:
-        return self.value
-
-
-#: Statuses that may still change.
-ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
-#: Statuses that never change again.
-FINAL_STATUSES = frozenset(set(JobStatus) - ACTIVE_STATUSES)
-
-
-@dataclasses.dataclass(frozen=True)
-class JobProgress:
-    """Progress published from inside a job through ``current_job``."""
-
-    percent: float | None = None
-    message: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,25 +2,19 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing as t
 
 from .errors import InvalidJobFlag
-
-#: Header a client sets to ``ON`` to run a request as a job.
-JOB_FLAG_HEADER = "X-Job-Flag"
-#: Header carrying the id of the job a 202 created.
-JOB_ID_HEADER = "X-Job-Id"
-#: Headers whose value decides whether a response is a job: sent in ``Vary``.
-VARY_HEADERS = ("Prefer", JOB_FLAG_HEADER)
+from .protocol import (  # noqa: F401 - re-exported: they were defined here
+    JOB_FLAG_HEADER,
+    JOB_ID_HEADER,
+    MAX_DELTA_SECONDS,
+    VARY_HEADERS,
+    parse_delta_seconds,
+    parse_prefer,
+)
 
 _FLAG_VALUES = {"on": True, "off": False}
-#: RFC 9110 section 5.6.2 ``token``: the only names a preference can have.
-_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-#: RFC 9111 section 1.2.2 ``delta-seconds``: ASCII digits only.
-_DELTA_SECONDS_RE = re.compile(r"[0-9]+")
-#: RFC 9111 section 1.2.2: a larger ``delta-seconds`` is read as this.
-MAX_DELTA_SECONDS = 2**31
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,35 +26,6 @@ class JobTrigger:
     #: Seconds the client is willing to wait for the final response
     #: (``Prefer: wait=N``); ``None`` when not asked.
     wait: float | None = None
-
-
-def parse_prefer(values: t.Iterable[str]) -> dict[str, str]:
-    """Parse ``Prefer`` header values into ``{token: value}`` (RFC 7240).
-
-    Tokens are lower-cased; parameters after ``;`` are dropped, as no
-    preference used here takes any. The first occurrence of a token wins,
-    across repeated ``Prefer`` fields too (RFC 7240 section 2). A
-    preference whose name is not an RFC 9110 ``token`` (non-ASCII bytes,
-    control characters, spaces) cannot be understood and is left out, as
-    RFC 7240 asks; so is one whose value holds such characters.
-
-    :param values: every ``Prefer`` field of the request, as Werkzeug
-        decodes them (Latin-1, so any byte reads as one character).
-    :returns: ``{"respond-async": "", "wait": "5"}`` for
-        ``Prefer: respond-async, wait=5``.
-    """
-    preferences: dict[str, str] = {}
-    for header in values:
-        for item in header.split(","):
-            pref = item.split(";", 1)[0].strip()
-            if not pref:
-                continue
-            token, _, value = pref.partition("=")
-            token, value = token.strip().lower(), value.strip().strip('"')
-            if _TOKEN_RE.fullmatch(token) is None or not _is_visible_ascii(value):
-                continue
-            preferences.setdefault(token, value)
-    return preferences
 
 
 def parse_trigger(headers: t.Any) -> JobTrigger | None:
@@ -91,22 +56,3 @@ def parse_trigger(headers: t.Any) -> JobTrigger | None:
     if "respond-async" in preferences:
         return JobTrigger("prefer", wait)
     return None
-
-
-def parse_delta_seconds(value: str | None) -> int | None:
-    """Read RFC 9111 ``delta-seconds`` (section 1.2.2): ASCII digits.
-
-    :returns: the seconds, capped at :data:`MAX_DELTA_SECONDS` as the RFC
-        asks for larger values; ``None`` for a missing value or anything
-        but ASCII digits (``"\u00b2"``, ``"1.5"``, ``"-1"``, ``" 5"``).
-    """
-    if value is None or _DELTA_SECONDS_RE.fullmatch(value) is None:
-        return None
-    if len(value) > len(str(MAX_DELTA_SECONDS)):  # int() refuses very long strings
-        return MAX_DELTA_SECONDS
-    return min(int(value), MAX_DELTA_SECONDS)
-
-
-def _is_visible_ascii(value: str) -> bool:
-    """Whether ``value`` is printable ASCII (RFC 9110 VCHAR and spaces)."""
-    return value.isascii() and value.isprintable()

@@ -45,6 +45,7 @@ from .errors import InvalidCallback, WebhookSignatureError
 from .executor import ThreadExecutor
 from .models import Job
 from .options import options_of
+from .protocol import CALLBACK_HEADER  # re-exported: defined here before
 from .schemas import JobSchema
 from .signals import job_finished
 from .stores.base import JobStore
@@ -54,8 +55,6 @@ if t.TYPE_CHECKING:
 
 logger = logging.getLogger("flask_jobify")
 
-#: Request header naming the URL to call when the job ends.
-CALLBACK_HEADER = "X-Job-Callback"
 #: Header of a delivery that carries its signature.
 SIGNATURE_HEADER = "X-Jobify-Signature"
 #: Where a job keeps its webhook and its delivery record, in ``job.meta``.

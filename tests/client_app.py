@@ -160,6 +160,15 @@ def create_app(**config: t.Any) -> Flask:
                 return {"gate": name, "cancelled": True}
         return {"gate": name}
 
+    @app.post("/sleep")
+    @jobify.job(timeout=60)
+    def sleep() -> t.Any:
+        """Run ``?seconds=`` seconds, publishing no progress."""
+        seconds = float(request.args.get("seconds", 1))
+        if not threading.Event().wait(seconds):
+            return {"slept": seconds}
+        return {}  # pragma: no cover
+
     @app.post("/overtime")
     @jobify.job(timeout=0.1)
     def overtime() -> t.Any:

@@ -29,7 +29,7 @@ from flask_jobify.client import job as job_module
 
 #: Headers that depend on the connection or the moment, not on the view.
 VOLATILE = {"date", "server", "connection", "keep-alive"}
-FAST = PollPolicy(backoff=0.01, max_backoff=0.05)
+FAST = PollPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0)
 
 
 @pytest.fixture
@@ -93,6 +93,19 @@ def test_adapter_response_equals_the_synchronous_one(
     record = job.history[-1].json()
     assert record["status"] == ("succeeded" if sync.ok else "failed")
     assert record["httpStatus"] == sync.status_code
+
+
+def test_adapter_head_has_the_headers_and_no_body(session: requests.Session, base: str) -> None:
+    """A HEAD job's final response is the synchronous HEAD's: the stored
+    headers, Content-Length included, and no body (RFC 9110 section 9.3.2)."""
+    sync = requests.head(base + "/binary", timeout=10)
+    job = session.head(base + "/binary", timeout=10)
+    assert job.history[0].status_code == 202, "the call did not run as a job"
+    assert job.request.method == "HEAD"
+    assert job.status_code == sync.status_code == 200
+    assert job.content == sync.content == b""
+    assert job.headers["Content-Length"] == sync.headers["Content-Length"] == str(len(BINARY))
+    assert stable_headers(job) == stable_headers(sync)
 
 
 def test_adapter_binary_body_is_byte_exact(session: requests.Session, base: str) -> None:
@@ -301,12 +314,29 @@ def test_job_cancel_pending(jobs: JobSession) -> None:
         assert blocker.result(timeout=10).json() == {"gate": "blocker"}
 
 
-def test_job_cancel_finished_forgets_it(base: str, jobs: JobSession) -> None:
-    job = jobs.submit("POST", base + "/echo", json={})
+def test_job_cancel_finished_keeps_its_result(base: str, jobs: JobSession, app: Flask) -> None:
+    job = jobs.submit("POST", base + "/echo", json={"keep": 1})
     assert job.result(timeout=10).ok
     assert job.cancel() is False
-    with pytest.raises(JobLost):
+    assert app.extensions["requests"].count("DELETE", "/jobs/") == 0
+    assert job.result(timeout=10).json()["json"] == {"keep": 1}  # still there
+
+
+def test_job_delete_finished_forgets_it(base: str, jobs: JobSession) -> None:
+    job = jobs.submit("POST", base + "/echo", json={})
+    assert job.result(timeout=10).ok
+    assert job.delete() is False
+    with pytest.raises(JobLost, match=job.id):
+        job.status()
+
+
+def test_job_lost_from_resume_names_the_job(base: str, jobs: JobSession) -> None:
+    job = jobs.submit("POST", base + "/echo", json={})
+    assert job.result(timeout=10).ok
+    job.delete()
+    with pytest.raises(JobLost) as caught:
         jobs.resume(job.status_url)
+    assert f"job {job.id}:" in str(caught.value)
 
 
 @pytest.mark.parametrize(("via", "cancel"), [("adapter", True), ("adapter", False), ("handle", True)])
@@ -395,8 +425,9 @@ def follow_gated_job(app: Flask, policy: PollPolicy, polls: int) -> None:
 def test_polls_with_backoff_when_long_poll_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
     delays = record_sleeps(monkeypatch)
     app = create_app(JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=0)
-    follow_gated_job(app, PollPolicy(backoff=0.01, max_backoff=0.04, jitter=0), 6)
-    assert delays[:4] == pytest.approx([0.01, 0.02, 0.04, 0.04])
+    follow_gated_job(app, PollPolicy(backoff_factor=0.01, backoff_max=0.04, backoff_jitter=0), 6)
+    # urllib3's Retry: the first at once, then backoff_factor * 2 ** (n - 1), capped.
+    assert delays[:4] == pytest.approx([0, 0.02, 0.04, 0.04])
 
 
 def test_keeps_long_polling_a_server_that_caps_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -407,7 +438,7 @@ def test_keeps_long_polling_a_server_that_caps_the_wait(monkeypatch: pytest.Monk
 
 def test_polling_honours_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     delays = record_sleeps(monkeypatch)
-    follow_gated_job(create_app(JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=1), PollPolicy(backoff=0.01), 3)
+    follow_gated_job(create_app(JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=1), PollPolicy(backoff_factor=0.01), 3)
     assert delays and min(delays) >= 1
 
 
@@ -421,7 +452,7 @@ def test_status_poll_5xx_are_retried(session: requests.Session, base: str, app: 
 def test_status_poll_failures_past_the_budget_raise(base: str, app: Flask) -> None:
     app.extensions["requests"].fail_polls = 5
     s = requests.Session()
-    s.mount(base, JobAdapter(poll=PollPolicy(backoff=0.01, retries=2)))
+    s.mount(base, JobAdapter(poll=PollPolicy(backoff_factor=0.01, retries=2)))
     with pytest.raises(JobConnectionError) as caught:
         s.post(base + "/echo", json={}, timeout=10)
     assert isinstance(caught.value, requests.ConnectionError)
@@ -453,7 +484,7 @@ def test_queue_full_submission_is_retried(jobs: JobSession) -> None:
         assert gates.started["a"].wait(10)
         queued = jobs.submit("POST", url + "/gate/b")
         s = requests.Session()
-        s.mount(url, JobAdapter(poll=PollPolicy(backoff=0.02, max_backoff=0.1, submit_retries=100)))
+        s.mount(url, JobAdapter(poll=PollPolicy(backoff_factor=0.02, backoff_max=0.1, submit_retries=100)))
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             third = pool.submit(s.post, url + "/echo", json={"q": 3}, timeout=10)
             assert seen.wait_for("POST", "/echo", 2)  # refused once at least

@@ -3,11 +3,16 @@ exceptions."""
 from __future__ import annotations
 
 import io
-import random
+import os
+import subprocess
+import sys
 import typing as t
 
 import pytest
 import requests
+from urllib3 import HTTPResponse
+from urllib3.exceptions import MaxRetryError
+from urllib3.util import Retry
 
 from flask_jobify import JobifyError, JobProgress
 from flask_jobify.client import (
@@ -19,8 +24,15 @@ from flask_jobify.client import (
     PollPolicy,
     ProgressBar,
 )
-from flask_jobify.client.policy import parse_retry_after
-from flask_jobify.client.transport import Transport, same_origin
+from flask_jobify.client.policy import count, delay, retry_after
+from flask_jobify.client.transport import Transport
+
+#: ``strftime`` of the three HTTP-date forms of RFC 9110 section 5.6.7.
+DATE_FORMS = {
+    "imf": "%a, %d %b %Y %H:%M:%S GMT",
+    "rfc850": "%A, %d-%b-%y %H:%M:%S GMT",
+    "asctime": "%a %b %d %H:%M:%S %Y",
+}
 
 
 def test_policy_from_number_is_the_long_poll_wait() -> None:
@@ -37,15 +49,12 @@ def test_policy_from_other_values_refused(value: t.Any) -> None:
         PollPolicy.from_value(value)
 
 
-@pytest.mark.parametrize("field", ["wait", "backoff", "max_backoff", "retries", "submit_retries"])
+@pytest.mark.parametrize(
+    "field", ["wait", "min_wait", "backoff_factor", "backoff_max", "backoff_jitter", "retries",
+              "submit_retries", "retry_after_max"])
 def test_policy_refuses_negative_values(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         PollPolicy(**{field: -1})
-
-
-def test_policy_refuses_jitter_outside_unit_range() -> None:
-    with pytest.raises(ValueError, match="jitter"):
-        PollPolicy(jitter=1.5)
 
 
 def test_adapter_normalises_poll_like_max_retries() -> None:
@@ -53,25 +62,78 @@ def test_adapter_normalises_poll_like_max_retries() -> None:
     assert JobAdapter().poll == PollPolicy()
 
 
-def test_policy_delay_grows_exponentially_up_to_the_cap() -> None:
-    policy = PollPolicy(backoff=0.1, max_backoff=1.0, jitter=0)
-    assert [policy.delay(n) for n in range(6)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
-    assert policy.delay(10_000) == 1.0
+def failures(retry: Retry, n: int) -> Retry:
+    for _ in range(n):
+        retry = count(retry, "GET", "http://x/jobs/1", error=requests.ConnectionError("reset"))
+    return retry
 
 
-def test_policy_delay_jitter_stays_within_its_share() -> None:
-    policy = PollPolicy(backoff=1.0, max_backoff=1.0, jitter=0.5)
-    rng = random.Random(7)
-    delays = [policy.delay(0, rng=rng) for _ in range(200)]
-    assert all(0.5 <= d <= 1.0 for d in delays)
+def test_policy_builds_urllib3_retry_with_its_backoff() -> None:
+    policy = PollPolicy(backoff_factor=0.1, backoff_max=1.0, backoff_jitter=0)
+    retry = policy.retry(total=3)
+    assert isinstance(retry, Retry)
+    # urllib3's rule: the first retry at once, then backoff_factor * 2 ** (n - 1), capped.
+    assert [delay(failures(retry, n)) for n in range(1, 4)] == pytest.approx([0, 0.2, 0.4])
+    assert delay(failures(policy.retry(), 40)) == 1.0
+    with pytest.raises(MaxRetryError):
+        failures(retry, 4)
+
+
+def test_policy_backoff_jitter_adds_up_to_its_seconds() -> None:
+    retry = failures(PollPolicy(backoff_factor=0.1, backoff_max=9, backoff_jitter=0.5).retry(), 2)
+    delays = [delay(retry) for _ in range(200)]
+    assert all(0.2 <= d <= 0.7 for d in delays)
     assert len(set(delays)) > 100
 
 
-def test_policy_delay_never_undercuts_retry_after() -> None:
-    policy = PollPolicy(backoff=0.1, max_backoff=1.0, max_retry_after=30)
-    assert policy.delay(0, retry_after=3) == 3
-    assert policy.delay(0, retry_after=3600) == 30
-    assert PollPolicy(backoff=0.1, jitter=0, respect_retry_after=False).delay(0, 3) == 0.1
+def answer(status: int, **headers: str) -> requests.Response:
+    """A real ``requests.Response`` as the adapter builds it, from a urllib3 one."""
+    raw = HTTPResponse(body=b"", headers=headers, status=status, preload_content=False)
+    return requests.adapters.HTTPAdapter().build_response(
+        requests.Request("GET", "http://x/jobs/1").prepare(), raw)
+
+
+def test_policy_retry_after_replaces_the_backoff_up_to_its_cap() -> None:
+    policy = PollPolicy(backoff_factor=0.1, backoff_max=1.0, retry_after_max=30)
+    assert delay(policy.retry(), answer(503, **{"Retry-After": "3"}), 30) == 3
+    assert delay(policy.retry(), answer(503, **{"Retry-After": "3600"}), 30) == 30
+    assert delay(policy.retry(), answer(503, **{"Retry-After": "soon"})) == 0  # unreadable
+    ignoring = PollPolicy(respect_retry_after_header=False).retry()
+    assert delay(ignoring, answer(503, **{"Retry-After": "3"})) == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("3", 3.0), (" 0 ", 0.0), ("-2", None), ("1.5", None), (None, None), ("soon", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_reads_delay_seconds_and_dates(value: str | None, expected: float | None) -> None:
+    """RFC 9110 section 10.2.3: ``delay-seconds`` is digits only."""
+    headers = {} if value is None else {"Retry-After": value}
+    assert retry_after(PollPolicy().retry(), answer(503, **headers)) == expected
+
+
+@pytest.mark.parametrize("form", ["imf", "rfc850", "asctime"])
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "America/New_York", "UTC"])
+def test_retry_after_http_date_is_utc_in_every_local_zone(form: str, zone: str) -> None:
+    """RFC 9110 section 5.6.7: all three date forms are UTC, the asctime one
+    without saying so. Run in a child process with ``TZ`` set, as a client
+    in that zone would."""
+    code = f"""
+import time
+from flask_jobify.client.policy import PollPolicy, retry_after
+import requests, urllib3
+moment = time.gmtime(time.time() + 20)
+value = time.strftime({DATE_FORMS[form]!r}, moment)
+raw = urllib3.HTTPResponse(body=b"", headers={{"Retry-After": value}}, status=503)
+response = requests.adapters.HTTPAdapter().build_response(
+    requests.Request("GET", "http://x/").prepare(), raw)
+print(retry_after(PollPolicy().retry(), response))
+"""
+    env = {**os.environ, "TZ": zone, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert 17 <= float(out) <= 20
 
 
 def test_policy_tells_an_ignored_long_poll() -> None:
@@ -95,43 +157,47 @@ def test_progress_bar_shows_percent_and_message() -> None:
     assert "job-1" in text and "40%" in text and "halfway there" in text and "still going" in text
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [("3", 3.0), (" 0 ", 0.0), ("-2", 0.0), ("1.5", 1.5), (None, None), ("soon", None),
-     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
-)
-def test_parse_retry_after(value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value) == expected
+def test_policy_tells_a_cut_long_poll() -> None:
+    policy = PollPolicy(min_wait=0.5)
+    assert policy.long_poll_cut(asked=2, elapsed=1.5)  # a gateway's limit
+    assert policy.long_poll_cut(asked=30, elapsed=1.5, round_trip=0.01)
+    assert not policy.long_poll_cut(asked=30, elapsed=0.01, round_trip=0.005)  # refused at once
+    assert not policy.long_poll_cut(asked=0, elapsed=5)  # not a long-poll
+    assert policy.shortened_wait(1.5) == 0.8
+    assert policy.shortened_wait(0.8) == 0  # under min_wait: poll instead
 
 
-def test_parse_retry_after_http_date_in_the_future() -> None:
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412480.0) == 30.0
+def test_transport_prepares_follow_ups_without_body_job_headers_or_foreign_credentials() -> None:
+    submission = requests.Session().prepare_request(requests.Request(
+        "POST", "http://api.example.com/r", json={"a": 1}, headers={
+            "Authorization": "Bearer t", "Cookie": "s=1", "Proxy-Authorization": "p",
+            "X-User": "alice", "X-Job-Flag": "ON"}))
+    transport = Transport(requests.Session().send, submission, PollPolicy())
+    same = transport.prepare("GET", "http://api.example.com/jobs/1")
+    assert same.method == "GET" and same.body is None
+    assert {k.lower() for k in same.headers} >= {"authorization", "cookie", "proxy-authorization",
+                                                 "x-user"}
+    assert not {"x-job-flag", "content-type", "content-length"} & {k.lower() for k in same.headers}
+    other = transport.prepare("GET", "http://jobs.example.net/jobs/1")
+    assert not {"authorization", "cookie", "proxy-authorization"} & {k.lower() for k in other.headers}
+    assert other.headers["X-User"] == "alice"
 
 
-@pytest.mark.parametrize(
-    ("a", "b", "same"),
-    [
-        ("http://api.example.com/x", "http://api.example.com/jobs/1", True),
-        ("http://api.example.com/x", "http://API.example.com:80/jobs/1", True),
-        ("http://api.example.com/x", "https://api.example.com/jobs/1", True),  # upgrade
-        ("https://api.example.com/x", "http://api.example.com/jobs/1", False),  # downgrade
-        ("http://api.example.com/x", "http://evil.example.com/jobs/1", False),
-        ("http://api.example.com/x", "http://api.example.com:8080/jobs/1", False),
-        ("http://127.0.0.1:5000/x", "http://localhost:5000/jobs/1", False),
-    ],
-)
-def test_same_origin(a: str, b: str, same: bool) -> None:
-    assert same_origin(a, b) is same
+def test_transport_applies_auth_afresh_on_the_origin_only() -> None:
+    calls: list[str] = []
 
+    def sign(request: requests.PreparedRequest) -> requests.PreparedRequest:
+        calls.append(f"{request.method} {request.url}")
+        request.headers["Authorization"] = f"Sig {len(calls)}"
+        return request
 
-def test_transport_keeps_credentials_on_their_origin_only() -> None:
-    headers = {"Authorization": "Bearer t", "Cookie": "s=1", "Proxy-Authorization": "p",
-               "X-User": "alice", "X-Job-Flag": "ON", "Content-Type": "application/json"}
-    transport = Transport(lambda *a, **k: None, "http://api.example.com/r", headers, PollPolicy())  # type: ignore[arg-type, return-value]
-    same = transport.headers_for("http://api.example.com/jobs/1")
-    assert {k.lower() for k in same} == {"authorization", "cookie", "proxy-authorization", "x-user"}
-    other = transport.headers_for("http://jobs.example.net/jobs/1")
-    assert dict(other) == {"X-User": "alice"}
+    submission = requests.Request("POST", "http://api.example.com/r", auth=sign).prepare()
+    transport = Transport(requests.Session().send, submission, PollPolicy(), auth=sign)
+    assert transport.prepare("GET", "http://api.example.com/jobs/1").headers["Authorization"] == "Sig 2"
+    assert transport.prepare("HEAD", "http://api.example.com/jobs/1/result").headers[
+        "Authorization"] == "Sig 3"
+    assert "Authorization" not in transport.prepare("GET", "http://evil.example.com/jobs/1").headers
+    assert calls[1:] == ["GET http://api.example.com/jobs/1", "HEAD http://api.example.com/jobs/1/result"]
 
 
 def test_exceptions_are_jobify_and_requests_errors() -> None:

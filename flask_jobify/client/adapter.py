@@ -9,15 +9,20 @@ from urllib.parse import urljoin
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, parse_prefer
+from ..protocol import JOB_FLAG_HEADER, JOB_ID_HEADER, parse_prefer
 from .exceptions import JobClientError
 from .job import Job
-from .policy import PollPolicy, PollPolicyLike, parse_retry_after
+from .policy import PollPolicy, PollPolicyLike, count, delay
 from .progress import ProgressCallback
-from .transport import Transport, error_code, sleep_within
+from .transport import Auth, Transport, error_code, sleep_within
 
 if t.TYPE_CHECKING:
     from .transport import Timeout
+
+#: Attribute a :class:`~flask_jobify.client.JobSession` sets on each request
+#: it prepares: the auth (the call's, else the session's) that the job's
+#: follow-ups apply afresh.
+AUTH_ATTRIBUTE = "jobify_auth"
 
 #: ``error.code`` values of a ``503`` that refused a job for now, not for good.
 RETRYABLE_SUBMISSION_ERRORS = frozenset({"queue_full", "shutting_down"})
@@ -68,6 +73,12 @@ class JobAdapter(HTTPAdapter):
         ``X-Job-Flag: ON``.
     :param prefer_wait: with ``prefer``, add ``wait=N``: the server answers
         directly if the job ends within ``N`` seconds.
+    :param auth: requests' ``auth=`` (an ``AuthBase``, a ``(user,
+        password)`` tuple) applied afresh to each follow-up request of a
+        job on its own origin. Needed on a plain ``requests.Session`` for an
+        auth that signs each request (HMAC, OAuth 1, AWS SigV4, Hawk): the
+        adapter never sees the session's or the call's ``auth``; a
+        :class:`~flask_jobify.client.JobSession` hands them over itself.
     :param kwargs: ``HTTPAdapter``'s own (``pool_connections``,
         ``pool_maxsize``, ``max_retries``, ``pool_block``).
 
@@ -77,7 +88,7 @@ class JobAdapter(HTTPAdapter):
     __attrs__ = [  # noqa: RUF012 - requests' own name and type, for pickling
         *HTTPAdapter.__attrs__,
         "poll", "timeout", "on_progress", "progress_bar", "raise_on_failure",
-        "cancel_on_timeout", "cancel_on_interrupt", "prefer", "prefer_wait",
+        "cancel_on_timeout", "cancel_on_interrupt", "prefer", "prefer_wait", "auth",
     ]
 
     def __init__(
@@ -92,6 +103,7 @@ class JobAdapter(HTTPAdapter):
         cancel_on_interrupt: bool = False,
         prefer: bool = False,
         prefer_wait: int | None = None,
+        auth: Auth = None,
         **kwargs: t.Any,
     ) -> None:
         self.poll = PollPolicy.from_value(poll)
@@ -103,6 +115,7 @@ class JobAdapter(HTTPAdapter):
         self.cancel_on_interrupt = cancel_on_interrupt
         self.prefer = prefer
         self.prefer_wait = prefer_wait
+        self.auth = auth
         super().__init__(**kwargs)
 
     def send(  # type: ignore[override]
@@ -141,6 +154,8 @@ class JobAdapter(HTTPAdapter):
         if prefer and "respond-async" in parse_prefer([prefer]):
             return request
         job_request = request.copy()
+        if hasattr(request, AUTH_ATTRIBUTE):
+            setattr(job_request, AUTH_ATTRIBUTE, getattr(request, AUTH_ATTRIBUTE))
         if self.prefer:
             wanted = "respond-async" + (f", wait={self.prefer_wait}" if self.prefer_wait else "")
             job_request.headers["Prefer"] = f"{prefer}, {wanted}" if prefer else wanted
@@ -161,21 +176,21 @@ class JobAdapter(HTTPAdapter):
 
         :return: the server's answer: a job's ``202`` or any other.
         """
-        attempt = 0
+        retry = self.poll.retry()
         while True:
             response = self.send_plain(request, **kwargs)
             if (
                 response.status_code != 503
-                or attempt >= self.poll.submit_retries
+                or len(retry.history) >= self.poll.submit_retries
                 or not isinstance(request.body, (bytes, str, type(None)))
                 or error_code(response) not in RETRYABLE_SUBMISSION_ERRORS
             ):
                 return response
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if not sleep_within(self.poll.delay(attempt, retry_after), deadline):
+            retry = count(retry, t.cast(str, request.method), t.cast(str, request.url),
+                          response=response)
+            if not sleep_within(delay(retry, response, self.poll.retry_after_max), deadline):
                 return response
             response.close()
-            attempt += 1
 
     def job_for(self, accepted: requests.Response, **kwargs: t.Any) -> Job:
         """The :class:`Job` a ``202 Accepted`` started.
@@ -199,14 +214,13 @@ class JobAdapter(HTTPAdapter):
 
     def job_at(self, request: requests.PreparedRequest, **kwargs: t.Any) -> Job:
         """A :class:`Job` for the status URL ``request`` points to, with its
-        headers (credentials...) for the follow-ups."""
+        headers, auth and cookies for the follow-ups."""
         assert request.url is not None
         return Job(self, self._transport(request, **kwargs), request.url)
 
     def _transport(self, request: requests.PreparedRequest, **kwargs: t.Any) -> Transport:
-        return Transport(
-            self.send_plain, t.cast(str, request.url), request.headers, self.poll, **kwargs
-        )
+        auth = getattr(request, AUTH_ATTRIBUTE, None) or self.auth
+        return Transport(self.send_plain, request, self.poll, auth=auth, **kwargs)
 
 
-__all__ = ["JobAdapter", "is_job_response"]
+__all__ = ["AUTH_ATTRIBUTE", "JobAdapter", "is_job_response"]

@@ -21,7 +21,7 @@ import typing as t
 
 import requests
 
-from ..errors import JobifyError
+from ..protocol import JobifyError
 
 #: A job record as the server sends it (``GET /jobs/<id>``).
 JobRecord = dict[str, t.Any]

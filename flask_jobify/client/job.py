@@ -9,12 +9,12 @@ from urllib.parse import urljoin
 
 import requests
 
-from ..models import JobProgress, JobStatus
+from ..protocol import JobProgress, JobStatus
 from .exceptions import JobClientError, JobRecord
 from .outcome import client_timeout, fetch_result, unexpected_answer
-from .policy import parse_retry_after
+from .policy import count, delay
 from .progress import ProgressBar, progress_from_record
-from .transport import Transport, sleep_within
+from .transport import LongPollCut, Transport, sleep_within
 
 if t.TYPE_CHECKING:
     from .adapter import JobAdapter
@@ -66,6 +66,11 @@ class Job:
         self._bar: ProgressBar | None = None
         self._id: str | None = None
         self._result_url: str | None = None
+        #: Seconds asked per long-poll: the policy's, less once a gateway
+        #: cut one; ``0`` once the client polls instead.
+        self._wait = adapter.poll.wait
+        #: The method of the request that started the job, when known.
+        self._method = None if accepted is None else accepted.request.method
         if accepted is not None:
             body = _json_object(accepted)
             self._id = accepted.headers.get("X-Job-Id") or body.get("jobId")
@@ -151,13 +156,39 @@ class Job:
         return self.follow_to_result(deadline, stream=stream)
 
     def cancel(self) -> bool:
-        """Ask the server to cancel the job.
+        """Ask the server to cancel the job, if it is still active.
+
+        A job that has ended is left as it is, its result included: this
+        asks for its status first and sends ``DELETE`` only while it is
+        ``pending`` or ``running``. (A job that ends between the two is
+        deleted by the ``DELETE``, result included, as the server forgets a
+        finished job it is asked to delete; this then returns ``False``.)
+        To remove a finished job and its result, :meth:`delete` it.
 
         :return: ``True`` if the job was cancelled, or will stop soon (it was
-            running); ``False`` if it had already ended (the server then
-            forgets it and its result).
+            running); ``False`` if it had already ended.
         :raises JobLost: the server does not know the job.
+        :raises JobConnectionError: the server could not be reached.
         """
+        if self.status().is_final:
+            return False
+        return self._delete()
+
+    def delete(self) -> bool:
+        """Remove the job from the server: a finished job is forgotten with
+        its result (later requests for it get ``404``); an active one is
+        cancelled first (see :meth:`cancel`), and kept until it ends.
+
+        :return: ``True`` if the job was active and is now cancelled (or
+            will stop soon), ``False`` if it had ended and is now deleted.
+        :raises JobLost: the server does not know the job.
+        :raises JobConnectionError: the server could not be reached.
+
+        .. versionadded:: 0.1
+        """
+        return self._delete()
+
+    def _delete(self) -> bool:
         response = self._transport.send_with_retries("DELETE", self.status_url, job=self.record)
         assert response is not None  # no deadline
         if response.status_code == 204:
@@ -165,7 +196,7 @@ class Job:
         if response.status_code in (200, 202):
             self._take(response)
             return True
-        raise unexpected_answer(self.record, response)
+        raise unexpected_answer(self.record, response, job_id=self.id)
 
     # -- following --------------------------------------------------------------
     def follow_to_result(
@@ -203,11 +234,12 @@ class Job:
             raise
 
     def _follow(self, deadline: float | None) -> bool:
-        """Long-poll (or poll, if the server does not long-poll) until the
-        job ends; ``False`` if ``deadline`` came first."""
+        """Long-poll (or poll, if the server does not long-poll, or a
+        gateway cuts long-polls) until the job ends; ``False`` if
+        ``deadline`` came first."""
         policy = self._adapter.poll
         long_poll = True  # until the server shows otherwise
-        unchanged = 0
+        pacing = policy.retry()  # spaces out plain polls
         if self._adapter.progress_bar and not self.done:
             with self._notify_lock:
                 if self._bar is None:
@@ -218,48 +250,64 @@ class Job:
                 return False
             # A long-poll answers the next change, so the state of a job not
             # seen yet is asked for without waiting.
-            asked = min(policy.wait, remaining) if "version" in self.record else None
+            asked = min(self._wait, remaining) if "version" in self.record else None
             started = time.monotonic()
-            polled = self._poll(asked, deadline)
+            try:
+                polled = self._poll(asked, deadline)
+            except LongPollCut as cut:
+                self._cut(cut.elapsed)
+                pacing = count(pacing, "GET", self.status_url, response=cut.response)
+                if not sleep_within(delay(pacing, cut.response, policy.retry_after_max), deadline):
+                    return self.done
+                continue
             if polled is None:
                 return False
             response, changed = polled
             if self.done:
                 break
             if changed:
-                unchanged = 0
+                pacing = policy.retry()
             else:
                 elapsed = time.monotonic() - started
                 if asked is not None and policy.long_poll_ignored(asked, elapsed, self._round_trip):
                     long_poll = False
-                unchanged += 1
             if not long_poll or asked == 0:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                delay = policy.delay(max(unchanged - 1, 0), retry_after)
-                if not sleep_within(delay, deadline):
+                pacing = count(pacing, "GET", self.status_url, response=response)
+                if not sleep_within(delay(pacing, response, policy.retry_after_max), deadline):
                     return self.done
         self.close()
         return True
+
+    def _cut(self, elapsed: float) -> None:
+        """A gateway cut a long-poll after ``elapsed`` seconds: ask for half
+        that from now on, or, once already shortened, poll instead."""
+        policy = self._adapter.poll
+        with self._lock:
+            shortened = self._wait < policy.wait
+            self._wait = 0.0 if shortened else min(self._wait, policy.shortened_wait(elapsed))
 
     def _poll(
         self, wait: float | None, deadline: float | None
     ) -> tuple[requests.Response, bool] | None:
         """One status request (with retries): the answer and whether the
-        record changed, or ``None`` when ``deadline`` passed."""
+        record changed, or ``None`` when ``deadline`` passed.
+
+        :raises LongPollCut: a gateway cut the long-poll.
+        """
         started = time.monotonic()
         url = self.status_url
         if wait is not None and "version" in self.record:
             # Servers answer at once if the job moved past what we saw.
             url += ("&" if "?" in url else "?") + f"version={self.record['version']}"
         response = self._transport.send_with_retries(
-            "GET", url, wait=wait, deadline=deadline, job=self.record
+            "GET", url, wait=wait, deadline=deadline, job=self.record, round_trip=self._round_trip
         )
         if response is None:
             return None
         if wait is None:
             self._round_trip = time.monotonic() - started
         if response.status_code != 200:
-            raise unexpected_answer(self.record, response)
+            raise unexpected_answer(self.record, response, job_id=self.id)
         return response, self._take(response)
 
     def _take(self, response: requests.Response) -> bool:
@@ -311,7 +359,7 @@ class Job:
         response = fetch_result(
             self.record, self.result_url, self._transport, deadline=deadline, stream=stream,
             raise_on_failure=self._adapter.raise_on_failure,
-            last_status=self.last_status_response,
+            last_status=self.last_status_response, method=self._method,
         )
         if response is None:
             self._give_up()

@@ -5,7 +5,7 @@ import typing as t
 
 import requests
 
-from ..models import JobStatus
+from ..protocol import JobStatus
 from .exceptions import (
     JobClientError,
     JobFailed,
@@ -26,8 +26,16 @@ def fetch_result(
     stream: bool,
     raise_on_failure: bool,
     last_status: requests.Response | None = None,
+    method: str | None = None,
 ) -> requests.Response | None:
     """The stored response of a job that ended as ``record`` says.
+
+    The result of a ``HEAD`` job is fetched with ``HEAD``: the server
+    answers with the stored headers (``Content-Length`` included) and no
+    body, as the view would have (RFC 9110 section 9.3.2).
+
+    :param method: the method of the request that started the job, when
+        known; else the record's ``method``.
 
     :return: the view's response, replayed by the server; ``None`` when
         ``deadline`` passed before it could be fetched.
@@ -47,8 +55,9 @@ def fetch_result(
             job=record, response=last_status,
         )
     expected = record.get("httpStatus")
+    head = (method or record.get("method") or "GET").upper() == "HEAD"
     response = transport.send_with_retries(
-        "GET", result_url, stream=stream, deadline=deadline, expected_status=expected, job=record
+        "HEAD" if head else "GET", result_url, stream=stream, deadline=deadline, expected_status=expected, job=record
     )
     if response is None:
         return None
@@ -57,18 +66,25 @@ def fetch_result(
         # endpoint's own answer.
         if response.status_code == 409 and error_code(response) == "no_result":
             raise JobFailed(failure_message(record), job=record, response=response)
-        raise unexpected_answer(record, response)
+        raise unexpected_answer(record, response, job_id=job_id)
     if status is JobStatus.FAILED and raise_on_failure:
         raise JobFailed(failure_message(record), job=record, response=response)
     return response
 
 
-def unexpected_answer(record: JobRecord, response: requests.Response) -> JobClientError:
+def unexpected_answer(
+    record: JobRecord, response: requests.Response, *, job_id: str | None = None
+) -> JobClientError:
     """The exception for an answer of the jobs endpoints that is not the
-    one asked for: :class:`JobLost` for a 404."""
+    one asked for: :class:`JobLost` for a 404.
+
+    :param job_id: the job's id, when ``record`` may not hold it yet (a
+        job resumed from its status URL).
+    """
+    job_id = job_id or str(record.get("id", ""))
     if response.status_code == 404:
         return JobLost(
-            f"The server no longer knows job {record.get('id', '')}: it expired, was"
+            f"The server no longer knows job {job_id}: it expired, was"
             " deleted, or is not yours.", job=record or None, response=response,
         )
     return JobClientError(

@@ -1,15 +1,28 @@
-"""How the client follows a job: long-poll length, backoff, retries."""
+"""How the client follows a job: long-poll length, and the
+:class:`urllib3.util.Retry` that spaces out polls and retries."""
 from __future__ import annotations
 
 import dataclasses
-import email.utils
-import random
-import time
+import inspect
 import typing as t
+
+import requests
+from urllib3.exceptions import InvalidHeader
+from urllib3.util import Retry
 
 #: What the adapter and the session accept as ``poll=``: a policy, a number
 #: of seconds per long-poll, or ``None`` for the defaults.
 PollPolicyLike = t.Union["PollPolicy", float, int, None]
+
+#: Answers to a follow-up that say "try again" rather than "no".
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+#: Answers a gateway gives when it ends a request that ran too long.
+GATEWAY_CUT_STATUSES = frozenset({502, 503, 504})
+
+#: Whether this urllib3 caps ``Retry-After`` itself (``retry_after_max``,
+#: urllib3 2.7, Python 3.10+); :func:`retry_after` caps it in any case.
+_URLLIB3_CAPS_RETRY_AFTER = "retry_after_max" in inspect.signature(Retry).parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,52 +30,61 @@ class PollPolicy:
     """How a job is followed to its end.
 
     The client long-polls (``GET {statusUrl}?wait=S``), so it hears of a
-    change as soon as the server does. When the server answers at once with
-    nothing new (long-poll disabled), it polls instead: the delays grow
-    exponentially from :attr:`backoff` to :attr:`max_backoff`, with jitter,
-    and never undercut the server's ``Retry-After``. The same delays space
-    out retries after a network error or a 5xx answer.
+    change as soon as the server does. The delays between plain polls (a
+    server that does not long-poll, a long-poll cut by a gateway) and
+    between retries are urllib3's (:meth:`retry` builds the
+    :class:`~urllib3.util.Retry`): the first goes at once, then
+    ``backoff_factor * 2 ** (n - 1)`` seconds plus up to ``backoff_jitter``
+    at random, capped at ``backoff_max``; a ``Retry-After`` (seconds or an
+    HTTP-date, RFC 9110 section 10.2.3), capped at ``retry_after_max``,
+    replaces the backoff when the server sends one.
 
     Like ``HTTPAdapter(max_retries=3)``, the adapter takes a plain number for
     the common case: ``JobAdapter(poll=10)`` is ``PollPolicy(wait=10)``.
 
     :param wait: seconds asked per long-poll (the server caps it); ``0``
-        polls without long-polling.
-    :param backoff: first delay between two polls, or before the first retry.
-    :param max_backoff: longest delay the exponential backoff reaches.
-    :param jitter: share of each delay drawn at random (``0`` to ``1``), so
-        that many clients do not poll in step.
-    :param retries: network errors or 5xx answers in a row tolerated while
-        following a job; one more raises
-        :class:`~flask_jobify.client.JobConnectionError`.
+        polls without long-polling. The default, 15, stays under the
+        request limits of common gateways (Heroku's router and Google
+        Cloud's load balancer end requests at 30 s, AWS API Gateway at 29 s,
+        Azure Application Gateway at 20 s). Behind a shorter one, the client
+        notices the cut long-polls and shortens the wait itself.
+    :param min_wait: shortest long-poll worth keeping after a cut, in
+        seconds: below it the client polls instead.
+    :param backoff_factor: urllib3's ``backoff_factor``, in seconds.
+    :param backoff_max: longest backoff, in seconds (urllib3's ``backoff_max``).
+    :param backoff_jitter: most seconds added at random to each backoff, so
+        that many clients do not poll in step (urllib3's ``backoff_jitter``).
+    :param retries: network errors or transient answers (429, 5xx) in a row
+        tolerated while following a job (urllib3's ``total``); one more
+        raises :class:`~flask_jobify.client.JobConnectionError`.
     :param submit_retries: times a submission answered ``503`` (queue full,
         server shutting down) is sent again, after ``Retry-After``.
-    :param respect_retry_after: never poll or retry before the server's
-        ``Retry-After``.
-    :param max_retry_after: longest ``Retry-After`` honoured, in seconds.
+    :param respect_retry_after_header: wait as long as the server's
+        ``Retry-After`` says (urllib3's ``respect_retry_after_header``).
+    :param retry_after_max: longest ``Retry-After`` honoured, in seconds
+        (urllib3's ``retry_after_max``).
     :param read_timeout: read timeout of follow-up requests, in seconds, on
         top of the long-poll's ``wait``.
 
     .. versionadded:: 0.1
     """
 
-    wait: float = 30.0
-    backoff: float = 0.1
-    max_backoff: float = 5.0
-    jitter: float = 0.5
+    wait: float = 15.0
+    min_wait: float = 0.5
+    backoff_factor: float = 0.1
+    backoff_max: float = 5.0
+    backoff_jitter: float = 0.1
     retries: int = 10
     submit_retries: int = 3
-    respect_retry_after: bool = True
-    max_retry_after: float = 60.0
+    respect_retry_after_header: bool = True
+    retry_after_max: float = 60.0
     read_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("wait", "backoff", "max_backoff", "max_retry_after", "retries",
-                     "submit_retries"):
+        for name in ("wait", "min_wait", "backoff_factor", "backoff_max", "backoff_jitter",
+                     "retry_after_max", "retries", "submit_retries"):
             if getattr(self, name) < 0:
                 raise ValueError(f"PollPolicy.{name} must be >= 0, not {getattr(self, name)!r}")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError(f"PollPolicy.jitter must be within 0..1, not {self.jitter!r}")
         if self.read_timeout <= 0:
             raise ValueError(f"PollPolicy.read_timeout must be > 0, not {self.read_timeout!r}")
 
@@ -83,20 +105,28 @@ class PollPolicy:
             f"poll must be a PollPolicy or a number of seconds, not {type(value).__name__}"
         )
 
-    def delay(
-        self, attempt: int, retry_after: float | None = None, *, rng: random.Random | None = None
-    ) -> float:
-        """Seconds to wait before poll or retry number ``attempt`` (from 0).
+    def retry(self, total: int | None = None) -> Retry:
+        """A fresh :class:`~urllib3.util.Retry` with this policy's backoff
+        and ``Retry-After`` handling.
 
-        ``backoff * 2**attempt``, capped at :attr:`max_backoff`, less up to
-        :attr:`jitter` of itself; then raised to ``retry_after`` (itself
-        capped at :attr:`max_retry_after`) when :attr:`respect_retry_after`.
+        :param total: failures allowed (``None``: no limit, for spacing out
+            polls rather than counting failures).
         """
-        base = min(self.max_backoff, self.backoff * 2 ** min(attempt, 64))
-        delay = base * (1 - self.jitter * (rng or random).random())
-        if self.respect_retry_after and retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_retry_after))
-        return delay
+        optional: dict[str, t.Any] = (
+            {"retry_after_max": int(self.retry_after_max)} if _URLLIB3_CAPS_RETRY_AFTER else {}
+        )
+        return Retry(
+            total=total,
+            connect=None, read=None, redirect=False, status=None, other=None,
+            allowed_methods=None,  # every method: follow-ups are GET, HEAD and DELETE
+            status_forcelist=TRANSIENT_STATUSES,
+            backoff_factor=self.backoff_factor,
+            backoff_max=self.backoff_max,
+            backoff_jitter=self.backoff_jitter,
+            respect_retry_after_header=self.respect_retry_after_header,
+            raise_on_status=False,
+            **optional,
+        )
 
     def long_poll_ignored(
         self, asked: float, elapsed: float, round_trip: float | None = None
@@ -113,30 +143,85 @@ class PollPolicy:
         """
         if asked <= 0:
             return False
-        limit = 1.0 if round_trip is None else 2 * round_trip + 0.05
-        return elapsed < min(asked / 2, limit)
+        return elapsed < min(asked / 2, _quick(round_trip))
+
+    def long_poll_cut(
+        self, asked: float, elapsed: float, round_trip: float | None = None
+    ) -> bool:
+        """Tell whether a long-poll of ``asked`` seconds that failed (a
+        ``502``/``503``/``504``, or a connection reset) after ``elapsed``
+        seconds was cut by a gateway, rather than refused by the server.
+
+        It was if the server had held it: longer than a plain status
+        request takes (see :meth:`long_poll_ignored`), or half the wait.
+        """
+        return asked > 0 and elapsed >= min(asked / 2, _quick(round_trip))
+
+    def shortened_wait(self, elapsed: float) -> float:
+        """The long-poll to ask for after one was cut at ``elapsed`` seconds:
+        half of that, so that it ends well before the gateway's limit; ``0``
+        (poll instead) when that is under :attr:`min_wait`."""
+        wait = round(elapsed / 2, 1)
+        return wait if wait >= self.min_wait else 0.0
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Read a ``Retry-After`` header: seconds, or an HTTP date.
+def _quick(round_trip: float | None) -> float:
+    """Longest time a plain status request takes: twice ``round_trip`` plus
+    50 ms, or one second when it is not known."""
+    return 1.0 if round_trip is None else 2 * round_trip + 0.05
 
-    :return: seconds from now (``0`` for a date in the past), or ``None``
-        when the header is missing or unreadable.
+
+def retry_after(
+    retry: Retry, response: requests.Response | None, cap: float | None = None
+) -> float | None:
+    """Seconds the server's ``Retry-After`` asks for (RFC 9110 section
+    10.2.3), read by urllib3's :meth:`~urllib3.util.Retry.parse_retry_after`
+    (an HTTP-date without a zone, the obsolete asctime form, is UTC as RFC
+    9110 section 5.6.7 says), capped at ``cap`` seconds.
+
+    :return: ``None`` when there is no ``response``, no header, an
+        unreadable one, or the retry does not respect it.
     """
+    if response is None or not retry.respect_retry_after_header:
+        return None
+    value = response.headers.get("Retry-After")
     if value is None:
         return None
-    value = value.strip()
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        seconds = retry.parse_retry_after(value)
+    except InvalidHeader:
         return None
-    if moment is None:
-        return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+    return seconds if cap is None else min(seconds, cap)
 
 
-__all__ = ["PollPolicy", "PollPolicyLike", "parse_retry_after"]
+def delay(
+    retry: Retry, response: requests.Response | None = None, cap: float | None = None
+) -> float:
+    """Seconds to wait before the next poll or retry: the ``Retry-After``
+    of ``response`` (capped at ``cap``) if it has a non-zero one, else
+    ``retry``'s backoff, as :meth:`urllib3.util.Retry.sleep` decides (which
+    sleeps; the client must not sleep past its own deadline, so it asks
+    for the number)."""
+    return retry_after(retry, response, cap) or retry.get_backoff_time()
+
+
+def count(retry: Retry, method: str, url: str, *, response: requests.Response | None = None,
+          error: Exception | None = None) -> Retry:
+    """``retry`` with one more poll or failure in its history
+    (:meth:`urllib3.util.Retry.increment`).
+
+    :raises urllib3.exceptions.MaxRetryError: when that exhausts it.
+    """
+    return retry.increment(method, url, response=None if response is None else response.raw,
+                           error=error)
+
+
+__all__ = [
+    "GATEWAY_CUT_STATUSES",
+    "TRANSIENT_STATUSES",
+    "PollPolicy",
+    "PollPolicyLike",
+    "count",
+    "delay",
+    "retry_after",
+]

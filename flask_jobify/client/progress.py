@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typing as t
 
-from ..models import JobProgress
+from ..protocol import JobProgress
 
 #: A progress callback: called with each new :class:`~flask_jobify.JobProgress`.
 ProgressCallback = t.Callable[[JobProgress], t.Any]

@@ -7,8 +7,9 @@ import typing as t
 
 import requests
 from requests.cookies import extract_cookies_to_jar
+from requests.sessions import merge_setting
 
-from .adapter import JobAdapter, is_job_response
+from .adapter import AUTH_ATTRIBUTE, JobAdapter, is_job_response
 from .exceptions import JobNotAccepted
 from .job import Job
 
@@ -21,6 +22,12 @@ class JobSession(requests.Session):
         job = s.submit("POST", url, json=...)
         job.wait(timeout=30); job.result()
         job = s.resume(job.status_url)     # from another process
+
+    The follow-ups of a job (status polls, the result, cancellation) get
+    the call's ``auth``, else the session's, applied afresh to each, as
+    requests applies them to the request itself: an auth that signs each
+    request (HMAC, OAuth 1, AWS SigV4, Hawk) signs each follow-up. They are
+    never sent to another origin.
 
     Sessions are as thread-safe as requests' own: one session may follow
     many jobs from many threads.
@@ -39,6 +46,13 @@ class JobSession(requests.Session):
         self.job_adapter = adapter if adapter is not None else JobAdapter(**options)
         self.mount("https://", self.job_adapter)
         self.mount("http://", self.job_adapter)
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        """As ``Session.prepare_request``, and note the auth it applied
+        (the call's, else the session's) for the job's follow-ups."""
+        prepared = super().prepare_request(request)
+        setattr(prepared, AUTH_ATTRIBUTE, merge_setting(request.auth, self.auth))
+        return prepared
 
     def submit(self, method: str, url: str, **kwargs: t.Any) -> Job:
         """Start a job and return its handle at once, without waiting.

@@ -1,23 +1,37 @@
 """Follow-up requests of a job (status, result, cancel), with retries.
 
-Modelled on ``HTTPDigestAuth.handle_401``: the follow-ups are built from the
-request that started the job and sent through the same adapter's plain
-``send``, not through a session, so they share its connection pool and TLS
-settings but none of the job machinery.
+They are built the way requests builds its own follow-ups (redirects in
+``Session.resolve_redirects``, ``HTTPDigestAuth.handle_401``): a
+``PreparedRequest.copy()`` of the request that started the job, without
+its body; credentials stripped when ``Session.should_strip_auth`` says the
+URL is on another origin, and otherwise the ``auth`` (the session's and the
+call's) applied afresh, so that a scheme that signs each request (HMAC
+over method and path, OAuth 1, AWS SigV4, Hawk) signs each follow-up;
+cookies from the request's jar, updated from each answer's ``Set-Cookie``.
+They go through the adapter's plain ``send``, not through a session, so
+they share its connection pool and TLS settings but none of the job
+machinery.
 """
 from __future__ import annotations
 
+import threading
 import time
 import typing as t
-from urllib.parse import urlsplit
 
 import requests
-from requests.structures import CaseInsensitiveDict
+from requests.cookies import (
+    RequestsCookieJar,
+    extract_cookies_to_jar,
+    get_cookie_header,
+)
+from requests.sessions import SessionRedirectMixin
+from urllib3.exceptions import MaxRetryError
 
+from ..protocol import error_code_of
 from .exceptions import JobConnectionError, JobRecord
-from .policy import PollPolicy, parse_retry_after
+from .policy import GATEWAY_CUT_STATUSES, TRANSIENT_STATUSES, PollPolicy, count, delay
 
-#: Headers never sent to a host other than the one the job was started on.
+#: Headers never sent to another origin than the job's.
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 #: Headers of the original request that make no sense on a follow-up: they
@@ -28,39 +42,38 @@ DROPPED_HEADERS = frozenset({
     "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range", "range",
 })
 
-#: Answers to a follow-up that say "try again" rather than "no".
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
-
 #: Errors on the way to the server that are worth a retry.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
 SendFunc = t.Callable[..., requests.Response]
+#: What requests takes as ``auth=``: an ``AuthBase``, a callable, a
+#: ``(user, password)`` tuple, or ``None``.
+Auth = t.Union[  # noqa: UP007 - evaluated at run time, on Python 3.9 too
+    requests.auth.AuthBase, t.Callable[..., t.Any], tuple[str, str], None
+]
 
 if t.TYPE_CHECKING:
     #: What ``timeout=`` may be in requests.
     Timeout = float | tuple[float | None, float | None] | None
 
 
-def same_origin(url: str, other: str) -> bool:
-    """Tell whether credentials meant for ``url`` may go to ``other``.
+class LongPollCut(Exception):
+    """A long-poll failed after the server had held it: a gateway or proxy
+    ends requests sooner than the wait asked. Internal: :class:`~flask_jobify.client.Job`
+    shortens its wait and polls again.
 
-    As requests does on redirects: the same host and port, and the same
-    scheme or an upgrade from ``http`` to ``https`` on the default ports.
+    :param elapsed: seconds the long-poll lasted.
+    :param response: the gateway's answer, or ``None`` for a reset.
     """
-    a, b = urlsplit(url), urlsplit(other)
-    if (a.hostname or "").lower() != (b.hostname or "").lower():
-        return False
-    if a.scheme == "http" and b.scheme == "https" and a.port in (80, None) and b.port in (443, None):
-        return True
-    a_port = a.port or _DEFAULT_PORTS.get(a.scheme)
-    b_port = b.port or _DEFAULT_PORTS.get(b.scheme)
-    return a.scheme == b.scheme and a_port == b_port
+
+    def __init__(self, elapsed: float, response: requests.Response | None) -> None:
+        super().__init__(f"long-poll cut after {elapsed:.2f} s")
+        self.elapsed = elapsed
+        self.response = response
 
 
 def sleep_within(seconds: float, deadline: float | None) -> bool:
@@ -78,27 +91,23 @@ def sleep_within(seconds: float, deadline: float | None) -> bool:
 def error_code(response: requests.Response) -> str | None:
     """The ``error.code`` of a Flask-Jobify JSON error body, if it is one."""
     try:
-        body = response.json()
+        return error_code_of(response.json())
     except ValueError:
         return None
-    error = body.get("error") if isinstance(body, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    return code if isinstance(code, str) else None
 
 
 class Transport:
-    """Sends one job's follow-up requests.
-
-    Headers come from the request that started the job, less those in
-    :data:`DROPPED_HEADERS`; credentials (:data:`CREDENTIAL_HEADERS`) go only
-    to URLs of the same origin. Stateless after construction, so one
-    transport may serve several threads.
+    """Sends one job's follow-up requests (see the module's docstring for
+    how each is built). Thread-safe: the template request is only copied,
+    and the cookie jar has its own lock.
 
     :param send: the adapter's plain ``send`` (no job handling).
-    :param origin: the URL the job was started with; credentials go only
-        to its origin.
-    :param headers: the headers of the request that started the job.
+    :param request: the request that started the job (or, for a job
+        resumed from its status URL, the ``GET`` of that URL), as prepared
+        by requests.
     :param policy: retries and read timeouts.
+    :param auth: the auth to apply afresh to each follow-up on the job's
+        origin; ``None`` keeps the ``Authorization`` of ``request``.
     :param timeout: the caller's ``timeout=`` (connect and read).
     :param send_kwargs: ``verify``, ``cert`` and ``proxies`` for ``send``.
 
@@ -108,31 +117,53 @@ class Transport:
     def __init__(
         self,
         send: SendFunc,
-        origin: str,
-        headers: t.Mapping[str, t.Any],
+        request: requests.PreparedRequest,
         policy: PollPolicy,
         *,
+        auth: Auth = None,
         timeout: Timeout = None,
         **send_kwargs: t.Any,
     ) -> None:
         self._send = send
-        self.origin = origin
+        assert request.url is not None
+        #: The URL the job was started with: credentials go only to its origin.
+        self.origin = request.url
         self.policy = policy
-        self._headers = CaseInsensitiveDict(
-            {k: v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
-        )
+        self._auth = auth
+        self._template = request.copy()
+        self._template.body = None
+        for name in DROPPED_HEADERS:
+            self._template.headers.pop(name, None)
+        cookie = self._template.headers.pop("Cookie", None)
+        jar = getattr(request, "_cookies", None)
+        self._jar = jar.copy() if isinstance(jar, RequestsCookieJar) else RequestsCookieJar()
+        #: A ``Cookie`` header set by hand (not from the jar): resent to the
+        #: job's origin when the jar has nothing for it.
+        self._own_cookie = None if cookie == get_cookie_header(self._jar, self._template) else cookie
+        self._jar_lock = threading.Lock()
+        self._redirects = SessionRedirectMixin()  # should_strip_auth needs no session state
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         self._connect_timeout = connect
         self._read_timeout = read if read is not None else policy.read_timeout
         self._send_kwargs = send_kwargs
 
-    def headers_for(self, url: str) -> CaseInsensitiveDict[str]:
-        """Headers of a follow-up to ``url``: no credentials to another origin."""
-        headers = CaseInsensitiveDict(self._headers)
-        if not same_origin(self.origin, url):
+    def prepare(self, method: str, url: str) -> requests.PreparedRequest:
+        """The follow-up ``method url``, ready to send."""
+        prepared = self._template.copy()
+        prepared.method = method
+        prepared.prepare_url(url, None)
+        other_origin = self._redirects.should_strip_auth(self.origin, url)
+        if other_origin:
             for name in CREDENTIAL_HEADERS:
-                headers.pop(name, None)
-        return headers
+                prepared.headers.pop(name, None)
+        elif self._auth is not None:
+            prepared.headers.pop("Authorization", None)
+            prepared.prepare_auth(self._auth)
+        with self._jar_lock:
+            prepared.prepare_cookies(self._jar.copy())
+        if not other_origin and "Cookie" not in prepared.headers and self._own_cookie:
+            prepared.headers["Cookie"] = self._own_cookie
+        return prepared
 
     def send(
         self, method: str, url: str, *, wait: float | None = None, stream: bool = False
@@ -140,9 +171,12 @@ class Transport:
         """Send one follow-up, once; ``wait`` adds ``?wait=`` (long-poll)."""
         if wait is not None:
             url += ("&" if "?" in url else "?") + "wait=" + f"{wait:.3f}".rstrip("0").rstrip(".")
-        prepared = requests.Request(method, url, headers=self.headers_for(url)).prepare()
+        prepared = self.prepare(method, url)
         timeout = (self._connect_timeout, self._read_timeout + (wait or 0.0))
-        return self._send(prepared, stream=stream, timeout=timeout, **self._send_kwargs)
+        response = self._send(prepared, stream=stream, timeout=timeout, **self._send_kwargs)
+        with self._jar_lock:
+            extract_cookies_to_jar(self._jar, prepared, response.raw)
+        return response
 
     def send_with_retries(
         self,
@@ -154,40 +188,52 @@ class Transport:
         deadline: float | None = None,
         expected_status: int | None = None,
         job: JobRecord | None = None,
+        round_trip: float | None = None,
     ) -> requests.Response | None:
         """Send a follow-up, retrying network errors and transient answers
-        (:data:`TRANSIENT_STATUSES`, except ``expected_status``) with the
-        policy's backoff.
+        (:data:`~flask_jobify.client.policy.TRANSIENT_STATUSES`, except
+        ``expected_status``) as the policy's :class:`~urllib3.util.Retry`
+        says.
 
+        :param round_trip: seconds a plain status request takes, to tell a
+            cut long-poll from a refused one.
         :return: the first answer that is not transient, or ``None`` when
             ``deadline`` came first.
+        :raises LongPollCut: a long-poll (``wait > 0``) failed after the
+            server had held it (:meth:`PollPolicy.long_poll_cut`).
         :raises JobConnectionError: after ``policy.retries`` failures in a row.
         """
-        failures = 0
+        retry = self.policy.retry(total=self.policy.retries)
         while True:
+            started = time.monotonic()
+            failed: requests.Response | None = None
             try:
                 response = self.send(method, url, wait=wait, stream=stream)
             except TRANSIENT_ERRORS as exc:
-                error: BaseException = exc
-                retry_after = None
-                failed_response = None
+                error: Exception = exc
             else:
                 status = response.status_code
                 if status not in TRANSIENT_STATUSES or status == expected_status:
                     return response
                 response.close()
+                failed = response
                 error = requests.HTTPError(f"{status} from {url}", response=response)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                failed_response = response
-            failures += 1
-            if failures > self.policy.retries:
+            elapsed = time.monotonic() - started
+            gateway_like = failed is None or failed.status_code in GATEWAY_CUT_STATUSES
+            if wait and gateway_like and self.policy.long_poll_cut(wait, elapsed, round_trip):
+                raise LongPollCut(elapsed, failed)
+            try:
+                retry = count(retry, method, url, response=failed,
+                              error=None if failed is not None else error)
+            except MaxRetryError:
+                failures = len(retry.history) + 1
                 raise JobConnectionError(
                     f"{method} {url} failed {failures} times in a row ({error}); the job"
                     " may still be running: resume it later from its status URL.",
                     job=job,
-                    response=failed_response,
+                    response=failed,
                 ) from error
-            if not sleep_within(self.policy.delay(failures - 1, retry_after), deadline):
+            if not sleep_within(delay(retry, failed, self.policy.retry_after_max), deadline):
                 return None
 
 
@@ -195,9 +241,9 @@ __all__ = [
     "CREDENTIAL_HEADERS",
     "DROPPED_HEADERS",
     "TRANSIENT_ERRORS",
-    "TRANSIENT_STATUSES",
+    "Auth",
+    "LongPollCut",
     "Transport",
     "error_code",
-    "same_origin",
     "sleep_within",
 ]
