@@ -11,6 +11,10 @@ from .errors import InvalidJobFlag
 JOB_FLAG_HEADER = "X-Job-Flag"
 #: Header carrying the id of the job a 202 created.
 JOB_ID_HEADER = "X-Job-Id"
+#: Sent when a wait the client asked for was cut to this many seconds
+#: because the server serves one request at a time per process
+#: (``JOBIFY_BLOCKING_MAX_WAIT``).
+MAX_WAIT_HEADER = "X-Job-Max-Wait"
 #: Headers whose value decides whether a response is a job: sent in ``Vary``.
 VARY_HEADERS = ("Prefer", JOB_FLAG_HEADER)
 

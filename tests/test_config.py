@@ -65,6 +65,7 @@ BAD_VALUES: dict[str, tuple[list[t.Any], str]] = {
     "MAX_QUEUED": ([0, False, "0", "1e3"], "an integer >= 1"),
     "MAX_WAIT": ([-1, "-0.5", True, "soon", float("nan"), float("inf"), None],
                  "a number of seconds >= 0"),
+    "BLOCKING_MAX_WAIT": ([-1, "-0.5", True, "soon", None], "a number of seconds >= 0"),
     "RESULT_TTL": ([-1, 0, "0", False, "1h"], "a number of seconds > 0"),
     "DEFAULT_TIMEOUT": ([0, -5, "never", True], "a number of seconds > 0, or None"),
     "RETRY_AFTER": ([-1, 1.5, True, "1.5"], "an integer >= 0"),
