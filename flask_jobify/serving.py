@@ -50,12 +50,11 @@ def on_stop_signals(state: JobifyState) -> list[str]:
     else; an app built in another thread relies on the server's exit
     hook and on interpreter exit), and never under uWSGI, whose signals
     are its own (see :func:`at_uwsgi_exit`). An ignored signal stays
-    ignored. Holds ``state`` weakly: a dropped app is freed, and its
-    handler only passes the signal on.
+    ignored. One handler per signal serves every app of the process, and
+    holds them weakly.
     """
     if threading.current_thread() is not threading.main_thread() or _under_uwsgi():
         return []
-    ref = weakref.ref(state)
     handled = []
     for name in STOP_SIGNALS:
         signum = getattr(signal, name, None)
@@ -66,25 +65,34 @@ def on_stop_signals(state: JobifyState) -> list[str]:
             continue
         if previous is signal.SIG_DFL and name == "SIGQUIT":
             continue
-        signal.signal(signum, _stop_handler(ref, previous))
+        if not isinstance(previous, _StopHandler):  # else one handler serves every app
+            previous = _StopHandler(previous)
+            signal.signal(signum, previous)
+        previous.states.add(state)
         handled.append(name)
     return handled
 
 
-def _stop_handler(ref: weakref.ref[JobifyState], previous: Handler | int) -> Handler:
-    def begin_shutdown(signum: int, frame: t.Any) -> t.Any:
-        state = ref()
-        if state is not None:
+class _StopHandler:
+    """The handler of one stop signal: begins the shutdown of every app
+    it holds (weakly: a test suite that builds an app per test neither
+    keeps them alive nor grows a chain of handlers), then runs the handler
+    it replaced."""
+
+    def __init__(self, previous: Handler | int) -> None:
+        self.previous = previous
+        self.states: weakref.WeakSet[JobifyState] = weakref.WeakSet()
+
+    def __call__(self, signum: int, frame: t.Any) -> t.Any:
+        for state in list(self.states):
             state.begin_shutdown()
-        if callable(previous):  # the server's (or another app's) handler
-            return previous(signum, frame)
+        if callable(self.previous):  # the server's handler
+            return self.previous(signum, frame)
         # No handler (SIG_DFL): exit in order, as Ctrl-C does, so that
         # interpreter exit runs the shutdown, instead of dying at once.
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(0)
-
-    return begin_shutdown
 
 
 def _under_uwsgi() -> bool:
