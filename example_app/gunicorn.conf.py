@@ -17,14 +17,37 @@ worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 #: Longer than the longest long-poll (``JOBIFY_MAX_WAIT``, 30 s by default).
 timeout = 60
-#: Longer than ``JOBIFY_SHUTDOWN_GRACE`` (10 s), so running jobs may finish.
-graceful_timeout = 15
+#: Covers a stopping worker's drain (its long-polls answer at once) plus
+#: ``JOBIFY_SHUTDOWN_GRACE`` (10 s), so running jobs may finish and the rest
+#: are failed (``shutdown``) before gunicorn's SIGKILL.
+graceful_timeout = 20
+#: Recycle workers (a leak guard): each one stops like on SIGTERM.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 accesslog = "-"
 
 
 def post_worker_init(worker):
     """Each worker sweeps expired jobs, renews its leases and recovers jobs
-    of dead workers from its boot, not from its first request."""
+    of dead workers from its boot, not from its first request; its stop
+    signals begin the shutdown."""
     from example_app.extensions import jobify
 
     jobify.start(worker.wsgi)
+
+
+def post_request(worker, req, environ, resp):
+    """A worker recycled by ``max_requests`` gets no signal: end its
+    long-polls and refuse new jobs now."""
+    if not worker.alive:
+        from example_app.extensions import jobify
+
+        jobify.begin_shutdown(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    """Give running jobs their grace, then fail what did not finish."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None:  # None: the worker never booted
+        from example_app.extensions import jobify
+
+        jobify.shutdown(app)

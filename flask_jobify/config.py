@@ -35,6 +35,14 @@ MAX_QUEUED = Key(100, Int(min=1))
 #: seconds. ``0`` turns long-polling off.
 MAX_WAIT = Key(30.0, Seconds(min=0))
 
+#: Longest wait, in seconds, on a server that serves one request at a time
+#: per process (``wsgi.multithread`` false: gunicorn's ``sync`` worker,
+#: uWSGI without ``--threads``), where a waiting request blocks every other
+#: client of the process and, past gunicorn's ``timeout`` (30 s, the
+#: default ``MAX_WAIT``), gets its worker killed. ``0``: such waits answer
+#: at once. A capped answer carries ``X-Job-Max-Wait``.
+BLOCKING_MAX_WAIT = Key(0.0, Seconds(min=0))
+
 #: Seconds a finished job and its result are kept. Per operation:
 #: ``@jobify.job(result_ttl=...)``.
 RESULT_TTL = Key(3600.0, Seconds(min=0, positive=True))

@@ -16,6 +16,8 @@ import threading
 import time
 import typing as t
 
+from .perprocess import PerProcess
+
 logger = logging.getLogger("flask_jobify")
 
 Task = t.Callable[[], None]
@@ -27,7 +29,8 @@ class ThreadExecutor:
     Thread-safe: :meth:`submit` and :meth:`shutdown` may be called from any
     thread. Per process: threads are started lazily on the first
     :meth:`submit` and started again in a forked child (gunicorn
-    ``--preload``), which inherits no threads.
+    ``--preload``), which inherits no threads. Its lock and queue are made
+    in the process that uses them, after a fork or gevent's patching.
 
     :param max_workers: threads that run tasks.
     :param max_queued: tasks that may wait for a free thread; :meth:`submit`
@@ -40,14 +43,28 @@ class ThreadExecutor:
         self.max_workers = max_workers
         self.max_queued = max_queued
         self._name = name
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._queue: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        self._idle_of: PerProcess[threading.Condition] = PerProcess(lambda: threading.Condition())
+        self._queue_of: PerProcess[queue.SimpleQueue[Task | None]] = PerProcess(
+            lambda: queue.SimpleQueue())
         self._queued = 0
         self._running = 0
         self._closed = False
         self._pid: int | None = None
         self._threads: list[threading.Thread] = []
+
+    @property
+    def _idle(self) -> threading.Condition:
+        """Guards the counts; made in each process that uses it (see
+        :mod:`flask_jobify.perprocess`), as is the queue."""
+        return self._idle_of.get()
+
+    @property
+    def _lock(self) -> threading.Condition:
+        return self._idle  # a condition is its own lock
+
+    @property
+    def _queue(self) -> queue.SimpleQueue[Task | None]:
+        return self._queue_of.get()
 
     @property
     def queued(self) -> int:

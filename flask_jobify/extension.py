@@ -40,11 +40,19 @@ from .openapi import add_spec_routes, register_api
 from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
 from .replay import replay_response
 from .schemas import AcceptedJobSchema
+from .serving import at_uwsgi_exit, max_wait, on_stop_signals, wait_while_serving
 from .settings import Settings
 from .signals import job_accepted
 from .state import JobifyState, RequestFilter
 from .stores.base import JobStore
-from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, VARY_HEADERS, JobTrigger, parse_trigger
+from .trigger import (
+    JOB_FLAG_HEADER,
+    JOB_ID_HEADER,
+    MAX_WAIT_HEADER,
+    VARY_HEADERS,
+    JobTrigger,
+    parse_trigger,
+)
 from .views import create_jobs_blueprint
 from .webhooks import CALLBACK_HEADER, SecretLoader, callback_meta
 
@@ -72,7 +80,8 @@ class Jobify:
     Configuration keys, read once in :meth:`init_app` (defaults in
     :mod:`flask_jobify.config`): ``JOBIFY_STORE``, ``JOBIFY_REDIS_PREFIX``,
     ``JOBIFY_MAX_WORKERS``,
-    ``JOBIFY_MAX_QUEUED``, ``JOBIFY_MAX_WAIT``, ``JOBIFY_RESULT_TTL``,
+    ``JOBIFY_MAX_QUEUED``, ``JOBIFY_MAX_WAIT``, ``JOBIFY_BLOCKING_MAX_WAIT``,
+    ``JOBIFY_RESULT_TTL``,
     ``JOBIFY_DEFAULT_TIMEOUT``, ``JOBIFY_RETRY_AFTER``, ``JOBIFY_ALL_VIEWS``,
     ``JOBIFY_URL_PREFIX``, ``JOBIFY_SHUTDOWN_GRACE``,
     ``JOBIFY_CLEANUP_INTERVAL``, ``JOBIFY_CANCEL_CHECK_INTERVAL``,
@@ -163,6 +172,7 @@ class Jobify:
         app.after_request(self._after_request)
         _shutdown_at_exit(state)
         state.start_sweeps()
+        state.on_stop_signals()
 
     # -- public API ------------------------------------------------------------
     @t.overload
@@ -389,8 +399,24 @@ class Jobify:
         self.get_state(app).start()
 
     def shutdown(self, app: Flask | None = None, grace: float | None = None) -> None:
-        """Stop accepting jobs and wind down, as at interpreter exit."""
+        """Stop accepting jobs and wind down, as at interpreter exit: give
+        running jobs ``grace`` seconds (``JOBIFY_SHUTDOWN_GRACE``), then fail
+        what did not finish (error type ``shutdown``) and release queued
+        jobs another process may run. Once per process; call it from a
+        server's worker-exit hook (gunicorn ``worker_exit``), and in a test
+        suite's app fixture teardown, which also frees the app's threads."""
         self.get_state(app).shutdown(grace)
+
+    def begin_shutdown(self, app: Flask | None = None) -> None:
+        """Refuse new jobs and end waiting long-polls now, without waiting
+        for anything; :meth:`shutdown` does the rest. The stop signals do
+        this by themselves; call it where a server stops a worker without
+        one: gunicorn ``--max-requests`` recycling, from ``post_request``
+        when ``worker.alive`` is false.
+
+        .. versionadded:: 0.1
+        """
+        self.get_state(app).begin_shutdown()
 
     # -- request handling --------------------------------------------------------
     def _wrap(self, view: t.Callable[..., t.Any], options: JobOptions) -> t.Callable[..., t.Any]:
@@ -482,14 +508,18 @@ class Jobify:
         job, created = outcome
         if created:
             job_accepted.send(current_app._get_current_object(), job=job)  # type: ignore[attr-defined]
-        if trigger.wait and state.settings.max_wait > 0:
-            finished = _wait_until_final(state, job, min(trigger.wait, state.settings.max_wait))
+        longest, capped = max_wait(state, request.environ)
+        if trigger.wait and longest > 0:
+            finished = _wait_until_final(state, job, min(trigger.wait, longest))
             stored = state.store.get_result(job.id) if finished else None
             if stored is not None:
                 return replay_response(stored, request.environ,
                                        response_class=current_app.response_class,
                                        head_only=job.method == "HEAD")
-        return _accepted_response(job, trigger, retry_after, replayed=not created)
+        response = _accepted_response(job, trigger, retry_after, replayed=not created)
+        if capped and trigger.wait and trigger.wait > longest:
+            response.headers[MAX_WAIT_HEADER] = f"{longest:g}"
+        return response
 
     def _before_request(self) -> Response | None:
         state = self.get_state()
@@ -551,13 +581,16 @@ class Jobify:
 
 
 def _wait_until_final(state: JobifyState, job: Job, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``job`` to end; ``False`` at once when
+    the process stops meanwhile."""
     deadline = time.monotonic() + seconds
     current: Job | None = job
     while current is not None and not current.is_final:
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or state.stopping:
             return False
-        current = state.store.wait(job.id, current.version, remaining)
+        current = wait_while_serving(
+            state, functools.partial(state.store.wait, job.id), current, remaining)
     return current is not None
 
 
@@ -597,7 +630,9 @@ def _start_in_worker_processes(state: JobifyState) -> None:
 
 
 def _shutdown_at_exit(state: JobifyState) -> None:
-    """Wind ``state`` down at interpreter exit without keeping it alive."""
+    """Wind ``state`` down at interpreter exit, and at uWSGI's worker
+    exit (``uwsgi.atexit``), without keeping it alive."""
+    at_uwsgi_exit(state)
     ref = weakref.ref(state)
 
     def shutdown() -> None:

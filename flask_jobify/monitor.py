@@ -11,6 +11,8 @@ import threading
 import time
 import typing as t
 
+from .perprocess import PerProcess
+
 logger = logging.getLogger("flask_jobify")
 
 Key = t.Hashable
@@ -24,13 +26,13 @@ class Monitor:
     Thread-safe: any thread may schedule or discard. Calls run one after
     the other on the monitor's daemon thread, which starts on first use and
     again in a forked child (gunicorn ``--preload``, a Celery prefork
-    pool), which inherits no threads. A call that raises is logged and the
+    pool), which inherits no threads. Its lock is made in the process
+    that uses it, after a fork or gevent's patching. A call that raises is logged and the
     monitor goes on.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self._wake_of: PerProcess[threading.Condition] = PerProcess(lambda: threading.Condition())
         self._heap: list[tuple[float, int, Key]] = []
         self._order = itertools.count()
         # key -> (when, seq, func, interval); heap entries with another seq are stale.
@@ -38,6 +40,16 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._stopped = False
+
+    @property
+    def _wake(self) -> threading.Condition:
+        """Wakes the thread; made in each process that uses it (see
+        :mod:`flask_jobify.perprocess`)."""
+        return self._wake_of.get()
+
+    @property
+    def _lock(self) -> threading.Condition:
+        return self._wake  # a condition is its own lock
 
     def call_at(self, key: Key, when: float, func: t.Callable[[], object]) -> None:
         """Call ``func()`` once at ``when`` (``time.monotonic()``)."""

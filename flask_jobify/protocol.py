@@ -19,6 +19,10 @@ import typing as t
 JOB_FLAG_HEADER = "X-Job-Flag"
 #: Header carrying the id of the job a 202 created.
 JOB_ID_HEADER = "X-Job-Id"
+#: Sent when a wait the client asked for was cut to this many seconds
+#: because the server serves one request at a time per process
+#: (``JOBIFY_BLOCKING_MAX_WAIT``).
+MAX_WAIT_HEADER = "X-Job-Max-Wait"
 #: Header naming the URL the server calls when the job ends.
 CALLBACK_HEADER = "X-Job-Callback"
 #: Header making a submission idempotent (IETF draft
@@ -149,6 +153,7 @@ __all__ = [
     "JOB_FLAG_HEADER",
     "JOB_ID_HEADER",
     "MAX_DELTA_SECONDS",
+    "MAX_WAIT_HEADER",
     "VARY_HEADERS",
     "JobProgress",
     "JobStatus",

@@ -43,6 +43,7 @@ class Settings:
     max_workers: int
     max_queued: int
     max_wait: float
+    blocking_max_wait: float
     result_ttl: float
     default_timeout: float | None
     retry_after: int

@@ -24,7 +24,9 @@ from .lifecycle import Ending, Lifecycle, ending_of, shutdown_error
 from .models import ACTIVE_STATUSES, Job, JobError, JobStatus
 from .monitor import Monitor
 from .options import JobOptions
+from .perprocess import PerProcess
 from .runner import Outcome, run_request
+from .serving import on_stop_signals
 from .settings import Settings
 from .signals import job_started
 from .stores import store_from_url
@@ -57,6 +59,19 @@ class _Held:
     #: The failure to write once the store takes a write again (a start or
     #: an end the store refused for longer than JOBIFY_STORE_RETRY_SECONDS).
     unwritten: _Unwritten | None = None
+
+
+class _Local:
+    """What one process holds of an app: the jobs queued or running here,
+    under their lock. Made in each process at its first use there (see
+    :mod:`flask_jobify.perprocess`): a forked child holds none of its
+    parent's jobs, and never renews a lease it does not hold."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: dict[str, _Held] = {}
+        #: Guards the one-time wrapping of every view (``JOBIFY_ALL_VIEWS``).
+        self.wrap_lock = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,17 +121,33 @@ class JobifyState:
         #: Every change of a job's status goes through it.
         self.lifecycle = Lifecycle(app, self.store,
                                    store_retry_seconds=settings.store_retry_seconds)
-        self._lock = threading.Lock()
-        self._held: dict[str, _Held] = {}
-        #: Guards the one-time wrapping of every view (``JOBIFY_ALL_VIEWS``).
-        self.wrap_lock = threading.Lock()
+        self._local: PerProcess[_Local] = PerProcess(_Local)
         self.all_views_wrapped = False
+        #: Set by :meth:`begin_shutdown`, from a signal handler: new jobs are
+        #: refused and long-polls answer at once. A plain attribute, as a
+        #: signal handler must take no lock.
+        self.stopping = False
+        self._shut_down_in: int | None = None
+        self._signals_in: int | None = None
         #: Sends webhooks when jobs end (see :mod:`flask_jobify.webhooks`).
         self.webhooks = WebhookDispatcher(app, self.store, settings,
                                           load_secret=load_callback_secret)
         #: Applied to every captured request (``Jobify.request_filter``).
         self.request_filters: list[RequestFilter] = []
         self._started_pid: int | None = None
+
+    @property
+    def _lock(self) -> threading.Lock:
+        return self._local.get().lock
+
+    @property
+    def _held(self) -> dict[str, _Held]:
+        return self._local.get().held
+
+    @property
+    def wrap_lock(self) -> threading.Lock:
+        """Guards the one-time wrapping of every view (``JOBIFY_ALL_VIEWS``)."""
+        return self._local.get().wrap_lock
 
     def current_owner(self) -> str | None:
         """The caller's identity, from the extension's owner loader."""
@@ -129,7 +160,7 @@ class JobifyState:
     @property
     def closed(self) -> bool:
         """Whether this process stopped accepting jobs."""
-        return self.executor.closed
+        return self.stopping or self.executor.closed
 
     @property
     def uses_celery(self) -> bool:
@@ -155,10 +186,8 @@ class JobifyState:
         pid = os.getpid()
         if self._started_pid == pid:
             return
-        if self._started_pid is not None:  # forked: the parent's tables are not ours
-            self._lock = threading.Lock()
-            self._held = {}
         self._started_pid = pid
+        self.on_stop_signals()
         self.settings.warn_if_changed(self.app.config)
         self.start_sweeps()
         if self.store.shared_across_processes:
@@ -557,11 +586,34 @@ class JobifyState:
             logger.warning("Job %s was lost by its process; failed", job.id)
 
     # -- stopping ----------------------------------------------------------
+    def on_stop_signals(self) -> None:
+        """Have this process's stop signals begin the shutdown (see
+        :func:`flask_jobify.serving.on_stop_signals`): at ``init_app``, and
+        at the first :meth:`start` in the main thread of a process forked
+        after it (gunicorn ``--preload`` with ``post_worker_init``, whose
+        worker set its own handlers after the fork). Once per process."""
+        pid = os.getpid()
+        if self._signals_in != pid and on_stop_signals(self):
+            self._signals_in = pid
+    def begin_shutdown(self) -> None:
+        """Refuse new jobs (``503 shutting_down``) and end waiting
+        long-polls within :data:`~flask_jobify.serving.STOP_CHECK_INTERVAL`, at once and without
+        waiting for anything: safe in a signal handler (it takes no lock).
+        Running jobs go on; :meth:`shutdown` gives them their grace."""
+        self.stopping = True
+
     def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting jobs, give running ones ``grace`` seconds, and mark
         what did not finish as ``failed`` (error type ``shutdown``). Queued
         jobs that another process may take over (their request is saved in
-        a shared store) are released to it instead."""
+        a shared store) are released to it instead. Once per process: a
+        second call (a server's exit hook, then interpreter exit) returns
+        at once."""
+        pid = os.getpid()
+        if self._shut_down_in == pid:
+            return
+        self._shut_down_in = pid
+        self.stopping = True
         grace = self.settings.shutdown_grace if grace is None else grace
         self.executor.close()
         if self.celery is not None:

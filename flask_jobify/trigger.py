@@ -9,6 +9,7 @@ from .protocol import (  # noqa: F401 - re-exported: they were defined here
     JOB_FLAG_HEADER,
     JOB_ID_HEADER,
     MAX_DELTA_SECONDS,
+    MAX_WAIT_HEADER,
     VARY_HEADERS,
     parse_delta_seconds,
     parse_prefer,

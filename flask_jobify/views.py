@@ -19,6 +19,8 @@ from .errors import (
 )
 from .models import Job, JobStatus, is_valid_job_id
 from .replay import replay_response
+from .serving import max_wait, wait_while_serving
+from .trigger import MAX_WAIT_HEADER
 from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
 from .stores.base import NO_OWNER
 
@@ -64,6 +66,15 @@ def _visible_jobs(
 
 def _retry_after(job: Job) -> dict[str, str]:
     return {} if job.is_final else {"Retry-After": str(_state().settings.retry_after)}
+
+
+def _status_headers(job: Job, capped: bool, longest: float) -> dict[str, str]:
+    """``Retry-After`` for an unfinished job, and the longest wait this
+    server allows when it capped the one asked (one request at a time)."""
+    headers = _retry_after(job)
+    if capped:
+        headers[MAX_WAIT_HEADER] = f"{longest:g}"
+    return headers
 
 
 def _secret_keys() -> list[str | bytes]:
@@ -118,25 +129,30 @@ def create_jobs_blueprint() -> Blueprint:
 
         With ``?wait=S`` (long-poll), answer as soon as the job's status or
         progress changes or the job ends, or after ``S`` seconds (capped by
-        ``JOBIFY_MAX_WAIT``). With ``&version=N`` (the version the client
-        last saw), a job already past ``N`` is answered at once, so no
-        change between two polls goes unseen.
+        ``JOBIFY_MAX_WAIT``, or by ``JOBIFY_BLOCKING_MAX_WAIT`` on a server
+        that serves one request at a time, which the answer's
+        ``X-Job-Max-Wait`` then tells). With ``&version=N`` (the version
+        the client last saw), a job already past ``N`` is answered at
+        once, so no change between two polls goes unseen. A process that
+        stops answers its long-polls at once, with the job as it is.
         """
         state = _state()
-        wait = min(wait, state.settings.max_wait)
-        if wait <= 0:
+        longest, capped = max_wait(state, request.environ)
+        capped = capped and wait > longest
+        wait = min(wait, longest)
+        if wait <= 0 or state.stopping:
             job = _visible_job(job_id)
-            return job, 200, _retry_after(job)
+            return job, 200, _status_headers(job, capped, longest)
         # Watched before the read: the wait sleeps without reading again.
         with state.store.watching(_job_id(job_id)) as wait_for_change:
             job = _visible(state.store.get(job_id))
             seen = job.version if version is None else version
             if not job.is_final and job.version == seen:
-                changed = wait_for_change(job.version, wait)
+                changed = wait_while_serving(state, wait_for_change, job, wait)
                 if changed is None:
                     raise JobNotFound()
                 job = changed
-        return job, 200, _retry_after(job)
+        return job, 200, _status_headers(job, capped, longest)
 
     @bp.route("/<job_id>/result", methods=["GET"])
     @bp.response(200, description="The view's own response, replayed: status, headers, body")

@@ -45,6 +45,7 @@ from .errors import InvalidCallback, WebhookSignatureError
 from .executor import ThreadExecutor
 from .models import Job
 from .options import options_of
+from .perprocess import PerProcess
 from .protocol import CALLBACK_HEADER  # re-exported: defined here before
 from .schemas import JobSchema
 from .signals import job_finished
@@ -179,11 +180,17 @@ class WebhookDispatcher:
         self.store = store
         self.settings = settings
         self._load_secret = load_secret
-        self._stop = threading.Event()
+        self._stop_of: PerProcess[threading.Event] = PerProcess(lambda: threading.Event())
         self._executor = ThreadExecutor(
             settings.webhook_workers, max_queued=10_000, name="jobify-webhook"
         )
         job_finished.connect(self._on_finished, sender=app)
+
+    @property
+    def _stop(self) -> threading.Event:
+        """Set at :meth:`close`; made in each process that uses it (see
+        :mod:`flask_jobify.perprocess`)."""
+        return self._stop_of.get()
 
     def close(self, grace: float = 1.0) -> None:
         """Stop delivering: retries waiting for their turn give up."""

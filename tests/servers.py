@@ -1,11 +1,14 @@
-"""Real HTTP servers for tests: a werkzeug server in a thread, and gunicorn."""
+"""Real HTTP servers for tests: a werkzeug server in a thread, gunicorn,
+and any server command run as a subprocess (:func:`run_server`)."""
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import typing as t
@@ -89,3 +92,42 @@ def run_gunicorn(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+@contextlib.contextmanager
+def run_server(
+    command: t.Sequence[str],
+    url: str,
+    *,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/ping",
+    startup_timeout: float = 30.0,
+) -> t.Iterator[subprocess.Popen[str]]:
+    """Run a server ``command`` (listening at ``url``) in a process group of
+    its own; yield the process once ``ready_path`` answers. Its output goes
+    to a temporary file, printed if the server exits early. Killed
+    (SIGKILL, the whole group) afterwards if it still runs."""
+    log = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=log,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"{command[0]} exited early:\n{log.read()}")
+            try:
+                requests.get(url + ready_path, timeout=1).raise_for_status()
+                break
+            except (requests.ConnectionError, requests.Timeout):  # still booting
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{command[0]} did not start in time") from None
+                time.sleep(0.1)
+        process.log = log  # type: ignore[attr-defined]
+        yield process
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+        log.close()

@@ -65,6 +65,8 @@ BAD_VALUES: dict[str, tuple[list[t.Any], str]] = {
     "MAX_QUEUED": ([0, False, "0", "1e3"], "an integer >= 1"),
     "MAX_WAIT": ([-1, "-0.5", True, "soon", float("nan"), float("inf"), None],
                  "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
+    "BLOCKING_MAX_WAIT": ([-1, "-0.5", True, "soon", None],
+                          "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "RESULT_TTL": ([1e12, float("inf"), -1, 0, "0", False, "1h"],
                    "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
     "DEFAULT_TIMEOUT": ([0, -5, "never", True], "a number of seconds > 0 and <= 3.1536e+08 (ten years), or None"),

@@ -10,6 +10,7 @@ import typing as t
 
 from ..errors import StoreError
 from ..models import Job, JobStatus, StoredResponse
+from ..perprocess import PerProcess
 from .base import (
     NO_OWNER,
     Cursor,
@@ -47,13 +48,23 @@ class MemoryStore(JobStore):
     shared_across_processes = False
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._changed_of: PerProcess[threading.Condition] = PerProcess(
+            lambda: threading.Condition())
         self._jobs: dict[str, Job] = {}
         self._results: dict[str, StoredResponse] = {}
         self._requests: dict[str, bytes] = {}
         self._all: list[_Key] = []
         self._by_owner: dict[str | None, list[_Key]] = {}
+
+    @property
+    def _changed(self) -> threading.Condition:
+        """Guards everything; made in the process that uses it (see
+        :mod:`flask_jobify.perprocess`)."""
+        return self._changed_of.get()
+
+    @property
+    def _lock(self) -> threading.Condition:
+        return self._changed  # a condition is its own lock
 
     # -- the listing indexes (the lock is held) ----------------------------
     def _index(self, job: Job) -> None:
