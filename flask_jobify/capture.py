@@ -75,9 +75,11 @@ class CapturedBody:
             longer than Flask's ``MAX_CONTENT_LENGTH`` (werkzeug's
             :func:`~werkzeug.wsgi.get_input_stream` enforces it).
         """
-        file: t.Any = (  # max_size=0 would mean "never roll over"
-            tempfile.SpooledTemporaryFile(max_size=threshold, prefix="jobify-body-")
-            if threshold > 0 else tempfile.TemporaryFile(prefix="jobify-body-"))
+        # The file outlives this call: the body closes it (or the collector does).
+        # max_size=0 would mean "never roll over": a threshold of 0 is a file.
+        file: t.Any = (
+            tempfile.SpooledTemporaryFile(max_size=threshold, prefix="jobify-body-")  # noqa: SIM115
+            if threshold > 0 else tempfile.TemporaryFile(prefix="jobify-body-"))  # noqa: SIM115
         size = 0
         while True:
             chunk = stream.read(_CHUNK)

@@ -35,7 +35,6 @@ from flask import Flask
 
 from .errors import StoreError
 from .models import (
-    ACTIVE_STATUSES,
     Job,
     JobError,
     JobProgress,
@@ -261,5 +260,5 @@ def _log_store_retry(state: tenacity.RetryCallState) -> None:
                    exc, state.upcoming_sleep)
 
 
-__all__ = ["ACTIVE_STATUSES", "TRANSITIONS", "Ending", "IllegalTransition", "Lifecycle",
+__all__ = ["TRANSITIONS", "Ending", "IllegalTransition", "Lifecycle",
            "cancelled_error", "ending_of", "shutdown_error", "timeout_error"]
