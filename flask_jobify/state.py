@@ -30,7 +30,7 @@ from .serving import on_stop_signals
 from .settings import Settings
 from .signals import job_started
 from .stores import store_from_url
-from .stores.base import JobStore
+from .stores.base import JobStore, of_app
 from .webhooks import SecretLoader, WebhookDispatcher
 
 if t.TYPE_CHECKING:
@@ -155,9 +155,20 @@ class JobifyState:
         """The caller's identity, from the extension's owner loader."""
         return self._load_owner()
 
+    @property
+    def name(self) -> str:
+        """The app's name (``app.name``), which its jobs carry (``Job.app``):
+        only this app lists, shows, recovers and runs them."""
+        return self.app.name
+
+    def owns(self, job: Job) -> bool:
+        """Whether ``job`` belongs to this app (see :func:`~flask_jobify.stores.base.of_app`)."""
+        return of_app(job, self.name)
+
     def may_see(self, job: Job) -> bool:
-        """Whether the caller may see ``job`` (see :func:`visible_to`)."""
-        return visible_to(job, self.current_owner())
+        """Whether the caller may see ``job``: a job of this app (see
+        :meth:`owns`) that :func:`visible_to` lets the caller see."""
+        return self.owns(job) and visible_to(job, self.current_owner())
 
     @property
     def closed(self) -> bool:
@@ -549,7 +560,7 @@ class JobifyState:
         Safe to run in every process at once: each job is claimed with a
         compare-and-set on its attempt number and lease.
         """
-        lost = self.store.expired_leases(now)
+        lost = self.store.expired_leases(now, app=self.name)
         with self._lock:
             # Alive here: a late heartbeat, not a dead process.
             lost = [job for job in lost if job.id not in self._held]

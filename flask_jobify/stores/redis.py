@@ -23,6 +23,7 @@ from .base import (
     WaitForChange,
     apply_changes,
     is_expired,
+    of_app,
     status_allowed,
 )
 
@@ -409,15 +410,26 @@ class RedisStore(JobStore):
         return renewed
 
     @_reported
-    def expired_leases(self, now: float | None = None, limit: int = 100) -> list[Job]:
+    def expired_leases(
+        self, now: float | None = None, limit: int = 100, *, app: str | None = None
+    ) -> list[Job]:
+        """Walks ``{prefix}:leases`` oldest first, past other apps' jobs."""
         now = time.time() if now is None else now
-        ids = self._db.zrangebyscore(self._leases, "-inf", now, start=0, num=limit)
-        if not ids:
-            return []
-        jobs = (self._load(raw) for raw in self._db.mget(
-            [self._key("job", member.decode()) for member in ids]))
-        # A job that ended between the two reads has left the set since.
-        return [job for job in jobs if job is not None and not job.is_final]
+        found: list[Job] = []
+        start = 0
+        while len(found) < limit:
+            ids = self._db.zrangebyscore(self._leases, "-inf", now, start=start, num=limit)
+            if not ids:
+                break
+            start += len(ids)
+            jobs = (self._load(raw) for raw in self._db.mget(
+                [self._key("job", member.decode()) for member in ids]))
+            # A job that ended between the two reads has left the set since.
+            found += [job for job in jobs
+                      if job is not None and not job.is_final and of_app(job, app)]
+            if len(ids) < limit:
+                break
+        return found[:limit]
 
     @_reported
     def save_request(self, job_id: str, data: bytes) -> None:
@@ -476,6 +488,7 @@ class RedisStore(JobStore):
         owner: OwnerFilter = None,
         limit: int = 50,
         after: Cursor | None = None,
+        app: str | None = None,
     ) -> list[Job]:
         filters = {"status": None if status is None else JobStatus(status).value,
                    "operation": operation, "owner": None if owner is NO_OWNER else owner}
@@ -493,6 +506,7 @@ class RedisStore(JobStore):
             return ((status is None or job.status == status)
                     and (operation is None or job.operation == operation)
                     and (owner is None or job.owner == (None if owner is NO_OWNER else owner))
+                    and of_app(job, app)
                     and (after is None or (job.created_at, job.id) < tuple(after)))
 
         # Walk the index newest first from the cursor's score. Equal scores
