@@ -404,7 +404,8 @@ class Jobify:
         what did not finish (error type ``shutdown``) and release queued
         jobs another process may run. Once per process; call it from a
         server's worker-exit hook (gunicorn ``worker_exit``), and in a test
-        suite's app fixture teardown, which also frees the app's threads."""
+        suite's app fixture teardown, which also ends the app's threads at
+        once (a dropped app's end when it is garbage-collected)."""
         self.get_state(app).shutdown(grace)
 
     def begin_shutdown(self, app: Flask | None = None) -> None:
