@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 import typing as t
+import weakref
 
 from .perprocess import PerProcess
 
@@ -31,6 +32,10 @@ class ThreadExecutor:
     :meth:`submit` and started again in a forked child (gunicorn
     ``--preload``), which inherits no threads. Its lock and queue are made
     in the process that uses them, after a fork or gevent's patching.
+
+    The threads hold the executor weakly, and only while they run a task:
+    an executor nobody holds any more (its app was dropped without a
+    shutdown) is collected once its tasks are done, and its threads end.
 
     :param max_workers: threads that run tasks.
     :param max_queued: tasks that may wait for a free thread; :meth:`submit`
@@ -51,6 +56,8 @@ class ThreadExecutor:
         self._closed = False
         self._pid: int | None = None
         self._threads: list[threading.Thread] = []
+        # Ends the threads when the executor is collected.
+        weakref.finalize(self, _stop_threads, self._queue_of, max_workers).atexit = False
 
     @property
     def _idle(self) -> threading.Condition:
@@ -121,25 +128,46 @@ class ThreadExecutor:
             return
         self._pid = pid
         self._threads = [
-            threading.Thread(target=self._work, name=f"{self._name}-{n}", daemon=True)
+            threading.Thread(target=_work, args=(weakref.ref(self), self._queue),
+                             name=f"{self._name}-{n}", daemon=True)
             for n in range(self.max_workers)
         ]
         for thread in self._threads:
             thread.start()
 
-    def _work(self) -> None:
-        while True:
-            task = self._queue.get()
-            if task is None:
-                return
-            with self._lock:
-                self._queued -= 1
-                self._running += 1
-            try:
-                task()
-            except BaseException:  # a task must never kill its thread
-                logger.exception("A Flask-Jobify task raised")
-            finally:
-                with self._lock:
-                    self._running -= 1
-                    self._idle.notify_all()
+    def _begin(self) -> None:
+        with self._lock:
+            self._queued -= 1
+            self._running += 1
+
+    def _done(self) -> None:
+        with self._lock:
+            self._running -= 1
+            self._idle.notify_all()
+
+
+def _work(ref: weakref.ref[ThreadExecutor], tasks: queue.SimpleQueue[Task | None]) -> None:
+    """A thread of the pool: runs tasks until it gets ``None`` (a shutdown,
+    or its executor was collected). Holds the executor and the task only
+    while it runs one: a task may hold its app."""
+    while True:
+        task = tasks.get()
+        executor = ref()
+        if task is None or executor is None:
+            return
+        executor._begin()
+        try:
+            task()
+        except BaseException:  # a task must never kill its thread
+            logger.exception("A Flask-Jobify task raised")
+        finally:
+            executor._done()
+            del task, executor
+
+
+def _stop_threads(queue_of: PerProcess[queue.SimpleQueue[Task | None]], count: int) -> None:
+    """Tell this process's threads of a collected executor to end."""
+    tasks = queue_of.made()
+    if tasks is not None:
+        for _ in range(count):
+            tasks.put(None)  # SimpleQueue.put is safe from a finalizer

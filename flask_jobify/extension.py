@@ -101,9 +101,9 @@ class Jobify:
     :param app: the app to register with now, or ``None`` for
         :meth:`init_app` later (app factory).
     :param store: a store instance to use instead of ``JOBIFY_STORE``, for
-        the first app registered only: a store holds one app's jobs (each
-        app's sweeps and lost-job recovery would take the other's jobs for
-        its own). Other apps use their own ``JOBIFY_STORE``, or a store
+        the first app registered only: a store object serves one app. Other
+        apps use their own ``JOBIFY_STORE`` (which may name the same file or
+        Redis database: each job names its app), or a store
         given to ``init_app(app, store=...)``; one with neither is refused.
 
     .. versionadded:: 0.1
@@ -130,7 +130,7 @@ class Jobify:
 
         :param store: a store instance for this app, instead of
             ``JOBIFY_STORE`` (and of the one given to :class:`Jobify`). Give
-            each app its own: sharing one mixes the apps' jobs.
+            each app its own object.
         :raises ConfigError: if a key has a value of the wrong type or out of
             range (a ``ValueError`` naming the key and what it accepts).
         :raises RuntimeError: if the extension is already registered with
@@ -147,14 +147,14 @@ class Jobify:
         elif store is None and self._store is not None and app.config.get("JOBIFY_STORE") is None:
             raise RuntimeError(
                 f"The store given to Jobify(store=...) already serves app"
-                f" {self._store_taken_by!r}, and a store holds one app's jobs. Give this"
+                f" {self._store_taken_by!r}, and a store object serves one app. Give this"
                 " app its own with init_app(app, store=...), or set its JOBIFY_STORE."
             )
         serves = getattr(store, _STORE_APP_ATTR, None)
         if serves is not None:
             raise RuntimeError(
-                f"This store instance already serves app {serves!r}, and a store holds one"
-                " app's jobs: give each app a store of its own."
+                f"This store instance already serves app {serves!r}, and a store object"
+                " serves one app: give each app a store of its own."
             )
         settings = Settings.from_app(app)
         state = JobifyState(app, settings, store=store, load_owner=self.load_owner,
@@ -404,7 +404,8 @@ class Jobify:
         what did not finish (error type ``shutdown``) and release queued
         jobs another process may run. Once per process; call it from a
         server's worker-exit hook (gunicorn ``worker_exit``), and in a test
-        suite's app fixture teardown, which also frees the app's threads."""
+        suite's app fixture teardown, which also ends the app's threads at
+        once (a dropped app's end when it is garbage-collected)."""
         self.get_state(app).shutdown(grace)
 
     def begin_shutdown(self, app: Flask | None = None) -> None:
@@ -475,6 +476,7 @@ class Jobify:
                 secret_of(current_app.secret_key), owner, key,
                 credentials="" if owner is not None else credentials_digest(
                     request.headers, state.settings.drop_headers),
+                app=state.name,
             )
         except JobifyHTTPError as exc:
             return exc.get_response()
@@ -485,6 +487,7 @@ class Jobify:
             path=request.path,
             result_ttl=state.result_ttl_of(options),
             owner=owner,
+            app=state.name,
             meta=meta,
         )
         try:

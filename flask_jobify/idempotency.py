@@ -108,13 +108,17 @@ def credentials_digest(headers: t.Any, extra: t.Iterable[str] = ()) -> str:
     return digest.hexdigest()
 
 
-def job_id_for_key(secret: bytes, owner: str | None, key: str, *, credentials: str = "") -> str:
-    """The job id of ``key`` sent by ``owner`` (or, for ``owner=None``, by a
-    caller sending credentials whose :func:`credentials_digest` is
-    ``credentials``): 128 bits of an HMAC, in the shape of any other job id.
-    Another caller with the same key gets another job."""
+def job_id_for_key(
+    secret: bytes, owner: str | None, key: str, *, credentials: str = "", app: str = ""
+) -> str:
+    """The job id of ``key`` sent to the app named ``app`` by ``owner`` (or,
+    for ``owner=None``, by a caller sending credentials whose
+    :func:`credentials_digest` is ``credentials``): 128 bits of an HMAC, in
+    the shape of any other job id. Another caller with the same key, or the
+    same caller at another app (apps of one factory share a ``SECRET_KEY``
+    and may share a store), gets another job."""
     who = f"-{credentials}" if owner is None else f"{len(owner)}:{owner}"
-    message = f"flask-jobify/idempotency\0{who}\0{key}".encode()
+    message = f"flask-jobify/idempotency\0{len(app)}:{app}\0{who}\0{key}".encode()
     digest = hmac.new(secret, message, hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 

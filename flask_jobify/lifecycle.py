@@ -7,6 +7,7 @@
        |   \\--cancel-->    |   \\--retry wait--> pending   (a failed run that may run again)
        |     cancelled      |
        +--- requeue <-------+   (its process died: lost; or it stopped: released)
+    running --release--> pending   (its process stopped; another may run it again)
     pending | running --lost / shutdown--> failed
 
 :data:`TRANSITIONS` lists the allowed moves; :class:`Lifecycle` is the only
@@ -54,7 +55,8 @@ P, R, S, F, C, T = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SUCCEEDED,
 
 #: Every status a job may move to from each active status. Final statuses
 #: move nowhere. ``pending -> pending`` is a job queued again (lost, or
-#: released by a stopping process); ``running -> pending`` is a retry wait.
+#: released by a stopping process); ``running -> pending`` is a retry wait,
+#: or a run given up by a stopping process (released to another process).
 TRANSITIONS: t.Mapping[JobStatus, frozenset[JobStatus]] = {
     P: frozenset({R, C, F, P}),
     R: frozenset({S, F, C, T, P}),
@@ -83,6 +85,11 @@ def cancelled_error() -> JobError:
 
 def shutdown_error() -> JobError:
     return JobError("shutdown", "The server stopped before the job finished; submit it again.")
+
+
+def released_error(attempt: int) -> JobError:
+    return JobError("shutdown", f"The server stopped during run {attempt}; the job was"
+                    " released to another process, which runs it again.")
 
 
 def timeout_error() -> JobError:
@@ -244,6 +251,18 @@ class Lifecycle:
         return self.move(job_id, F, only_if=only_if, expect=expect, error=error,
                          patient=patient)
 
+    def release(self, job_id: str, attempt: int, error: JobError) -> Job | None:
+        """``running -> pending`` for run number ``attempt`` of a job that
+        may run again, given up by a stopping process: its lease expires at
+        once (``lease_until = 0``), so that another process's lease sweep
+        queues it (:meth:`requeue`) without waiting. Fenced by the run
+        number, so the given-up run's later writes (progress, its end) are
+        refused; ``None`` if the job had ended, was taken over, or its
+        cancellation was requested. Fails fast (the process is stopping)."""
+        return self.move(job_id, P, only_if=[R], patient=False,
+                         expect={"attempts": attempt, "cancel_requested": False},
+                         error=error, http_status=None, lease_until=0.0)
+
     def requeue(self, job: Job, error: JobError | None, *, lease_until: float | None) -> Job | None:
         """``active -> pending`` for a job whose process died (claimed by
         its attempt number and lease, so that one process wins). Fails fast
@@ -260,5 +279,5 @@ def _log_store_retry(state: tenacity.RetryCallState) -> None:
                    exc, state.upcoming_sleep)
 
 
-__all__ = ["TRANSITIONS", "Ending", "IllegalTransition", "Lifecycle",
-           "cancelled_error", "ending_of", "shutdown_error", "timeout_error"]
+__all__ = ["TRANSITIONS", "Ending", "IllegalTransition", "Lifecycle", "cancelled_error",
+           "ending_of", "released_error", "shutdown_error", "timeout_error"]

@@ -128,6 +128,10 @@ class Job:
     http_status: int | None = None
     cancel_requested: bool = False
     owner: str | None = None
+    #: Name of the app the job belongs to (``app.name``): only that app
+    #: lists, shows, recovers and runs it, when apps share a store.
+    #: ``None``: a record written without one, any app's.
+    app: str | None = None
     version: int = 0
     #: Free-form data for extensions (webhook deliveries, idempotency...).
     meta: dict[str, t.Any] = dataclasses.field(default_factory=dict)
@@ -152,7 +156,7 @@ class Job:
             "error": None if error is None else {
                 "type": error.type, "message": error.message, "traceback": error.traceback},
             "http_status": self.http_status, "cancel_requested": self.cancel_requested,
-            "owner": self.owner, "version": self.version, "meta": copy.deepcopy(self.meta),
+            "owner": self.owner, "app": self.app, "version": self.version, "meta": copy.deepcopy(self.meta),
         }
 
     @classmethod

@@ -10,6 +10,7 @@ import os
 import threading
 import time
 import typing as t
+import weakref
 
 from .perprocess import PerProcess
 
@@ -29,6 +30,10 @@ class Monitor:
     pool), which inherits no threads. Its lock is made in the process
     that uses it, after a fork or gevent's patching. A call that raises is logged and the
     monitor goes on.
+
+    The thread holds the monitor weakly, and nothing else between two
+    calls: a monitor nobody holds any more (its app was dropped without a
+    shutdown) is collected with the calls it holds, and its thread ends.
     """
 
     def __init__(self) -> None:
@@ -40,6 +45,8 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._stopped = False
+        # Wakes the thread when the monitor is collected, so that it ends.
+        weakref.finalize(self, _wake_up, self._wake_of).atexit = False
 
     @property
     def _wake(self) -> threading.Condition:
@@ -98,24 +105,20 @@ class Monitor:
         if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
             return
         self._pid = os.getpid()
-        self._thread = threading.Thread(target=self._run, name="jobify-monitor", daemon=True)
+        self._thread = threading.Thread(target=_run, args=(weakref.ref(self), self._wake),
+                                        name="jobify-monitor", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                if self._stopped:
-                    return
-                due = self._pop_due(time.monotonic())
-                if due is None:
-                    wake_at = self._heap[0][0] if self._heap else None
-                    timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
-                    self._wake.wait(timeout)
-                    continue
-            try:
-                due()
-            except Exception:  # the monitor must outlive any one failure
-                logger.exception("Flask-Jobify monitor task failed")
+    def _next(self) -> tuple[t.Callable[[], object] | None, float | None]:
+        """The call that is due, or none and how long to sleep (``None``:
+        until woken). ``(None, -1.0)`` once stopped. Called with the lock held."""
+        if self._stopped:
+            return None, -1.0
+        due = self._pop_due(time.monotonic())
+        if due is not None:
+            return due, 0.0
+        wake_at = self._heap[0][0] if self._heap else None
+        return None, None if wake_at is None else max(0.0, wake_at - time.monotonic())
 
     def _pop_due(self, now: float) -> t.Callable[[], object] | None:
         """Take the next call that is due off the heap (re-arming periodic
@@ -134,3 +137,34 @@ class Monitor:
                 heapq.heappush(self._heap, (*again, key))
             return func
         return None
+
+
+def _run(ref: weakref.ref[Monitor], wake: threading.Condition) -> None:
+    """The monitor's thread: runs its calls as they fall due, until it is
+    stopped or collected. Holds it only while it looks at it or runs a call."""
+    while True:
+        with wake:
+            monitor = ref()
+            if monitor is None:
+                return
+            due, sleep = monitor._next()
+            del monitor  # never held while sleeping
+            if due is None:
+                if sleep is not None and sleep < 0:
+                    return  # stopped
+                wake.wait(sleep)
+                continue
+        try:
+            due()
+        except Exception:  # the monitor must outlive any one failure
+            logger.exception("Flask-Jobify monitor task failed")
+        finally:
+            del due  # a call may hold its app
+
+
+def _wake_up(wake_of: PerProcess[threading.Condition]) -> None:
+    """Wake this process's monitor thread (its monitor was collected)."""
+    wake = wake_of.made()
+    if wake is not None:
+        with wake:
+            wake.notify_all()

@@ -42,3 +42,7 @@ class PerProcess(t.Generic[T]):
         if made is None:
             made = self._made.setdefault(pid, self._factory())
         return made
+
+    def made(self) -> T | None:
+        """The value of the calling process, or ``None`` if it made none."""
+        return self._made.get(os.getpid())

@@ -20,7 +20,7 @@ from .capture import CapturedRequest
 from .context import JobHandle
 from .errors import ConfigError, ContentTooLarge, ExecutorUnavailable, StoreError, redact_url
 from .executor import ThreadExecutor
-from .lifecycle import Ending, Lifecycle, ending_of, shutdown_error
+from .lifecycle import Ending, Lifecycle, ending_of, released_error, shutdown_error
 from .models import ACTIVE_STATUSES, Job, JobError, JobStatus
 from .monitor import Monitor
 from .options import JobOptions
@@ -30,7 +30,7 @@ from .serving import on_stop_signals
 from .settings import Settings
 from .signals import job_started
 from .stores import store_from_url
-from .stores.base import JobStore
+from .stores.base import JobStore, of_app
 from .webhooks import SecretLoader, WebhookDispatcher
 
 if t.TYPE_CHECKING:
@@ -56,6 +56,8 @@ class _Held:
     handle: JobHandle | None = None
     #: Its request is saved in the store: another process can take it over.
     saved: bool = False
+    #: Runs the job may have in all (known once it runs here).
+    max_attempts: int = 1
     #: The failure to write once the store takes a write again (a start or
     #: an end the store refused for longer than JOBIFY_STORE_RETRY_SECONDS).
     unwritten: _Unwritten | None = None
@@ -153,9 +155,20 @@ class JobifyState:
         """The caller's identity, from the extension's owner loader."""
         return self._load_owner()
 
+    @property
+    def name(self) -> str:
+        """The app's name (``app.name``), which its jobs carry (``Job.app``):
+        only this app lists, shows, recovers and runs them."""
+        return self.app.name
+
+    def owns(self, job: Job) -> bool:
+        """Whether ``job`` belongs to this app (see :func:`~flask_jobify.stores.base.of_app`)."""
+        return of_app(job, self.name)
+
     def may_see(self, job: Job) -> bool:
-        """Whether the caller may see ``job`` (see :func:`visible_to`)."""
-        return visible_to(job, self.current_owner())
+        """Whether the caller may see ``job``: a job of this app (see
+        :meth:`owns`) that :func:`visible_to` lets the caller see."""
+        return self.owns(job) and visible_to(job, self.current_owner())
 
     @property
     def closed(self) -> bool:
@@ -331,6 +344,7 @@ class JobifyState:
             )
             with self._lock:
                 entry.attempts, entry.handle = attempt, handle
+                entry.max_attempts = job.max_attempts
             timeout = self.timeout_of(options)
             if timeout is not None:
                 self.monitor.call_at(("deadline", job_id), time.monotonic() + timeout,
@@ -546,7 +560,7 @@ class JobifyState:
         Safe to run in every process at once: each job is claimed with a
         compare-and-set on its attempt number and lease.
         """
-        lost = self.store.expired_leases(now)
+        lost = self.store.expired_leases(now, app=self.name)
         with self._lock:
             # Alive here: a late heartbeat, not a dead process.
             lost = [job for job in lost if job.id not in self._held]
@@ -604,9 +618,11 @@ class JobifyState:
 
     def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting jobs, give running ones ``grace`` seconds, and mark
-        what did not finish as ``failed`` (error type ``shutdown``). Queued
-        jobs that another process may take over (their request is saved in
-        a shared store) are released to it instead. Once per process: a
+        what did not finish as ``failed`` (error type ``shutdown``). Jobs
+        that another process may take over (their request is saved in a
+        shared store, and a running one has runs left) are released to it
+        instead: queued ones at once, running ones after the grace (their
+        run is told to stop, and its later writes are refused). Once per process: a
         second call (a server's exit hook, then interpreter exit) returns
         at once."""
         pid = os.getpid()
@@ -638,12 +654,42 @@ class JobifyState:
             if entry.handle is None:
                 self._let_go(job_id, entry)
                 continue
+            if entry.saved and entry.attempts < entry.max_attempts and self._release(
+                    job_id, entry):
+                continue
             try:
                 if self.lifecycle.fail(job_id, shutdown_error(), only_if=ACTIVE_STATUSES,
                                        expect={"attempts": entry.attempts}, patient=False):
                     entry.handle.request_cancel()
             except StoreError:
                 logger.exception("Job %s could not be failed at shutdown", job_id)
+
+    def _release(self, job_id: str, entry: _Held) -> bool:
+        """Give up a run that did not finish within the shutdown grace, of
+        a job that may run again and whose request is saved: put the job
+        back to ``pending`` with its lease expired, for another process to
+        run (:meth:`Lifecycle.release`), and tell the run to stop. Return
+        whether it was released (``False``: it ended, or its cancellation
+        was requested, meanwhile; or the store refused)."""
+        handle = t.cast(JobHandle, entry.handle)
+        with self._lock:  # no more heartbeats for it from here
+            if self._held.get(job_id) is entry:
+                del self._held[job_id]
+        self.monitor.discard(("deadline", job_id))
+        try:
+            released = self.lifecycle.release(job_id, entry.attempts,
+                                              released_error(entry.attempts))
+        except StoreError:
+            logger.exception("Job %s could not be released at shutdown", job_id)
+            released = None
+        if released is None:
+            with self._lock:
+                self._held.setdefault(job_id, entry)
+            return False
+        logger.warning("Job %s did not finish within the shutdown grace: run %d was given up"
+                       " and the job released to another process", job_id, entry.attempts)
+        handle.request_cancel()
+        return True
 
     def _let_go(self, job_id: str, entry: _Held) -> None:
         """Drop a job queued here that will not run here (this process is

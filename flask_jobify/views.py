@@ -60,8 +60,8 @@ def _visible_jobs(
     on the store's index of that owner (see
     :meth:`~flask_jobify.stores.base.JobStore.list`)."""
     owner = state.current_owner()
-    return state.store.list(
-        owner=NO_OWNER if owner is None else owner, limit=limit, after=after, **filters)
+    return state.store.list(owner=NO_OWNER if owner is None else owner, limit=limit,
+                            after=after, app=state.name, **filters)
 
 
 def _retry_after(job: Job) -> dict[str, str]:

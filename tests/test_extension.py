@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 import typing as t
@@ -10,8 +11,12 @@ import pytest
 import requests
 from flask import Flask, abort, request
 
+from conftest import drop_redis_keys, store_url
 from core_app import create_app
 from flask_jobify import Jobify, JobStatus, current_job
+from flask_jobify.capture import capture_request
+from flask_jobify.models import Job, new_job_id
+from flask_jobify.options import JobOptions
 from helpers import finish
 from servers import serve_app
 
@@ -392,3 +397,74 @@ def test_extension_one_instance_serves_two_apps_separately():
     job_id = apps[0].test_client().post("/work", headers=FLAG).get_json()["jobId"]
     assert apps[1].test_client().get(f"/jobs/{job_id}").status_code == 404
     assert apps[0].test_client().get(f"/jobs/{job_id}").status_code == 200
+
+
+# -- several apps on one store ---------------------------------------------------------
+def create_named_app(name: str, store: str) -> Flask:
+    """One factory for two apps, as under werkzeug's ``DispatcherMiddleware``:
+    the same views and the same store, told apart by their name."""
+    app = Flask(__name__)
+    app.name = name
+    app.config.update(JOBIFY_STORE=store, JOBIFY_LEASE_SECONDS=0.4, JOBIFY_SHUTDOWN_GRACE=0.5)
+    jobify = Jobify(app)
+
+    @app.put("/whoami")
+    @jobify.job(retries=1)
+    def whoami() -> t.Any:
+        return {"app": app.name, "attempt": current_job.attempt}
+
+    return app
+
+
+def lost_job_of(app: Flask, name: str) -> str:
+    """Store a job of the app named ``name`` as a process of that app that
+    died while running it would leave it: running, its lease run out, its
+    request saved."""
+    store = app.extensions["jobify"].store
+    job = Job(id=new_job_id(), operation="whoami", method="PUT", path="/whoami", app=name,
+              status=JobStatus.RUNNING, attempts=1, max_attempts=2,
+              started_at=time.time() - 5, lease_until=time.time() - 1)
+    store.create(job)
+    with app.test_request_context("/whoami", method="PUT"):
+        captured = capture_request(request)
+    data = {"request": captured.to_dict(), "options": JobOptions(retries=1).to_dict()}
+    store.save_request(job.id, json.dumps(data).encode())
+    return job.id
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_extension_apps_sharing_a_store_keep_their_jobs_apart(backend, tmp_path):
+    """Two apps of one factory on one store: each lists and shows only its
+    own jobs, and a job whose process died is recovered and run again by
+    its own app, through its own views, never by the other."""
+    url = store_url(backend, tmp_path)
+    apps = {name: create_named_app(name, url) for name in ("a", "b")}
+    states = {name: app.extensions["jobify"] for name, app in apps.items()}
+    clients = {name: app.test_client() for name, app in apps.items()}
+    try:
+        done = {}
+        for name, client in clients.items():
+            job_id = client.put("/whoami", headers=FLAG).get_json()["jobId"]
+            assert finish(client, job_id)["status"] == "succeeded"
+            assert client.get(f"/jobs/{job_id}/result").get_json()["app"] == name
+            done[name] = job_id
+        for name, client in clients.items():
+            other = done["b" if name == "a" else "a"]
+            assert [job["id"] for job in client.get("/jobs").get_json()["jobs"]] == [done[name]]
+            assert client.get(f"/jobs/{other}").status_code == 404
+            assert client.get(f"/jobs/{other}/result").status_code == 404
+            assert client.delete(f"/jobs/{other}").status_code == 404
+        lost = {name: lost_job_of(apps[name], name) for name in apps}
+        assert [job.id for job in states["a"].store.expired_leases(app="a")] == [lost["a"]]
+        assert states["a"].reclaim_lost() == 1  # its own, not b's
+        for name, client in clients.items():  # b's own monitor recovers b's
+            record = finish(client, lost[name])
+            assert (record["status"], record["attempts"]) == ("succeeded", 2)
+            assert client.get(f"/jobs/{lost[name]}/result").get_json() == {
+                "app": name, "attempt": 2}
+    finally:
+        for state in states.values():
+            state.shutdown(grace=1)
+            state.store.close()
+        if backend == "redis":
+            drop_redis_keys(states["a"].store.prefix)

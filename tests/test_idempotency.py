@@ -131,7 +131,7 @@ def test_idempotency_job_id_uses_a_key_derived_for_it_alone() -> None:
     job_id = post(app.test_client(), "/orders", "k-7").get_json()["jobId"]
     no_credentials = credentials_digest(Headers())
     assert job_id == job_id_for_key(derive_key("app-secret", IDEMPOTENCY_PURPOSE), None, "k-7",
-                                    credentials=no_credentials)
+                                    credentials=no_credentials, app=app.name)
     assert job_id != job_id_for_key(b"app-secret", None, "k-7")  # not the raw secret
 
 

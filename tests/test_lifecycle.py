@@ -23,8 +23,8 @@ from flask import Flask, Response, copy_current_request_context, g, session
 from helpers import finish
 
 from flask_jobify import JobCancelled, Jobify, StoreError, current_job
-from flask_jobify.lifecycle import TRANSITIONS, IllegalTransition, Lifecycle
-from flask_jobify.models import Job, JobStatus
+from flask_jobify.lifecycle import TRANSITIONS, Ending, IllegalTransition, Lifecycle, released_error
+from flask_jobify.models import Job, JobStatus, new_job_id
 from flask_jobify.stores import store_from_url
 from flask_jobify.stores.sqlite import SQLiteStore
 
@@ -367,6 +367,27 @@ def test_transitions_leave_final_statuses_alone():
         lifecycle.move("x" * 22, JobStatus.RUNNING, only_if=[JobStatus.SUCCEEDED])
     with pytest.raises(IllegalTransition):
         lifecycle.move("x" * 22, JobStatus.SUCCEEDED, only_if=[JobStatus.PENDING])
+
+
+def test_release_is_fenced_by_the_run_number(store):
+    """``running -> pending`` with the lease expired, for the run that holds
+    the job only; that run's later writes are refused."""
+    lifecycle = Lifecycle(Flask(__name__), store, store_retry_seconds=0)
+    job = Job(id=new_job_id(), operation="op", method="PUT", path="/", max_attempts=2)
+    store.create(job)
+    assert lifecycle.start(job.id, 1, now=time.time(), lease_until=time.time() + 60)
+    assert lifecycle.release(job.id, 2, released_error(2)) is None  # not the run's number
+    released = lifecycle.release(job.id, 1, released_error(1))
+    assert released is not None
+    assert (released.status, released.attempts, released.lease_until) == (
+        JobStatus.PENDING, 1, 0.0)
+    assert released.error is not None and released.error.type == "shutdown"
+    assert [lost.id for lost in store.expired_leases()] == [job.id]
+    assert lifecycle.end(job.id, 1, Ending(JobStatus.SUCCEEDED)) is None  # the stale run
+    assert lifecycle.release(job.id, 1, released_error(1)) is None  # not running
+    assert lifecycle.start(job.id, 2, now=time.time(), lease_until=None) is not None
+    assert lifecycle.request_cancel(job.id) is not None
+    assert lifecycle.release(job.id, 2, released_error(2)) is None  # cancel means cancel
 
 
 # -- the store fails on the way -------------------------------------------------------

@@ -1,14 +1,17 @@
 """What one request may consume: bodies spooled to disk, size limits, bounded waits."""
 from __future__ import annotations
 
+import gc
 import hashlib
 import threading
+import time
 import typing as t
+import weakref
 
 import pytest
 from flask import Flask, request
 
-from conftest import store_url
+from conftest import drop_redis_keys, store_url
 from flask_jobify import Jobify
 from flask_jobify.capture import CapturedBody
 from helpers import finish
@@ -216,3 +219,37 @@ def test_a_forked_child_holds_none_of_its_parents_jobs(apps, tmp_path):
     os.waitpid(pid, 0)
     assert os.read(read, 10) == b"0"
     assert "P" * 22 in state._held  # the parent still holds it
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
+def test_dropped_apps_are_collected_and_their_threads_end(backend, tmp_path):
+    """A suite that builds an app per test and never shuts them down: each
+    dropped app's state is collected, and its threads (job workers, the
+    monitor, the Redis listener) end, without ``jobify.shutdown(app)``."""
+    gc.collect()
+    baseline = threading.active_count()
+    states: list[weakref.ref[t.Any]] = []
+    prefixes = []
+    for n in range(20):
+        app, _ = build(store_url(backend, tmp_path / str(n)))
+        client = app.test_client()
+        accepted = client.put("/digest", data=b"x" * n, headers=FLAG)
+        assert finish(client, accepted.get_json()["jobId"])["status"] == "succeeded"
+        state = app.extensions["jobify"]
+        assert state.executor._threads and state.monitor._thread is not None  # they ran
+        states.append(weakref.ref(state))
+        prefixes.append(getattr(state.store, "prefix", None))
+        del app, client, accepted, state
+    assert threading.active_count() > baseline + 20
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        gc.collect()
+        if all(ref() is None for ref in states) and threading.active_count() <= baseline + 2:
+            break
+        time.sleep(0.05)
+    assert [ref for ref in states if ref() is not None] == []
+    assert threading.active_count() <= baseline + 2, [
+        thread.name for thread in threading.enumerate()]
+    for prefix in prefixes:
+        if prefix is not None:
+            drop_redis_keys(prefix)

@@ -113,6 +113,27 @@ def create_retry_app(store: str, runs: Runs, **config: t.Any) -> Flask:
                     break
         return {"attempt": attempt, "body": request.get_json(silent=True)}
 
+    @app.post("/hold-once")
+    @jobify.job
+    def hold_once() -> t.Any:
+        """As ``/hold``, for an operation that may not run twice."""
+        runs.record()
+        while not runs.release.wait(0.02):
+            if current_job.cancelled:
+                break
+        return {"attempt": current_job.attempt}
+
+    @app.put("/fail-then-hold")
+    @jobify.job(retries=1, backoff=FAST)
+    def fail_then_hold() -> t.Any:
+        """Run 1 fails; run 2, the last, holds until told to stop."""
+        attempt = runs.record()
+        if attempt == 1:
+            raise ValueError("run 1 failed")
+        while not runs.release.wait(0.02) and not current_job.cancelled:
+            pass
+        return {"attempt": attempt}
+
     @app.put("/fails-once")
     @jobify.job(retries=1, backoff=1)
     def fails_once() -> t.Any:
@@ -617,6 +638,53 @@ def test_shutdown_releases_a_job_waiting_for_its_retry(make_app, backend):
     record = finish(second.test_client(), job_id)
     assert (record["status"], record["attempts"]) == ("succeeded", 2)
     assert runs.of(job_id) == [1, 2]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_shutdown_releases_a_running_job_that_may_run_again(make_app, backend):
+    """A run still going when the shutdown grace ends is given up: a job
+    that may run again (its request is saved, it has runs left) goes back
+    to ``pending`` with its lease expired, and another process runs it to
+    its end; the given-up run is told to stop and its end is refused. A
+    job that may not run again is failed (``shutdown``), as before."""
+    runs = Runs()
+    first = make_app(backend, runs)
+    second = make_app(backend, runs, url=first.config["JOBIFY_STORE"])
+    store = second.extensions["jobify"].store
+    client = first.test_client()
+    job_id = submit(client, "PUT", "/hold", json={"n": 1})
+    once_id = submit(client, "POST", "/hold-once")
+    wait_for(lambda: runs.of(job_id) == [1] and runs.of(once_id) == [1], what="both runs")
+    first.extensions["jobify"].shutdown(grace=0.2)
+    job = store.get(job_id)
+    assert (job.status, job.attempts, job.error.type) == (JobStatus.PENDING, 1, "shutdown")
+    assert job.lease_until is not None and job.lease_until <= time.time()
+    assert [lost.id for lost in store.expired_leases()] == [job_id]
+    once = store.get(once_id)
+    assert (once.status, once.error.type) == (JobStatus.FAILED, "shutdown")
+    assert runs.saw_cancel.wait(10), "the given-up run was not told to stop"
+    wait_until_idle(first)  # run 1 returned: its end must have been refused
+    assert store.get(job_id).status is JobStatus.PENDING
+    assert second.extensions["jobify"].reclaim_lost() == 1
+    record = finish(second.test_client(), job_id)
+    assert (record["status"], record["attempts"]) == ("succeeded", 2)
+    assert runs.of(job_id) == [1, 2]
+    assert second.test_client().get(f"/jobs/{job_id}/result").get_json() == {
+        "attempt": 2, "body": {"n": 1}}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_shutdown_fails_a_running_job_out_of_runs(make_app, backend):
+    """A running job on its last run is not released: it is failed."""
+    runs = Runs()
+    first = make_app(backend, runs)
+    store = first.extensions["jobify"].store
+    job_id = submit(first.test_client(), "PUT", "/fail-then-hold")
+    wait_for(lambda: runs.of(job_id) == [1, 2], what="run 2")
+    first.extensions["jobify"].shutdown(grace=0.2)
+    record = store.get(job_id)
+    assert (record.status, record.attempts, record.error.type) == (
+        JobStatus.FAILED, 2, "shutdown")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])

@@ -473,6 +473,26 @@ def test_store_expired_leases(store: JobStore) -> None:
     assert [job.id for job in store.expired_leases(now=now + 10)] == [b.id, f.id]
 
 
+def test_store_app_filter_keeps_one_apps_jobs(store: JobStore) -> None:
+    """``app=`` keeps that app's jobs and those naming no app, in listing
+    and in lost-job recovery, past any number of another app's lost jobs."""
+    now = 1000.0
+    others = [make_job(app="b", lease_until=now - 100 + n, created_at=now + n)
+              for n in range(12)]
+    mine = make_job(app="a", lease_until=now - 1, created_at=now + 50)
+    unnamed = make_job(lease_until=now - 2, created_at=now + 40)
+    for job in (*others, mine, unnamed):
+        store.create(job)
+    assert [job.id for job in store.expired_leases(now=now, limit=5, app="a")] == [
+        unnamed.id, mine.id]
+    assert [job.id for job in store.expired_leases(now=now, limit=1, app="a")] == [unnamed.id]
+    assert len(store.expired_leases(now=now, limit=100)) == 14
+    assert [job.id for job in store.list(app="a")] == [mine.id, unnamed.id]
+    assert [job.id for job in store.list(app="a", limit=1)] == [mine.id]
+    assert len(store.list(app="b")) == 14 - 2 + 1
+    assert store.get(mine.id).app == "a"
+
+
 def test_store_expired_leases_defaults_to_now(store: JobStore) -> None:
     past = make_job(lease_until=time.time() - 1)
     future = make_job(lease_until=time.time() + 3600)

@@ -119,9 +119,13 @@ class JobStore(abc.ABC):
         return job_id in self.renew_leases({job_id: attempt}, until)
 
     @abc.abstractmethod
-    def expired_leases(self, now: float | None = None, limit: int = 100) -> list[Job]:
+    def expired_leases(
+        self, now: float | None = None, limit: int = 100, *, app: str | None = None
+    ) -> list[Job]:
         """Return up to ``limit`` active jobs whose ``lease_until`` is set and
         not after ``now`` (default: the current time), oldest lease first.
+        ``app`` keeps only the jobs of that app (see :func:`of_app`), so that
+        an app never recovers another's jobs, however many of them are lost.
 
         Their process stopped renewing them: it died or hung. Must not read
         finished jobs or jobs without a lease (a Celery backlog), so that it
@@ -166,8 +170,13 @@ class JobStore(abc.ABC):
         owner: OwnerFilter = None,
         limit: int = 50,
         after: Cursor | None = None,
+        app: str | None = None,
     ) -> list[Job]:
         """Return up to ``limit`` unexpired jobs, newest first.
+
+        ``app`` keeps only the jobs of that app (see :func:`of_app`). It is
+        not indexed: apps that share a store read each other's jobs while
+        they list theirs (give each app its own store to avoid that).
 
         ``after`` is the ``(created_at, id)`` of the last job of the previous
         page: only jobs strictly older (in ``(created_at, id)`` order) are
@@ -265,6 +274,14 @@ def status_allowed(
     return not expect or all(getattr(job, name) == value for name, value in expect.items())
 
 
+def of_app(job: Job, app: str | None) -> bool:
+    """Tell whether ``job`` passes the ``app`` filter of
+    :meth:`JobStore.list` and :meth:`JobStore.expired_leases`: ``None``
+    keeps every job; a name keeps that app's jobs and those that name no
+    app (records written before jobs named their app)."""
+    return app is None or job.app is None or job.app == app
+
+
 def is_expired(job: Job, now: float | None = None) -> bool:
     """Tell whether a finished job has passed its ``expires_at``."""
     return job.expires_at is not None and job.expires_at <= (
@@ -281,5 +298,6 @@ __all__ = [
     "OwnerFilter",
     "apply_changes",
     "is_expired",
+    "of_app",
     "status_allowed",
 ]

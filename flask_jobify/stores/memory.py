@@ -18,6 +18,7 @@ from .base import (
     OwnerFilter,
     apply_changes,
     is_expired,
+    of_app,
     status_allowed,
 )
 
@@ -134,14 +135,17 @@ class MemoryStore(JobStore):
                     renewed.add(job_id)
         return renewed
 
-    def expired_leases(self, now: float | None = None, limit: int = 100) -> list[Job]:
+    def expired_leases(
+        self, now: float | None = None, limit: int = 100, *, app: str | None = None
+    ) -> list[Job]:
         now = time.time() if now is None else now
         with self._lock:
             # Only this process sees these jobs: the leases are its own, and
             # a scan is as fast as the number of jobs in memory allows.
             lost = sorted(
                 (job for job in self._jobs.values()
-                 if not job.is_final and job.lease_until is not None and job.lease_until <= now),
+                 if not job.is_final and job.lease_until is not None
+                 and job.lease_until <= now and of_app(job, app)),
                 key=lambda job: t.cast(float, job.lease_until),
             )
             return [_copy(job) for job in lost[:limit]]
@@ -180,6 +184,7 @@ class MemoryStore(JobStore):
         owner: OwnerFilter = None,
         limit: int = 50,
         after: Cursor | None = None,
+        app: str | None = None,
     ) -> list[Job]:
         """Walk the owner's index (or that of every job) newest first from
         the cursor, checking the other filters: reads the page, the jobs of
@@ -198,7 +203,8 @@ class MemoryStore(JobStore):
                 job = self._jobs[keys[at][1]]
                 if (not is_expired(job, now)
                         and (status is None or job.status == status)
-                        and (operation is None or job.operation == operation)):
+                        and (operation is None or job.operation == operation)
+                        and of_app(job, app)):
                     found.append(_copy(job))
         return found
 

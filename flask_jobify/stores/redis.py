@@ -9,6 +9,7 @@ import math
 import threading
 import time
 import typing as t
+import weakref
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -23,6 +24,7 @@ from .base import (
     WaitForChange,
     apply_changes,
     is_expired,
+    of_app,
     status_allowed,
 )
 
@@ -30,6 +32,9 @@ from .base import (
 #: safety net for a connection that died silently: a notice lost to a
 #: reconnection is not missed, as every waiter re-reads after a resubscription.
 _SAFETY_POLL = 2.0
+#: Seconds the listener waits for a notice before it looks whether its
+#: store is still held by anyone (else it ends).
+_LISTEN_CHECK = 1.0
 #: Most ids read from an index in one round trip while listing or purging.
 _BATCH = 1000
 #: Records a store remembers having written (see :class:`_Written`).
@@ -218,7 +223,9 @@ class RedisStore(JobStore):
     first :meth:`wait` and stopped by :meth:`close`, holds the subscription
     and wakes that job's waiters: any number of waiters share one connection
     and no wait pays a subscribe round trip. The price: every listening
-    process receives the id of every change under the prefix.
+    process receives the id of every change under the prefix. The listener
+    holds its store weakly: a store nobody holds any more is collected, and
+    its listener ends within :data:`_LISTEN_CHECK` seconds.
 
     The client must not decode responses; :meth:`from_url` makes one.
     """
@@ -409,15 +416,26 @@ class RedisStore(JobStore):
         return renewed
 
     @_reported
-    def expired_leases(self, now: float | None = None, limit: int = 100) -> list[Job]:
+    def expired_leases(
+        self, now: float | None = None, limit: int = 100, *, app: str | None = None
+    ) -> list[Job]:
+        """Walks ``{prefix}:leases`` oldest first, past other apps' jobs."""
         now = time.time() if now is None else now
-        ids = self._db.zrangebyscore(self._leases, "-inf", now, start=0, num=limit)
-        if not ids:
-            return []
-        jobs = (self._load(raw) for raw in self._db.mget(
-            [self._key("job", member.decode()) for member in ids]))
-        # A job that ended between the two reads has left the set since.
-        return [job for job in jobs if job is not None and not job.is_final]
+        found: list[Job] = []
+        start = 0
+        while len(found) < limit:
+            ids = self._db.zrangebyscore(self._leases, "-inf", now, start=start, num=limit)
+            if not ids:
+                break
+            start += len(ids)
+            jobs = (self._load(raw) for raw in self._db.mget(
+                [self._key("job", member.decode()) for member in ids]))
+            # A job that ended between the two reads has left the set since.
+            found += [job for job in jobs
+                      if job is not None and not job.is_final and of_app(job, app)]
+            if len(ids) < limit:
+                break
+        return found[:limit]
 
     @_reported
     def save_request(self, job_id: str, data: bytes) -> None:
@@ -476,6 +494,7 @@ class RedisStore(JobStore):
         owner: OwnerFilter = None,
         limit: int = 50,
         after: Cursor | None = None,
+        app: str | None = None,
     ) -> list[Job]:
         filters = {"status": None if status is None else JobStatus(status).value,
                    "operation": operation, "owner": None if owner is NO_OWNER else owner}
@@ -493,6 +512,7 @@ class RedisStore(JobStore):
             return ((status is None or job.status == status)
                     and (operation is None or job.operation == operation)
                     and (owner is None or job.owner == (None if owner is NO_OWNER else owner))
+                    and of_app(job, app)
                     and (after is None or (job.created_at, job.id) < tuple(after)))
 
         # Walk the index newest first from the cursor's score. Equal scores
@@ -546,7 +566,9 @@ class RedisStore(JobStore):
             if self._listener is None or not self._listener.is_alive():
                 self._ready.clear()
                 self._listener = threading.Thread(
-                    target=self._listen, name=f"jobify-redis-{self.prefix}", daemon=True)
+                    target=_listen, args=(weakref.ref(self), self.client, self._channel,
+                                          self._closing, self._ready),
+                    name=f"jobify-redis-{self.prefix}", daemon=True)
                 self._listener.start()
         try:
             yield event, self._ready.wait(patience)
@@ -624,27 +646,6 @@ class RedisStore(JobStore):
         self.client.close()
 
     # -- notifications -----------------------------------------------------
-    def _listen(self) -> None:
-        """Wake the waiters of each changed job, until :meth:`close`."""
-        while not self._closing.is_set():
-            pubsub = self.client.pubsub()
-            try:
-                pubsub.subscribe(self._channel)
-                for message in pubsub.listen():
-                    if self._closing.is_set():
-                        return
-                    if message["type"] == "subscribe":  # at first, or after a reconnection
-                        self._ready.set()
-                        self._wake(None)
-                    elif message["type"] == "message":
-                        self._wake(message["data"].decode())
-            except Exception:  # noqa: BLE001 - the connection dropped: read again, retry
-                self._ready.clear()
-                self._wake(None)
-                self._closing.wait(0.5)
-            finally:
-                pubsub.close()
-
     def _wake(self, job_id: str | None) -> None:
         """Wake the waiters of ``job_id``, or every waiter for ``None``."""
         with self._lock:
@@ -654,3 +655,38 @@ class RedisStore(JobStore):
                 events = list(self._waiters.get(job_id, ()))
         for event in events:
             event.set()
+
+
+def _listen(
+    ref: weakref.ref[RedisStore], client: redis.Redis, channel: str,
+    closing: threading.Event, ready: threading.Event,
+) -> None:
+    """The listener of a store: wake the waiters of each changed job, until
+    the store is closed or collected. Holds the store only to wake them."""
+    while not closing.is_set():
+        pubsub = client.pubsub()
+        try:
+            pubsub.subscribe(channel)
+            while not closing.is_set():
+                message = pubsub.get_message(timeout=_LISTEN_CHECK)
+                store = ref()
+                if store is None:
+                    return
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":  # at first, or after a reconnection
+                    ready.set()
+                    store._wake(None)
+                elif message["type"] == "message":
+                    store._wake(message["data"].decode())
+                del store
+        except Exception:  # noqa: BLE001 - the connection dropped: read again, retry
+            ready.clear()
+            store = ref()
+            if store is None:
+                return
+            store._wake(None)
+            del store
+            closing.wait(0.5)
+        finally:
+            pubsub.close()

@@ -74,6 +74,8 @@ _GET = "SELECT data FROM jobs WHERE id = ?"
 _INSERT = ("INSERT INTO jobs (id, status, operation, owner, created_at, expires_at, version, data,"
            " lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _ACTIVE = "status IN ('pending', 'running')"
+#: SQL twin of :func:`~flask_jobify.stores.base.of_app`; takes the app twice.
+_OF_APP = "(? IS NULL OR json_extract(data, '$.app') IS NULL OR json_extract(data, '$.app') = ?)"
 
 
 def _row(job: Job) -> tuple[t.Any, ...]:
@@ -411,12 +413,14 @@ class SQLiteStore(JobStore):
                     renewed.add(job_id)
         return renewed
 
-    def expired_leases(self, now: float | None = None, limit: int = 100) -> list[Job]:
+    def expired_leases(
+        self, now: float | None = None, limit: int = 100, *, app: str | None = None
+    ) -> list[Job]:
         now = time.time() if now is None else now
         # Walks the partial index jobs_leases, which holds active leased jobs only.
         rows = self._fetch("SELECT data FROM jobs WHERE lease_until IS NOT NULL"
-                           f" AND lease_until <= ? AND {_ACTIVE} ORDER BY lease_until LIMIT ?",
-                           now, limit)
+                           f" AND lease_until <= ? AND {_ACTIVE} AND {_OF_APP}"
+                           " ORDER BY lease_until LIMIT ?", now, app, app, limit)
         return [Job.from_dict(json.loads(data)) for (data,) in rows]
 
     def save_request(self, job_id: str, data: bytes) -> None:
@@ -462,13 +466,14 @@ class SQLiteStore(JobStore):
         owner: OwnerFilter = None,
         limit: int = 50,
         after: Cursor | None = None,
+        app: str | None = None,
     ) -> list[Job]:
         """One ``SELECT``. With an ``owner`` filter it walks the index
         ``jobs_owner`` (``owner IS NULL`` for :data:`NO_OWNER` is a lookup in
         it too), whose rows are in listing order: no sort, and no row of
         another owner read."""
-        where: list[str] = [_LIVE]
-        params: list[t.Any] = [time.time()]
+        where: list[str] = [_LIVE, _OF_APP]
+        params: list[t.Any] = [time.time(), app, app]
         filters = (("status", status and status.value), ("operation", operation),
                    ("owner", None if owner is NO_OWNER else owner))
         for column, value in filters:
