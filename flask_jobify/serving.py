@@ -84,6 +84,14 @@ class _StopHandler:
         self.states: weakref.WeakSet[JobifyState] = weakref.WeakSet()
 
     def __call__(self, signum: int, frame: t.Any) -> t.Any:
+        if self.previous is signal.default_int_handler:
+            # Python's own Ctrl-C: a KeyboardInterrupt the program may catch
+            # (a REPL, `flask shell`) and live on, so jobs are still taken;
+            # waiting long-polls end, so that a server whose request threads
+            # interpreter exit waits for can exit, and run the shutdown.
+            for state in list(self.states):
+                state.end_long_polls()
+            return self.previous(signum, frame)
         for state in list(self.states):
             state.begin_shutdown()
         if callable(self.previous):  # the server's handler
@@ -167,11 +175,12 @@ def wait_while_serving(
     ``wait_for_change(version, timeout)`` does, but answer within
     :data:`STOP_CHECK_INTERVAL` once the process stops: the job as it is
     then (``None`` if it is gone)."""
-    deadline = time.monotonic() + seconds
+    began = time.monotonic()
+    deadline = began + seconds
     current: Job | None = job
     while True:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or state.stopping:
+        if remaining <= 0 or state.stopping or state.long_polls_ended_at >= began:
             return current
         current = wait_for_change(job.version, min(remaining, STOP_CHECK_INTERVAL))
         if current is None or current.version != job.version:

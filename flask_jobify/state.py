@@ -129,6 +129,9 @@ class JobifyState:
         #: refused and long-polls answer at once. A plain attribute, as a
         #: signal handler must take no lock.
         self.stopping = False
+        #: ``time.monotonic()`` of the last :meth:`end_long_polls`: long-polls
+        #: waiting since before it answer. Plain, as :attr:`stopping`.
+        self.long_polls_ended_at = float("-inf")
         self._shut_down_in: int | None = None
         self._signals_in: int | None = None
         #: Sends webhooks when jobs end (see :mod:`flask_jobify.webhooks`).
@@ -616,6 +619,14 @@ class JobifyState:
         Running jobs go on; :meth:`shutdown` gives them their grace."""
         self.stopping = True
 
+    def end_long_polls(self) -> None:
+        """Have the long-polls waiting now answer within
+        :data:`~flask_jobify.serving.STOP_CHECK_INTERVAL`, and accept jobs
+        as before: for a Ctrl-C the program may catch (a REPL) or may end
+        on (a server whose request threads interpreter exit waits for).
+        Safe in a signal handler."""
+        self.long_polls_ended_at = time.monotonic()
+
     def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting jobs, give running ones ``grace`` seconds, and mark
         what did not finish as ``failed`` (error type ``shutdown``). Jobs
@@ -624,7 +635,12 @@ class JobifyState:
         instead: queued ones at once, running ones after the grace (their
         run is told to stop, and its later writes are refused). Once per process: a
         second call (a server's exit hook, then interpreter exit) returns
-        at once."""
+        at once.
+
+        A second stop signal during the grace (an impatient Ctrl-C, a
+        server's quick shutdown raising ``SystemExit``) cuts the grace
+        short, never the shutdown: what did not finish is failed or
+        released at once, then the exception goes on."""
         pid = os.getpid()
         if self._shut_down_in == pid:
             return
@@ -634,11 +650,13 @@ class JobifyState:
         self.executor.close()
         if self.celery is not None:
             self.celery.close()
-        self._fail_local(pending_only=True)
-        self.executor.shutdown(grace)
-        self._fail_local(pending_only=False)
-        self.monitor.stop()
-        self.webhooks.close()
+        try:
+            self._fail_local(pending_only=True)
+            self.executor.shutdown(grace)
+        finally:  # also when a second signal interrupts the grace
+            self._fail_local(pending_only=False)
+            self.monitor.stop()
+            self.webhooks.close()
 
     def _fail_local(self, *, pending_only: bool) -> None:
         with self._lock:

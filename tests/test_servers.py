@@ -40,7 +40,8 @@ class Server:
     """How to start one server on ``port``, and how to stop it."""
 
     command: t.Callable[[int, str], list[str]]
-    #: "SIGTERM", "SIGINT", "max-requests" or "reload".
+    #: "SIGTERM", "SIGINT" (or two of them, the second within the grace),
+    #: "max-requests" or "reload".
     stop: str = "SIGTERM"
     #: The server serves one request at a time: waits are capped to 0.
     blocking: bool = False
@@ -62,6 +63,20 @@ def _flask(*args: str) -> t.Callable[[int, str], list[str]]:
         "--port", str(port), *(arg.replace("{watched}", watched) for arg in args)]
 
 
+def _uwsgi(port: int, _: str) -> list[str]:
+    return [
+        "uwsgi", "--http-socket", f"127.0.0.1:{port}", "--pythonpath", HERE,
+        "--module", "servers_app:app", "--master", "--processes", "2", "--threads", "4",
+        "--lazy-apps", "--need-app", "--disable-logging",
+        "--hook-master-start", "unix_signal:15 gracefully_kill_them_all",
+        "--hook-master-start", "unix_signal:2 gracefully_kill_them_all"]
+
+
+def _waitress(port: int, _: str) -> list[str]:
+    return [sys.executable, "-m", "waitress", "--listen", f"127.0.0.1:{port}",
+            "--call", "servers_app:create_app"]
+
+
 SERVERS = {
     "gunicorn-gthread": Server(_gunicorn("-k", "gthread", "--threads", "4", "-w", "2")),
     "gunicorn-gthread-sigint": Server(_gunicorn("-k", "gthread", "--threads", "4"), "SIGINT"),
@@ -72,20 +87,17 @@ SERVERS = {
     "gunicorn-gevent-preload": Server(_gunicorn("-k", "gevent", "-w", "2", "--preload")),
     "gunicorn-sync": Server(_gunicorn("-k", "sync", "-w", "3"), blocking=True),
     # uWSGI ends its long-polls only as they time out: JOBIFY_MAX_WAIT short.
-    "uwsgi": Server(lambda port, _: [
-        "uwsgi", "--http-socket", f"127.0.0.1:{port}", "--pythonpath", HERE,
-        "--module", "servers_app:app", "--master", "--processes", "2", "--threads", "4",
-        "--lazy-apps", "--need-app", "--disable-logging",
-        "--hook-master-start", "unix_signal:15 gracefully_kill_them_all"],
-        env={"JOBIFY_MAX_WAIT": "2"}, long_poll_end=2.5),
-    "waitress": Server(lambda port, _: [
-        sys.executable, "-m", "waitress", "--listen", f"127.0.0.1:{port}",
-        "--call", "servers_app:create_app"]),
-    "waitress-sigint": Server(lambda port, _: [
-        sys.executable, "-m", "waitress", "--listen", f"127.0.0.1:{port}",
-        "--call", "servers_app:create_app"], "SIGINT"),
+    "uwsgi": Server(_uwsgi, env={"JOBIFY_MAX_WAIT": "2"}, long_poll_end=2.5),
+    "uwsgi-sigint": Server(_uwsgi, "SIGINT", env={"JOBIFY_MAX_WAIT": "2"}, long_poll_end=2.5),
+    "waitress": Server(_waitress),
+    "waitress-sigint": Server(_waitress, "SIGINT"),
     "flask-run": Server(_flask()),
     "flask-run-sigint": Server(_flask(), "SIGINT"),
+    # A second signal during the grace cuts it short, never the shutdown.
+    "flask-run-sigint-twice": Server(_flask(), "SIGINT,SIGINT"),
+    "waitress-sigterm-twice": Server(_waitress, "SIGTERM,SIGTERM"),
+    "gunicorn-gthread-sigterm-sigquit": Server(
+        _gunicorn("-k", "gthread", "--threads", "4"), "SIGTERM,SIGQUIT"),
     "flask-run-reload": Server(_flask("--reload", "--extra-files", "{watched}"), "reload"),
 }
 
@@ -147,8 +159,11 @@ def _long_poll(url: str, job_id: str, out: dict[str, t.Any]) -> None:
 
 
 def _stop(how: str, process: t.Any, url: str, watched: t.Any) -> None:
-    if how in ("SIGTERM", "SIGINT"):
-        process.send_signal(getattr(signal, how))
+    if how.startswith("SIG"):  # "SIGTERM", or "SIGTERM,SIGQUIT": the second in the grace
+        for n, name in enumerate(how.split(",")):
+            if n:
+                time.sleep(GRACE / 3)
+            process.send_signal(getattr(signal, name))
     elif how == "max-requests":  # the worker recycles after the 30th request
         for _ in range(40):
             try:

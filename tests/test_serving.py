@@ -61,3 +61,29 @@ def test_serving_sigterm_without_a_handler_exits_in_order():
 ])
 def test_serving_one_request_at_a_time_from_the_environ(environ, blocking):
     assert serves_one_at_a_time(environ) is blocking
+
+
+def test_serving_a_caught_ctrl_c_ends_long_polls_and_keeps_taking_jobs():
+    """Python's own SIGINT handler raises KeyboardInterrupt, which a REPL or
+    `flask shell` catches and lives on: jobs must still be taken (they got
+    503 for the rest of the session), while long-polls waiting then end."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        app = Flask(__name__)
+        app.config["JOBIFY_STORE"] = "memory://"
+        jobify = Jobify(app)
+
+        @app.post("/work")
+        @jobify.job
+        def work() -> t.Any:
+            return {"ok": True}
+
+        state = app.extensions["jobify"]
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        assert not state.stopping
+        assert state.long_polls_ended_at > float("-inf")
+        assert app.test_client().post("/work", headers={"X-Job-Flag": "ON"}).status_code == 202
+        jobify.shutdown(app, grace=1)
+    finally:
+        signal.signal(signal.SIGINT, before)
