@@ -518,24 +518,30 @@ def test_credentials_follow_the_job_on_its_own_origin(base: str, app: Flask) -> 
         JobSession().resume(response.history[-1].url.split("?")[0])
 
 
+def front_app(backend: str, backend_other_host: str) -> Flask:
+    """A front server that starts jobs on ``backend`` and hands out their
+    ``Location`` on ``backend_other_host``."""
+    front = Flask("front")
+
+    @front.post("/reports")
+    def reports() -> t.Any:
+        answer = requests.post(backend + "/echo", json=request.get_json(),
+                               headers={"X-Job-Flag": "ON"}, timeout=10)
+        headers = dict(answer.headers)
+        headers["Location"] = backend_other_host + answer.headers["Location"]
+        return answer.content, answer.status_code, {
+            k: v for k, v in headers.items() if k.lower() not in VOLATILE | {"content-length"}
+        }
+
+    return front
+
+
 def test_credentials_never_go_to_another_host(app: Flask) -> None:
     """A front server hands out a Location on another host: the follow-ups
     go there without Authorization, Cookie or Proxy-Authorization."""
-    front = Flask("front")
     with serve_app(app) as backend:
         backend_other_host = backend.replace("127.0.0.1", "localhost")
-
-        @front.post("/reports")
-        def reports() -> t.Any:
-            answer = requests.post(backend + "/echo", json=request.get_json(),
-                                   headers={"X-Job-Flag": "ON"}, timeout=10)
-            headers = dict(answer.headers)
-            headers["Location"] = backend_other_host + answer.headers["Location"]
-            return answer.content, answer.status_code, {
-                k: v for k, v in headers.items() if k.lower() not in VOLATILE | {"content-length"}
-            }
-
-        with serve_app(front) as url:
+        with serve_app(front_app(backend, backend_other_host)) as url:
             s = requests.Session()
             s.mount(url, JobAdapter(poll=FAST))
             s.mount(backend_other_host, JobAdapter(poll=FAST))
@@ -549,6 +555,29 @@ def test_credentials_never_go_to_another_host(app: Flask) -> None:
         assert headers["Host"].startswith("localhost")
         assert not {"authorization", "cookie", "proxy-authorization"} & {k.lower() for k in headers}
         assert headers["X-User"] == "carol"
+
+
+def test_cookies_without_a_domain_never_go_to_another_host(app: Flask) -> None:
+    """requests sends a cookie set without a domain to every host; the
+    follow-ups on another host get only the cookies that host set itself."""
+    @app.after_request
+    def affinity(response: t.Any) -> t.Any:
+        if request.path.startswith("/jobs/") and "lb" not in request.cookies:
+            response.set_cookie("lb", "backend")
+        return response
+
+    with serve_app(app) as backend:
+        backend_other_host = backend.replace("127.0.0.1", "localhost")
+        with serve_app(front_app(backend, backend_other_host)) as url:
+            s = JobSession(poll=PollPolicy(wait=0, backoff_factor=0.05, backoff_jitter=0))
+            s.cookies.set("sid", "hostless")
+            s.cookies.set("front", "scoped", domain="127.0.0.1")
+            response = s.post(url + "/reports", json={"c": 1}, cookies={"call": "c"}, timeout=10)
+    assert response.json()["json"] == {"c": 1}
+    follow_ups = [h for m, p, h in app.extensions["requests"].log if p.startswith("/jobs/")]
+    assert len(follow_ups) >= 2 and all(h["Host"].startswith("localhost") for h in follow_ups)
+    assert "Cookie" not in follow_ups[0]
+    assert all(h.get("Cookie") == "lb=backend" for h in follow_ups[1:])
 
 
 # -- gunicorn --------------------------------------------------------------------

@@ -183,6 +183,29 @@ def test_transport_prepares_follow_ups_without_body_job_headers_or_foreign_crede
     assert other.headers["X-User"] == "alice"
 
 
+@pytest.mark.parametrize("job_url", [
+    "http://jobs.example.net/jobs/1",  # another host
+    "https://api.example.com:8443/jobs/1",  # another port
+    "http://api.example.com/jobs/1",  # a downgrade from https
+])
+def test_transport_sends_another_origin_only_cookies_scoped_to_its_host(job_url: str) -> None:
+    session = requests.Session()
+    session.cookies.set("hostless", "1")  # no domain: requests sends it everywhere
+    session.cookies.set("net", "1", domain="jobs.example.net")
+    session.cookies.set("api", "1", domain="api.example.com")
+    session.cookies.set("api_secure", "1", domain="api.example.com", secure=True)
+    submission = session.prepare_request(requests.Request(
+        "POST", "https://api.example.com/r", cookies={"call": "1"}))
+    transport = Transport(session.send, submission, PollPolicy())
+    home = transport.prepare("GET", "https://api.example.com/jobs/1").headers["Cookie"]
+    assert set(home.split("; ")) == {"hostless=1", "api=1", "api_secure=1", "call=1"}
+    sent = transport.prepare("GET", job_url).headers.get("Cookie", "")
+    expected = {"http://jobs.example.net/jobs/1": {"net=1"},
+                "https://api.example.com:8443/jobs/1": {"api=1", "api_secure=1"},
+                "http://api.example.com/jobs/1": {"api=1"}}[job_url]
+    assert set(filter(None, sent.split("; "))) == expected
+
+
 def test_transport_applies_auth_afresh_on_the_origin_only() -> None:
     calls: list[str] = []
 

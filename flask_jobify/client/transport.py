@@ -7,19 +7,25 @@ its body; credentials stripped when ``Session.should_strip_auth`` says the
 URL is on another origin, and otherwise the ``auth`` (the session's and the
 call's) applied afresh, so that a scheme that signs each request (HMAC
 over method and path, OAuth 1, AWS SigV4, Hawk) signs each follow-up;
-cookies from the request's jar, updated from each answer's ``Set-Cookie``.
+cookies from the request's jar, updated from each answer's ``Set-Cookie``;
+to another origin only the cookies scoped to its host
+(:func:`cookies_for_other_origin`), where requests would send every
+cookie set without a domain.
 They go through the adapter's plain ``send``, not through a session, so
 they share its connection pool and TLS settings but none of the job
 machinery.
 """
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import typing as t
+from http.cookiejar import CookieJar, eff_request_host
 
 import requests
 from requests.cookies import (
+    MockRequest,
     RequestsCookieJar,
     extract_cookies_to_jar,
     get_cookie_header,
@@ -86,6 +92,29 @@ def sleep_within(seconds: float, deadline: float | None) -> bool:
             return False
     time.sleep(seconds)
     return True
+
+
+def cookies_for_other_origin(
+    jar: CookieJar, request: requests.PreparedRequest
+) -> RequestsCookieJar:
+    """The cookies of ``jar`` that may go with ``request`` to another origin
+    than the job's (another host, port, or a downgrade from ``https``).
+
+    Only cookies scoped to its host: set for a domain that matches it
+    (``domain_specified``, as ``jar.set(name, value, domain=...)`` does), or
+    set by that very host's own ``Set-Cookie`` (RFC 6265's host-only
+    cookies). A cookie set without a domain (``session.cookies.set(name,
+    value)``, a call's ``cookies={...}``) belongs to no host, and requests
+    would send it everywhere: it stays home. The jar's policy then applies
+    as usual: domain, path and expiry, and ``secure`` cookies only over
+    ``https``.
+    """
+    _, host = eff_request_host(MockRequest(request))  # type: ignore[arg-type]
+    scoped = RequestsCookieJar()
+    for cookie in jar:
+        if cookie.domain and (cookie.domain_specified or cookie.domain.lower() == host):
+            scoped.set_cookie(copy.copy(cookie))
+    return scoped
 
 
 def error_code(response: requests.Response) -> str | None:
@@ -160,7 +189,8 @@ class Transport:
             prepared.headers.pop("Authorization", None)
             prepared.prepare_auth(self._auth)
         with self._jar_lock:
-            prepared.prepare_cookies(self._jar.copy())
+            jar = self._jar.copy()
+        prepared.prepare_cookies(cookies_for_other_origin(jar, prepared) if other_origin else jar)
         if not other_origin and "Cookie" not in prepared.headers and self._own_cookie:
             prepared.headers["Cookie"] = self._own_cookie
         return prepared
@@ -244,6 +274,7 @@ __all__ = [
     "Auth",
     "LongPollCut",
     "Transport",
+    "cookies_for_other_origin",
     "error_code",
     "sleep_within",
 ]
