@@ -37,6 +37,15 @@ def is_job_response(response: requests.Response) -> bool:
     return response.status_code == 202 and JOB_ID_HEADER in response.headers
 
 
+def copy_request(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """``request.copy()``, keeping the auth a
+    :class:`~flask_jobify.client.JobSession` noted on it."""
+    copied = request.copy()
+    if hasattr(request, AUTH_ATTRIBUTE):
+        setattr(copied, AUTH_ATTRIBUTE, getattr(request, AUTH_ATTRIBUTE))
+    return copied
+
+
 class JobAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` that runs each call as a job and returns the job's
     final response, as if the view had answered synchronously::
@@ -153,9 +162,7 @@ class JobAdapter(HTTPAdapter):
         prefer = t.cast("str | None", request.headers.get("Prefer"))
         if prefer and "respond-async" in parse_prefer([prefer]):
             return request
-        job_request = request.copy()
-        if hasattr(request, AUTH_ATTRIBUTE):
-            setattr(job_request, AUTH_ATTRIBUTE, getattr(request, AUTH_ATTRIBUTE))
+        job_request = copy_request(request)
         if self.prefer:
             wanted = "respond-async" + (f", wait={self.prefer_wait}" if self.prefer_wait else "")
             job_request.headers["Prefer"] = f"{prefer}, {wanted}" if prefer else wanted
@@ -174,11 +181,16 @@ class JobAdapter(HTTPAdapter):
         ``shutting_down`` is sent again after ``Retry-After``, up to
         ``poll.submit_retries`` times (if the body can be sent again).
 
+        Each retry is a fresh copy of ``request`` with the auth applied
+        afresh, as the follow-ups are (:meth:`resend`): a scheme that signs
+        each request with a nonce signs each retry.
+
         :return: the server's answer: a job's ``202`` or any other.
         """
         retry = self.poll.retry()
+        attempt = request
         while True:
-            response = self.send_plain(request, **kwargs)
+            response = self.send_plain(attempt, **kwargs)
             if (
                 response.status_code != 503
                 or len(retry.history) >= self.poll.submit_retries
@@ -191,6 +203,19 @@ class JobAdapter(HTTPAdapter):
             if not sleep_within(delay(retry, response, self.poll.retry_after_max), deadline):
                 return response
             response.close()
+            attempt = self.resend(request)
+
+    def resend(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """A copy of ``request`` to send again, with its auth (the one a
+        :class:`~flask_jobify.client.JobSession` noted, else the adapter's)
+        applied afresh; without one, the copy keeps ``request``'s
+        ``Authorization``, as a plain ``HTTPAdapter`` retry would."""
+        again = copy_request(request)
+        auth = getattr(request, AUTH_ATTRIBUTE, None) or self.auth
+        if auth is not None:
+            again.headers.pop("Authorization", None)
+            again.prepare_auth(auth)
+        return again
 
     def job_for(self, accepted: requests.Response, **kwargs: t.Any) -> Job:
         """The :class:`Job` a ``202 Accepted`` started.
