@@ -4,6 +4,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
+import time
 import typing as t
 
 import pytest
@@ -266,6 +267,38 @@ def test_adapter_timeout_leaves_the_job_running(base: str, app: Flask, jobs: Job
     job = jobs.resume(requests.compat.urljoin(base, exc.job["statusUrl"]))
     app.extensions["gates"].open("late")
     assert job.result(timeout=10).json() == {"gate": "late"}
+
+
+@pytest.mark.parametrize(("hangs", "message"), [
+    ("submission", "was not answered within the adapter's timeout"),
+    ("long-poll", r"did not end in time \(running on the server\): it goes on"),
+    ("result", r"ended \(succeeded\) but its result did not arrive in time"),
+])
+def test_adapter_timeout_bounds_every_request(app: Flask, hangs: str, message: str) -> None:
+    """A server that holds a request past the adapter's ``timeout`` (the
+    submission, a long-poll, the result) does not hold the call."""
+    release = threading.Event()
+
+    @app.before_request
+    def hang() -> None:
+        if {"submission": request.method == "POST" and "X-Job-Flag" in request.headers
+                and "gate" not in request.path,
+            "long-poll": "wait" in request.args,
+            "result": request.path.endswith("/result")}[hangs]:
+            release.wait(30)
+
+    path = "/gate/held" if hangs == "long-poll" else "/echo"
+    try:
+        with serve_app(app) as url:
+            s = requests.Session()
+            s.mount(url, JobAdapter(poll=PollPolicy(wait=15, read_timeout=10), timeout=1.5))
+            started = time.monotonic()
+            with pytest.raises(JobTimedOut, match=message):
+                s.post(url + path, json={}, timeout=20)
+            assert time.monotonic() - started < 2.5
+    finally:
+        release.set()
+        app.extensions["gates"].open("held")
 
 
 def test_adapter_cancel_on_timeout(base: str, jobs: JobSession) -> None:

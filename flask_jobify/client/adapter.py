@@ -10,11 +10,19 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..protocol import JOB_FLAG_HEADER, JOB_ID_HEADER, parse_prefer
-from .exceptions import JobClientError
+from .exceptions import JobClientError, JobTimedOut
 from .job import Job
 from .policy import PollPolicy, PollPolicyLike, count, delay
 from .progress import ProgressCallback
-from .transport import Auth, Transport, error_code, sleep_within
+from .transport import (
+    Auth,
+    Transport,
+    clip_timeout,
+    error_code,
+    past,
+    sleep_within,
+    split_timeout,
+)
 
 if t.TYPE_CHECKING:
     from .transport import Timeout
@@ -67,8 +75,10 @@ class JobAdapter(HTTPAdapter):
     with its own state.
 
     :param poll: a :class:`PollPolicy`, or the seconds of each long-poll.
-    :param timeout: seconds a call may take in all, the job included; the
-        ``timeout=`` of a call still bounds each HTTP request.
+    :param timeout: seconds a call may take in all, the submission and the
+        job included: no request (the submission, a long-poll, the result)
+        waits past it. The ``timeout=`` of a call still bounds each HTTP
+        request.
     :param on_progress: called with a :class:`~flask_jobify.JobProgress`
         on each change of the job's progress, in order.
     :param progress_bar: show a tqdm bar on the terminal (needs tqdm).
@@ -175,6 +185,7 @@ class JobAdapter(HTTPAdapter):
         request: requests.PreparedRequest,
         *,
         deadline: float | None = None,
+        timeout: Timeout = None,
         **kwargs: t.Any,
     ) -> requests.Response:
         """Send a job's submission; a ``503`` with ``queue_full`` or
@@ -185,12 +196,27 @@ class JobAdapter(HTTPAdapter):
         afresh, as the follow-ups are (:meth:`resend`): a scheme that signs
         each request with a nonce signs each retry.
 
+        :param timeout: the call's ``timeout=``, clipped so that no attempt
+            outlasts ``deadline``.
         :return: the server's answer: a job's ``202`` or any other.
+        :raises JobTimedOut: ``deadline`` passed before an answer came.
         """
         retry = self.poll.retry()
         attempt = request
         while True:
-            response = self.send_plain(attempt, **kwargs)
+            try:
+                response = self.send_plain(
+                    attempt, timeout=clip_timeout(split_timeout(timeout), deadline), **kwargs
+                )
+            except requests.Timeout as exc:
+                if not past(deadline):
+                    raise
+                raise JobTimedOut(
+                    f"{request.method} {request.url} was not answered within the adapter's"
+                    f" timeout ({self.timeout} s). If the server started a job, it goes on;"
+                    " find it with GET /jobs.",
+                    request=attempt,
+                ) from exc
             if (
                 response.status_code != 503
                 or len(retry.history) >= self.poll.submit_retries

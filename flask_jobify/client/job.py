@@ -342,12 +342,13 @@ class Job:
                 adapter.on_progress(progress)
 
     def _give_up(self) -> t.NoReturn:
-        """The client's deadline passed while the job was active."""
-        cancel = self._adapter.cancel_on_timeout
+        """The client's deadline passed while the job was active, or before
+        the result of the ended job came (that job is left alone)."""
+        cancel = self._adapter.cancel_on_timeout and not self.done
         if cancel:
             self._cancel_quietly()
         raise client_timeout(self.record, self.status_url, cancelled=cancel,
-                             last_status=self.last_status_response)
+                             last_status=self.last_status_response, result_url=self.result_url)
 
     def _cancel_quietly(self) -> None:
         try:

@@ -95,9 +95,17 @@ def unexpected_answer(
 
 
 def client_timeout(record: JobRecord, status_url: str, *, cancelled: bool,
-                   last_status: requests.Response | None) -> JobTimedOut:
-    """The exception for a job still active when the client's time ran out."""
+                   last_status: requests.Response | None,
+                   result_url: str | None = None) -> JobTimedOut:
+    """The exception for the client's time running out: while the job was
+    active, or, once it had ended, before its result came (``result_url``)."""
     state = record.get("status", "pending")
+    if state not in ("pending", "running"):
+        return JobTimedOut(
+            f"Job {record.get('id', '')} ended ({state}) but its result did not arrive in"
+            f" time; fetch it from {result_url or status_url} (Job.result()) before it expires.",
+            job=record or None, response=last_status,
+        )
     advice = "; it was cancelled." if cancelled else (
         f": it goes on; resume it from {status_url} or cancel it."
     )

@@ -94,6 +94,31 @@ def sleep_within(seconds: float, deadline: float | None) -> bool:
     return True
 
 
+def split_timeout(timeout: Timeout) -> tuple[float | None, float | None]:
+    """requests' ``timeout=`` as ``(connect, read)`` seconds (``None``: no limit)."""
+    if isinstance(timeout, tuple):
+        return timeout
+    return timeout, timeout
+
+
+def clip_timeout(
+    timeout: tuple[float | None, float | None], deadline: float | None
+) -> tuple[float | None, float | None]:
+    """``(connect, read)`` seconds, neither past ``deadline``
+    (``time.monotonic()``), so that one request cannot outlast the call."""
+    if deadline is None:
+        return timeout
+    remaining = max(deadline - time.monotonic(), 0.001)
+    return tuple(  # type: ignore[return-value]
+        remaining if limit is None else min(limit, remaining) for limit in timeout
+    )
+
+
+def past(deadline: float | None) -> bool:
+    """Whether ``deadline`` (``time.monotonic()``) has come."""
+    return deadline is not None and time.monotonic() >= deadline
+
+
 def cookies_for_other_origin(
     jar: CookieJar, request: requests.PreparedRequest
 ) -> RequestsCookieJar:
@@ -171,7 +196,7 @@ class Transport:
         self._own_cookie = None if cookie == get_cookie_header(self._jar, self._template) else cookie
         self._jar_lock = threading.Lock()
         self._redirects = SessionRedirectMixin()  # should_strip_auth needs no session state
-        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        connect, read = split_timeout(timeout)
         self._connect_timeout = connect
         self._read_timeout = read if read is not None else policy.read_timeout
         self._send_kwargs = send_kwargs
@@ -196,13 +221,25 @@ class Transport:
         return prepared
 
     def send(
-        self, method: str, url: str, *, wait: float | None = None, stream: bool = False
+        self,
+        method: str,
+        url: str,
+        *,
+        wait: float | None = None,
+        stream: bool = False,
+        deadline: float | None = None,
     ) -> requests.Response:
-        """Send one follow-up, once; ``wait`` adds ``?wait=`` (long-poll)."""
+        """Send one follow-up, once; ``wait`` adds ``?wait=`` (long-poll).
+
+        Its read timeout is the caller's (else the policy's) plus ``wait``,
+        and neither it nor the connect timeout goes past ``deadline``.
+        """
         if wait is not None:
             url += ("&" if "?" in url else "?") + "wait=" + f"{wait:.3f}".rstrip("0").rstrip(".")
         prepared = self.prepare(method, url)
-        timeout = (self._connect_timeout, self._read_timeout + (wait or 0.0))
+        timeout = clip_timeout(
+            (self._connect_timeout, self._read_timeout + (wait or 0.0)), deadline
+        )
         response = self._send(prepared, stream=stream, timeout=timeout, **self._send_kwargs)
         with self._jar_lock:
             extract_cookies_to_jar(self._jar, prepared, response.raw)
@@ -228,18 +265,22 @@ class Transport:
         :param round_trip: seconds a plain status request takes, to tell a
             cut long-poll from a refused one.
         :return: the first answer that is not transient, or ``None`` when
-            ``deadline`` came first.
+            ``deadline`` came first (no request outlasts it).
         :raises LongPollCut: a long-poll (``wait > 0``) failed after the
             server had held it (:meth:`PollPolicy.long_poll_cut`).
         :raises JobConnectionError: after ``policy.retries`` failures in a row.
         """
         retry = self.policy.retry(total=self.policy.retries)
         while True:
+            if past(deadline):
+                return None
             started = time.monotonic()
             failed: requests.Response | None = None
             try:
-                response = self.send(method, url, wait=wait, stream=stream)
+                response = self.send(method, url, wait=wait, stream=stream, deadline=deadline)
             except TRANSIENT_ERRORS as exc:
+                if past(deadline):
+                    return None  # cut short by the deadline, not by the server
                 error: Exception = exc
             else:
                 status = response.status_code
@@ -274,7 +315,10 @@ __all__ = [
     "Auth",
     "LongPollCut",
     "Transport",
+    "clip_timeout",
     "cookies_for_other_origin",
     "error_code",
+    "past",
     "sleep_within",
+    "split_timeout",
 ]
