@@ -57,6 +57,24 @@ def test_policy_refuses_negative_values(field: str) -> None:
         PollPolicy(**{field: -1})
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e12, True, "5", None])
+@pytest.mark.parametrize("field", ["wait", "backoff_max", "retry_after_max", "read_timeout"])
+def test_policy_refuses_times_that_are_not_finite_seconds(field: str, value: t.Any) -> None:
+    with pytest.raises(ValueError, match=field):
+        PollPolicy(**{field: value})
+
+
+@pytest.mark.parametrize("value", [1.5, True, float("nan")])
+def test_policy_refuses_counts_that_are_not_integers(value: t.Any) -> None:
+    with pytest.raises(ValueError, match="retries"):
+        PollPolicy(retries=value)
+
+
+def test_poll_like_nan_is_refused() -> None:
+    with pytest.raises(ValueError, match="wait"):
+        JobAdapter(poll=float("nan"))
+
+
 def test_adapter_normalises_poll_like_max_retries() -> None:
     assert JobAdapter(poll=3).poll == PollPolicy(wait=3.0)
     assert JobAdapter().poll == PollPolicy()

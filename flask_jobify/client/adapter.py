@@ -14,6 +14,7 @@ from .exceptions import JobClientError, JobTimedOut
 from .job import Job
 from .policy import PollPolicy, PollPolicyLike, count, delay
 from .progress import ProgressCallback
+from .record import accepted_body
 from .transport import (
     Auth,
     Transport,
@@ -250,15 +251,12 @@ class JobAdapter(HTTPAdapter):
             for the follow-up requests.
         """
         request = accepted.request
-        location = accepted.headers.get("Location")
+        location = accepted.headers.get("Location") or accepted_body(accepted).get("statusUrl")
         if not location:
-            try:
-                location = accepted.json()["statusUrl"]
-            except (ValueError, KeyError, TypeError):
-                raise JobClientError(
-                    "The 202 Accepted has neither a Location header nor a statusUrl.",
-                    response=accepted,
-                ) from None
+            raise JobClientError(
+                "The 202 Accepted has neither a Location header nor a statusUrl.",
+                response=accepted,
+            )
         assert request.url is not None
         status_url = urljoin(request.url, t.cast(str, location))
         return Job(self, self._transport(request, **kwargs), status_url, accepted=accepted)

@@ -10,10 +10,11 @@ from urllib.parse import urljoin
 import requests
 
 from ..protocol import JobProgress, JobStatus
-from .exceptions import JobClientError, JobRecord
+from .exceptions import JobRecord
 from .outcome import client_timeout, fetch_result, unexpected_answer
 from .policy import count, delay
 from .progress import ProgressBar, progress_from_record
+from .record import accepted_body, job_record
 from .transport import LongPollCut, Transport, sleep_within
 
 if t.TYPE_CHECKING:
@@ -72,7 +73,7 @@ class Job:
         #: The method of the request that started the job, when known.
         self._method = None if accepted is None else accepted.request.method
         if accepted is not None:
-            body = _json_object(accepted)
+            body = accepted_body(accepted)
             self._id = accepted.headers.get("X-Job-Id") or body.get("jobId")
             if body.get("resultUrl"):
                 self._result_url = urljoin(status_url, body["resultUrl"])
@@ -313,12 +314,7 @@ class Job:
     def _take(self, response: requests.Response) -> bool:
         """Keep the record in ``response`` (unless an older one came late),
         show its progress, and tell whether it differs from the last one."""
-        record = _json_object(response)
-        if "status" not in record:
-            raise JobClientError(
-                f"{response.url} did not answer with a job record.",
-                response=response, job=self.record,
-            )
+        record = job_record(response, job=self.record or None)
         with self._lock:
             old = self._record or {}
             changed = record.get("version") != old.get("version")
@@ -371,14 +367,6 @@ class Job:
         """The status answer that brought the current record."""
         with self._lock:
             return self._last_status
-
-
-def _json_object(response: requests.Response) -> dict[str, t.Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 __all__ = ["Job"]
