@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import typing as t
 from urllib.parse import urljoin
 
@@ -156,6 +157,7 @@ def hostile_app(records: list[t.Any], headers: dict[str, str] | None = None) -> 
     app = Flask(__name__)
     polls: list[str] = []
     app.extensions["polls"] = polls
+    app.extensions["times"] = times = []
 
     @app.post("/work")
     def work() -> t.Any:
@@ -164,6 +166,7 @@ def hostile_app(records: list[t.Any], headers: dict[str, str] | None = None) -> 
     @app.get("/jobs/J1")
     def status() -> t.Any:
         polls.append(request.full_path)
+        times.append(time.monotonic())
         body = records[min(len(polls), len(records)) - 1]
         return app.response_class(json.dumps(body), 200, headers or {},
                                   mimetype="application/json")
@@ -188,3 +191,18 @@ def test_malformed_records_raise_job_client_error(records: list[t.Any]) -> None:
         with pytest.raises(JobClientError, match="malformed job record") as caught:
             JobSession(poll=FAST, timeout=10).post(url + "/work", timeout=5)
     assert caught.value.response is not None and caught.value.response.status_code == 200
+
+
+def test_records_without_version_are_polled_with_backoff() -> None:
+    """A server whose records have no ``version`` cannot be long-polled: it
+    is polled, with the policy's backoff between polls (it was polled
+    without a pause, 68 times in 3 s)."""
+    running = {"id": "J1", "status": "running"}
+    app = hostile_app([running] * 5 + [{"id": "J1", "status": "succeeded", "httpStatus": 200}])
+    policy = PollPolicy(backoff_factor=0.1, backoff_max=0.2, backoff_jitter=0)
+    with serve_app(app) as url:
+        response = JobSession(poll=policy, timeout=10).post(url + "/work", timeout=5)
+    assert response.json() == {"ok": 1}
+    polls, times = app.extensions["polls"], app.extensions["times"]
+    assert len(polls) == 6 and not any("wait=" in poll for poll in polls)
+    assert times[-1] - times[1] >= 0.75  # 0.2 s after each poll but the first

@@ -235,9 +235,9 @@ class Job:
             raise
 
     def _follow(self, deadline: float | None) -> bool:
-        """Long-poll (or poll, if the server does not long-poll, or a
-        gateway cuts long-polls) until the job ends; ``False`` if
-        ``deadline`` came first."""
+        """Long-poll (or poll, if the server does not long-poll, its
+        records have no ``version``, or a gateway cuts long-polls) until the
+        job ends; ``False`` if ``deadline`` came first."""
         policy = self._adapter.poll
         long_poll = True  # until the server shows otherwise
         pacing = policy.retry()  # spaces out plain polls
@@ -272,7 +272,9 @@ class Job:
                 elapsed = time.monotonic() - started
                 if asked is not None and policy.long_poll_ignored(asked, elapsed, self._round_trip):
                     long_poll = False
-            if not long_poll or asked == 0:
+            # A plain poll (no long-poll asked, or the server does not hold
+            # them, or its records have no version to long-poll on) is paced.
+            if not long_poll or asked == 0 or "version" not in self.record:
                 pacing = count(pacing, "GET", self.status_url, response=response)
                 if not sleep_within(delay(pacing, response, policy.retry_after_max), deadline):
                     return self.done
