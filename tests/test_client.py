@@ -613,6 +613,40 @@ def test_cookies_without_a_domain_never_go_to_another_host(app: Flask) -> None:
     assert all(h.get("Cookie") == "lb=backend" for h in follow_ups[1:])
 
 
+@pytest.mark.parametrize("via", ["session", "submit", "plain-session"])
+def test_cookies_set_during_the_job_are_kept(app: Flask, via: str) -> None:
+    """A load balancer's affinity cookie on the 202 goes with every
+    follow-up (requests carries a redirect's Set-Cookie to the next hop),
+    and a cookie a status poll sets reaches the JobSession's jar."""
+    @app.after_request
+    def cookies(response: t.Any) -> t.Any:
+        if response.status_code == 202:
+            response.set_cookie("AWSALB", "sticky")
+        elif (request.method == "GET" and request.path.startswith("/jobs/")
+                and not request.path.endswith("/result")
+                and response.get_json().get("status") == "running"
+                and "rotated" not in request.cookies):
+            response.set_cookie("rotated", "R1")
+            app.extensions["gates"].open("cookies")  # the next poll sees it end
+        return response
+
+    with serve_app(app) as url:
+        s = requests.Session() if via == "plain-session" else JobSession(poll=FAST)
+        if via == "plain-session":
+            s.mount(url, JobAdapter(poll=FAST))
+        if via == "submit":
+            response = t.cast(JobSession, s).submit("POST", url + "/gate/cookies").result(10)
+        else:
+            response = s.post(url + "/gate/cookies", timeout=10)
+    assert response.json() == {"gate": "cookies"}
+    follow_ups = [h for m, p, h in app.extensions["requests"].log if p.startswith("/jobs/")]
+    assert len(follow_ups) >= 3
+    assert all("AWSALB=sticky" in h.get("Cookie", "") for h in follow_ups)
+    assert "rotated=R1" in follow_ups[-1]["Cookie"]
+    if via != "plain-session":  # a plain Session's adapter never sees the session's jar
+        assert s.cookies.get("AWSALB") == "sticky" and s.cookies.get("rotated") == "R1"
+
+
 # -- gunicorn --------------------------------------------------------------------
 def gunicorn_store(tmp_path: t.Any) -> tuple[str, int]:
     """An SQLite store shared by 2 workers, or memory with 1 worker while the

@@ -33,6 +33,11 @@ if t.TYPE_CHECKING:
 #: follow-ups apply afresh.
 AUTH_ATTRIBUTE = "jobify_auth"
 
+#: Attribute a :class:`~flask_jobify.client.JobSession` sets on each request
+#: it prepares: its cookie jar, into which the cookies each answer of a job
+#: sets are merged, as requests merges those of each redirect.
+COOKIES_ATTRIBUTE = "jobify_cookies"
+
 #: ``error.code`` values of a ``503`` that refused a job for now, not for good.
 RETRYABLE_SUBMISSION_ERRORS = frozenset({"queue_full", "shutting_down"})
 
@@ -47,11 +52,12 @@ def is_job_response(response: requests.Response) -> bool:
 
 
 def copy_request(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """``request.copy()``, keeping the auth a
+    """``request.copy()``, keeping the auth and the cookie jar a
     :class:`~flask_jobify.client.JobSession` noted on it."""
     copied = request.copy()
-    if hasattr(request, AUTH_ATTRIBUTE):
-        setattr(copied, AUTH_ATTRIBUTE, getattr(request, AUTH_ATTRIBUTE))
+    for name in (AUTH_ATTRIBUTE, COOKIES_ATTRIBUTE):
+        if hasattr(request, name):
+            setattr(copied, name, getattr(request, name))
     return copied
 
 
@@ -245,7 +251,8 @@ class JobAdapter(HTTPAdapter):
         return again
 
     def job_for(self, accepted: requests.Response, **kwargs: t.Any) -> Job:
-        """The :class:`Job` a ``202 Accepted`` started.
+        """The :class:`Job` a ``202 Accepted`` started. Its follow-ups carry
+        the cookies the ``202`` set.
 
         :param kwargs: ``timeout``, ``verify``, ``cert`` and ``proxies``
             for the follow-up requests.
@@ -259,7 +266,9 @@ class JobAdapter(HTTPAdapter):
             )
         assert request.url is not None
         status_url = urljoin(request.url, t.cast(str, location))
-        return Job(self, self._transport(request, **kwargs), status_url, accepted=accepted)
+        transport = self._transport(request, **kwargs)
+        transport.take_cookies(accepted)  # a load balancer's affinity cookie, say
+        return Job(self, transport, status_url, accepted=accepted)
 
     def job_at(self, request: requests.PreparedRequest, **kwargs: t.Any) -> Job:
         """A :class:`Job` for the status URL ``request`` points to, with its
@@ -269,7 +278,8 @@ class JobAdapter(HTTPAdapter):
 
     def _transport(self, request: requests.PreparedRequest, **kwargs: t.Any) -> Transport:
         auth = getattr(request, AUTH_ATTRIBUTE, None) or self.auth
-        return Transport(self.send_plain, request, self.poll, auth=auth, **kwargs)
+        return Transport(self.send_plain, request, self.poll, auth=auth,
+                         cookie_sink=getattr(request, COOKIES_ATTRIBUTE, None), **kwargs)
 
 
-__all__ = ["AUTH_ATTRIBUTE", "JobAdapter", "is_job_response"]
+__all__ = ["AUTH_ATTRIBUTE", "COOKIES_ATTRIBUTE", "JobAdapter", "copy_request", "is_job_response"]

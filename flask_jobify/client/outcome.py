@@ -57,7 +57,8 @@ def fetch_result(
     expected = record.get("httpStatus")
     head = (method or record.get("method") or "GET").upper() == "HEAD"
     response = transport.send_with_retries(
-        "HEAD" if head else "GET", result_url, stream=stream, deadline=deadline, expected_status=expected, job=record
+        "HEAD" if head else "GET", result_url, stream=stream, deadline=deadline,
+        expected_status=expected, job=record, replayed=True,
     )
     if response is None:
         return None

@@ -7,7 +7,9 @@ its body; credentials stripped when ``Session.should_strip_auth`` says the
 URL is on another origin, and otherwise the ``auth`` (the session's and the
 call's) applied afresh, so that a scheme that signs each request (HMAC
 over method and path, OAuth 1, AWS SigV4, Hawk) signs each follow-up;
-cookies from the request's jar, updated from each answer's ``Set-Cookie``;
+cookies from the request's jar, updated from each answer's ``Set-Cookie``
+(the ``202``'s included, as requests carries a redirect's ``Set-Cookie``
+to the next hop) and merged into the session's jar when there is one;
 to another origin only the cookies scoped to its host
 (:func:`cookies_for_other_origin`), where requests would send every
 cookie set without a domain.
@@ -163,6 +165,10 @@ class Transport:
     :param auth: the auth to apply afresh to each follow-up on the job's
         origin; ``None`` keeps the ``Authorization`` of ``request``.
     :param timeout: the caller's ``timeout=`` (connect and read).
+    :param cookie_sink: a jar (the session's) into which every answer's
+        cookies are merged too, as ``Session.send`` merges those of each
+        redirect. The cookies of the result, the view's own answer, are
+        merged as set by the request that started the job.
     :param send_kwargs: ``verify``, ``cert`` and ``proxies`` for ``send``.
 
     .. versionadded:: 0.1
@@ -176,6 +182,7 @@ class Transport:
         *,
         auth: Auth = None,
         timeout: Timeout = None,
+        cookie_sink: CookieJar | None = None,
         **send_kwargs: t.Any,
     ) -> None:
         self._send = send
@@ -195,6 +202,7 @@ class Transport:
         #: job's origin when the jar has nothing for it.
         self._own_cookie = None if cookie == get_cookie_header(self._jar, self._template) else cookie
         self._jar_lock = threading.Lock()
+        self._sink = cookie_sink
         self._redirects = SessionRedirectMixin()  # should_strip_auth needs no session state
         connect, read = split_timeout(timeout)
         self._connect_timeout = connect
@@ -228,11 +236,14 @@ class Transport:
         wait: float | None = None,
         stream: bool = False,
         deadline: float | None = None,
+        replayed: bool = False,
     ) -> requests.Response:
         """Send one follow-up, once; ``wait`` adds ``?wait=`` (long-poll).
 
         Its read timeout is the caller's (else the policy's) plus ``wait``,
         and neither it nor the connect timeout goes past ``deadline``.
+        ``replayed`` says that the answer is the result (see
+        :meth:`take_cookies`).
         """
         if wait is not None:
             url += ("&" if "?" in url else "?") + "wait=" + f"{wait:.3f}".rstrip("0").rstrip(".")
@@ -241,9 +252,31 @@ class Transport:
             (self._connect_timeout, self._read_timeout + (wait or 0.0)), deadline
         )
         response = self._send(prepared, stream=stream, timeout=timeout, **self._send_kwargs)
-        with self._jar_lock:
-            extract_cookies_to_jar(self._jar, prepared, response.raw)
+        self.take_cookies(response, prepared, replayed=replayed)
         return response
+
+    def take_cookies(
+        self,
+        response: requests.Response,
+        request: requests.PreparedRequest | None = None,
+        *,
+        replayed: bool = False,
+    ) -> None:
+        """Keep the cookies ``response`` sets for the next follow-ups, and
+        merge them into the cookie sink.
+
+        :param request: the request ``response`` answers; by default
+            ``response.request``.
+        :param replayed: ``response`` replays the view's answer (the
+            result): in the sink its cookies are those of the request that
+            started the job, as they would have been without a job.
+        """
+        request = request or response.request
+        with self._jar_lock:
+            extract_cookies_to_jar(self._jar, request, response.raw)
+        if self._sink is not None:  # a CookieJar has its own lock
+            extract_cookies_to_jar(self._sink, self._template if replayed else request,
+                                   response.raw)
 
     def send_with_retries(
         self,
@@ -256,6 +289,7 @@ class Transport:
         expected_status: int | None = None,
         job: JobRecord | None = None,
         round_trip: float | None = None,
+        replayed: bool = False,
     ) -> requests.Response | None:
         """Send a follow-up, retrying network errors and transient answers
         (:data:`~flask_jobify.client.policy.TRANSIENT_STATUSES`, except
@@ -264,6 +298,7 @@ class Transport:
 
         :param round_trip: seconds a plain status request takes, to tell a
             cut long-poll from a refused one.
+        :param replayed: the answer is the job's result (see :meth:`take_cookies`).
         :return: the first answer that is not transient, or ``None`` when
             ``deadline`` came first (no request outlasts it).
         :raises LongPollCut: a long-poll (``wait > 0``) failed after the
@@ -277,7 +312,8 @@ class Transport:
             started = time.monotonic()
             failed: requests.Response | None = None
             try:
-                response = self.send(method, url, wait=wait, stream=stream, deadline=deadline)
+                response = self.send(method, url, wait=wait, stream=stream, deadline=deadline,
+                                     replayed=replayed)
             except TRANSIENT_ERRORS as exc:
                 if past(deadline):
                     return None  # cut short by the deadline, not by the server
