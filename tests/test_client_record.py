@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 import typing as t
 from urllib.parse import urljoin
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from servers import serve_app
 
-from flask_jobify.client import JobClientError, JobSession, PollPolicy
+from flask_jobify.client import JobClientError, JobLost, JobSession, JobTimedOut, PollPolicy
 from flask_jobify.client.outcome import client_timeout, failure_message, unexpected_answer
 from flask_jobify.client.policy import delay, retry_after
 from flask_jobify.client.progress import progress_from_record
@@ -151,9 +152,11 @@ def test_retry_after_past_pythons_limits_falls_back_to_the_backoff(value: str) -
 
 
 # -- against a server that answers malformed records -----------------------------------
-def hostile_app(records: list[t.Any], headers: dict[str, str] | None = None) -> Flask:
+def hostile_app(records: list[t.Any], headers: dict[str, str] | None = None, *,
+                result: tuple[t.Any, int] = ({"ok": 1}, 200), hold: float = 0.0) -> Flask:
     """A server posing as Flask-Jobify: it accepts a job, then answers its
-    status polls with ``records`` in turn (the last one from then on)."""
+    status polls with ``records`` in turn (the last one from then on),
+    after holding each ``hold`` seconds, and its result with ``result``."""
     app = Flask(__name__)
     polls: list[str] = []
     app.extensions["polls"] = polls
@@ -167,13 +170,14 @@ def hostile_app(records: list[t.Any], headers: dict[str, str] | None = None) -> 
     def status() -> t.Any:
         polls.append(request.full_path)
         times.append(time.monotonic())
+        threading.Event().wait(hold)
         body = records[min(len(polls), len(records)) - 1]
         return app.response_class(json.dumps(body), 200, headers or {},
                                   mimetype="application/json")
 
     @app.get("/jobs/J1/result")
-    def result() -> t.Any:
-        return {"ok": 1}
+    def stored() -> t.Any:
+        return result
 
     return app
 
@@ -206,3 +210,23 @@ def test_records_without_version_are_polled_with_backoff() -> None:
     polls, times = app.extensions["polls"], app.extensions["times"]
     assert len(polls) == 6 and not any("wait=" in poll for poll in polls)
     assert times[-1] - times[1] >= 0.75  # 0.2 s after each poll but the first
+
+
+def test_a_result_is_taken_when_the_record_has_no_http_status() -> None:
+    app = hostile_app([{"id": "J1", "status": "succeeded", "version": 2}])
+    with serve_app(app) as url:
+        response = JobSession(poll=FAST, timeout=10).post(url + "/work", timeout=5)
+    assert response.status_code == 200 and response.json() == {"ok": 1}
+
+
+def test_errors_name_the_job_when_records_lack_its_id() -> None:
+    """The 202's X-Job-Id names the job when its records do not."""
+    gone = ({"error": {"code": "job_not_found", "message": "gone"}}, 404)
+    app = hostile_app([{"status": "succeeded", "version": 2, "httpStatus": 200}], result=gone)
+    with serve_app(app) as url:
+        with pytest.raises(JobLost, match="no longer knows job J1:"):
+            JobSession(poll=FAST, timeout=10).post(url + "/work", timeout=5)
+        held = hostile_app([{"status": "running", "version": 1}], hold=5)
+        with serve_app(held) as held_url:  # no record before the deadline
+            with pytest.raises(JobTimedOut, match=r"^Job J1 did not end in time \(no status seen yet\)"):
+                JobSession(poll=FAST, timeout=0.5).post(held_url + "/work", timeout=5)

@@ -346,7 +346,8 @@ class Job:
         if cancel:
             self._cancel_quietly()
         raise client_timeout(self.record, self.status_url, cancelled=cancel,
-                             last_status=self.last_status_response, result_url=self.result_url)
+                             last_status=self.last_status_response, result_url=self.result_url,
+                             job_id=self.id)
 
     def _cancel_quietly(self) -> None:
         try:
@@ -358,7 +359,7 @@ class Job:
         response = fetch_result(
             self.record, self.result_url, self._transport, deadline=deadline, stream=stream,
             raise_on_failure=self._adapter.raise_on_failure,
-            last_status=self.last_status_response, method=self._method,
+            last_status=self.last_status_response, method=self._method, job_id=self.id,
         )
         if response is None:
             self._give_up()
