@@ -17,8 +17,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from servers import serve_app
 
-from flask_jobify.client import JobClientError, JobLost, JobSession, JobTimedOut, PollPolicy
-from flask_jobify.client.outcome import client_timeout, failure_message, unexpected_answer
+from flask_jobify.client import (
+    JobClientError,
+    JobLost,
+    JobSession,
+    JobTimedOut,
+    PollPolicy,
+)
+from flask_jobify.client.outcome import (
+    client_timeout,
+    failure_message,
+    unexpected_answer,
+)
 from flask_jobify.client.policy import delay, retry_after
 from flask_jobify.client.progress import progress_from_record
 from flask_jobify.client.record import STATUSES, accepted_body, job_record
@@ -191,9 +201,10 @@ def hostile_app(records: list[t.Any], headers: dict[str, str] | None = None, *,
     [{"id": "J1", "status": "succeeded", "version": 1, "httpStatus": 200, "resultUrl": 5}],
 ], ids=["status", "version-null", "version-str", "progress-str", "percent-str", "result-url-int"])
 def test_malformed_records_raise_job_client_error(records: list[t.Any]) -> None:
-    with serve_app(hostile_app(records)) as url:
-        with pytest.raises(JobClientError, match="malformed job record") as caught:
-            JobSession(poll=FAST, timeout=10).post(url + "/work", timeout=5)
+    with serve_app(hostile_app(records)) as url, pytest.raises(
+        JobClientError, match="malformed job record"
+    ) as caught:
+        JobSession(poll=FAST, timeout=10).post(url + "/work", timeout=5)
     assert caught.value.response is not None and caught.value.response.status_code == 200
 
 
@@ -223,10 +234,9 @@ def test_errors_name_the_job_when_records_lack_its_id() -> None:
     """The 202's X-Job-Id names the job when its records do not."""
     gone = ({"error": {"code": "job_not_found", "message": "gone"}}, 404)
     app = hostile_app([{"status": "succeeded", "version": 2, "httpStatus": 200}], result=gone)
-    with serve_app(app) as url:
-        with pytest.raises(JobLost, match="no longer knows job J1:"):
-            JobSession(poll=FAST, timeout=10).post(url + "/work", timeout=5)
-        held = hostile_app([{"status": "running", "version": 1}], hold=5)
-        with serve_app(held) as held_url:  # no record before the deadline
-            with pytest.raises(JobTimedOut, match=r"^Job J1 did not end in time \(no status seen yet\)"):
-                JobSession(poll=FAST, timeout=0.5).post(held_url + "/work", timeout=5)
+    with serve_app(app) as url, pytest.raises(JobLost, match="no longer knows job J1:"):
+        JobSession(poll=FAST, timeout=10).post(url + "/work", timeout=5)
+    held = hostile_app([{"status": "running", "version": 1}], hold=5)
+    no_status = r"^Job J1 did not end in time \(no status seen yet\)"
+    with serve_app(held) as url, pytest.raises(JobTimedOut, match=no_status):
+        JobSession(poll=FAST, timeout=0.5).post(url + "/work", timeout=5)  # no record in time

@@ -71,8 +71,10 @@ class PollPolicy:
     :param read_timeout: read timeout of follow-up requests, in seconds, on
         top of the long-poll's ``wait``.
     :raises ValueError: a time that is not a finite number of seconds from
-        0 to a day (``read_timeout`` above 0), or a count that is not an
-        integer >= 0.
+        0 to a day (``read_timeout`` above 0; NaN and infinities neither),
+        or a count below 0.
+    :raises TypeError: a time that is not a number, or a count that is not
+        an integer (``bool`` is neither).
 
     .. versionadded:: 0.1
     """
@@ -92,20 +94,21 @@ class PollPolicy:
         for name in ("wait", "min_wait", "backoff_factor", "backoff_max", "backoff_jitter",
                      "retry_after_max", "read_timeout"):
             value = getattr(self, name)
-            if (not isinstance(value, (int, float)) or isinstance(value, bool)
-                    or not 0 <= value <= MAX_SECONDS or (name == "read_timeout" and value == 0)):
-                bounds = "> 0" if name == "read_timeout" else ">= 0"
-                raise ValueError(
-                    f"PollPolicy.{name} must be a number of seconds {bounds} and at most"
-                    f" {MAX_SECONDS:.0f} (a day), not {value!r}"
-                )
+            bounds = "> 0" if name == "read_timeout" else ">= 0"
+            wanted = f"a number of seconds {bounds} and at most {MAX_SECONDS:.0f} (a day)"
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"PollPolicy.{name} must be {wanted}, not {value!r}")
+            if not 0 <= value <= MAX_SECONDS or (name == "read_timeout" and value == 0):
+                raise ValueError(f"PollPolicy.{name} must be {wanted}, not {value!r}")
         for name in ("retries", "submit_retries"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"PollPolicy.{name} must be an integer >= 0, not {value!r}")
+            if value < 0:
                 raise ValueError(f"PollPolicy.{name} must be an integer >= 0, not {value!r}")
         if not isinstance(self.respect_retry_after_header, bool):
-            raise ValueError("PollPolicy.respect_retry_after_header must be True or False,"
-                             f" not {self.respect_retry_after_header!r}")
+            raise TypeError("PollPolicy.respect_retry_after_header must be True or False,"
+                            f" not {self.respect_retry_after_header!r}")
 
     @classmethod
     def from_value(cls, value: PollPolicyLike) -> PollPolicy:

@@ -23,7 +23,7 @@ import copy
 import threading
 import time
 import typing as t
-from http.cookiejar import CookieJar, eff_request_host
+from http.cookiejar import CookieJar, eff_request_host  # type: ignore[attr-defined]  # stdlib, not in typeshed
 
 import requests
 from requests.cookies import (
