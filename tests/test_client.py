@@ -4,6 +4,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
+import time
 import typing as t
 
 import pytest
@@ -268,6 +269,38 @@ def test_adapter_timeout_leaves_the_job_running(base: str, app: Flask, jobs: Job
     assert job.result(timeout=10).json() == {"gate": "late"}
 
 
+@pytest.mark.parametrize(("hangs", "message"), [
+    ("submission", "was not answered within the adapter's timeout"),
+    ("long-poll", r"did not end in time \(running on the server\): it goes on"),
+    ("result", r"ended \(succeeded\) but its result did not arrive in time"),
+])
+def test_adapter_timeout_bounds_every_request(app: Flask, hangs: str, message: str) -> None:
+    """A server that holds a request past the adapter's ``timeout`` (the
+    submission, a long-poll, the result) does not hold the call."""
+    release = threading.Event()
+
+    @app.before_request
+    def hang() -> None:
+        if {"submission": request.method == "POST" and "X-Job-Flag" in request.headers
+                and "gate" not in request.path,
+            "long-poll": "wait" in request.args,
+            "result": request.path.endswith("/result")}[hangs]:
+            release.wait(30)
+
+    path = "/gate/held" if hangs == "long-poll" else "/echo"
+    try:
+        with serve_app(app) as url:
+            s = requests.Session()
+            s.mount(url, JobAdapter(poll=PollPolicy(wait=15, read_timeout=10), timeout=1.5))
+            started = time.monotonic()
+            with pytest.raises(JobTimedOut, match=message):
+                s.post(url + path, json={}, timeout=20)
+            assert time.monotonic() - started < 2.5
+    finally:
+        release.set()
+        app.extensions["gates"].open("held")
+
+
 def test_adapter_cancel_on_timeout(base: str, jobs: JobSession) -> None:
     s = requests.Session()
     s.mount(base, JobAdapter(poll=FAST, timeout=0.3, cancel_on_timeout=True))
@@ -518,24 +551,30 @@ def test_credentials_follow_the_job_on_its_own_origin(base: str, app: Flask) -> 
         JobSession().resume(response.history[-1].url.split("?")[0])
 
 
+def front_app(backend: str, backend_other_host: str) -> Flask:
+    """A front server that starts jobs on ``backend`` and hands out their
+    ``Location`` on ``backend_other_host``."""
+    front = Flask("front")
+
+    @front.post("/reports")
+    def reports() -> t.Any:
+        answer = requests.post(backend + "/echo", json=request.get_json(),
+                               headers={"X-Job-Flag": "ON"}, timeout=10)
+        headers = dict(answer.headers)
+        headers["Location"] = backend_other_host + answer.headers["Location"]
+        return answer.content, answer.status_code, {
+            k: v for k, v in headers.items() if k.lower() not in VOLATILE | {"content-length"}
+        }
+
+    return front
+
+
 def test_credentials_never_go_to_another_host(app: Flask) -> None:
     """A front server hands out a Location on another host: the follow-ups
     go there without Authorization, Cookie or Proxy-Authorization."""
-    front = Flask("front")
     with serve_app(app) as backend:
         backend_other_host = backend.replace("127.0.0.1", "localhost")
-
-        @front.post("/reports")
-        def reports() -> t.Any:
-            answer = requests.post(backend + "/echo", json=request.get_json(),
-                                   headers={"X-Job-Flag": "ON"}, timeout=10)
-            headers = dict(answer.headers)
-            headers["Location"] = backend_other_host + answer.headers["Location"]
-            return answer.content, answer.status_code, {
-                k: v for k, v in headers.items() if k.lower() not in VOLATILE | {"content-length"}
-            }
-
-        with serve_app(front) as url:
+        with serve_app(front_app(backend, backend_other_host)) as url:
             s = requests.Session()
             s.mount(url, JobAdapter(poll=FAST))
             s.mount(backend_other_host, JobAdapter(poll=FAST))
@@ -549,6 +588,63 @@ def test_credentials_never_go_to_another_host(app: Flask) -> None:
         assert headers["Host"].startswith("localhost")
         assert not {"authorization", "cookie", "proxy-authorization"} & {k.lower() for k in headers}
         assert headers["X-User"] == "carol"
+
+
+def test_cookies_without_a_domain_never_go_to_another_host(app: Flask) -> None:
+    """requests sends a cookie set without a domain to every host; the
+    follow-ups on another host get only the cookies that host set itself."""
+    @app.after_request
+    def affinity(response: t.Any) -> t.Any:
+        if request.path.startswith("/jobs/") and "lb" not in request.cookies:
+            response.set_cookie("lb", "backend")
+        return response
+
+    with serve_app(app) as backend:
+        backend_other_host = backend.replace("127.0.0.1", "localhost")
+        with serve_app(front_app(backend, backend_other_host)) as url:
+            s = JobSession(poll=PollPolicy(wait=0, backoff_factor=0.05, backoff_jitter=0))
+            s.cookies.set("sid", "hostless")
+            s.cookies.set("front", "scoped", domain="127.0.0.1")
+            response = s.post(url + "/reports", json={"c": 1}, cookies={"call": "c"}, timeout=10)
+    assert response.json()["json"] == {"c": 1}
+    follow_ups = [h for m, p, h in app.extensions["requests"].log if p.startswith("/jobs/")]
+    assert len(follow_ups) >= 2 and all(h["Host"].startswith("localhost") for h in follow_ups)
+    assert "Cookie" not in follow_ups[0]
+    assert all(h.get("Cookie") == "lb=backend" for h in follow_ups[1:])
+
+
+@pytest.mark.parametrize("via", ["session", "submit", "plain-session"])
+def test_cookies_set_during_the_job_are_kept(app: Flask, via: str) -> None:
+    """A load balancer's affinity cookie on the 202 goes with every
+    follow-up (requests carries a redirect's Set-Cookie to the next hop),
+    and a cookie a status poll sets reaches the JobSession's jar."""
+    @app.after_request
+    def cookies(response: t.Any) -> t.Any:
+        if response.status_code == 202:
+            response.set_cookie("AWSALB", "sticky")
+        elif (request.method == "GET" and request.path.startswith("/jobs/")
+                and not request.path.endswith("/result")
+                and response.get_json().get("status") == "running"
+                and "rotated" not in request.cookies):
+            response.set_cookie("rotated", "R1")
+            app.extensions["gates"].open("cookies")  # the next poll sees it end
+        return response
+
+    with serve_app(app) as url:
+        s = requests.Session() if via == "plain-session" else JobSession(poll=FAST)
+        if via == "plain-session":
+            s.mount(url, JobAdapter(poll=FAST))
+        if via == "submit":
+            response = t.cast(JobSession, s).submit("POST", url + "/gate/cookies").result(10)
+        else:
+            response = s.post(url + "/gate/cookies", timeout=10)
+    assert response.json() == {"gate": "cookies"}
+    follow_ups = [h for m, p, h in app.extensions["requests"].log if p.startswith("/jobs/")]
+    assert len(follow_ups) >= 3
+    assert all("AWSALB=sticky" in h.get("Cookie", "") for h in follow_ups)
+    assert "rotated=R1" in follow_ups[-1]["Cookie"]
+    if via != "plain-session":  # a plain Session's adapter never sees the session's jar
+        assert s.cookies.get("AWSALB") == "sticky" and s.cookies.get("rotated") == "R1"
 
 
 # -- gunicorn --------------------------------------------------------------------

@@ -57,6 +57,28 @@ def test_policy_refuses_negative_values(field: str) -> None:
         PollPolicy(**{field: -1})
 
 
+@pytest.mark.parametrize(("value", "error"), [
+    (float("nan"), ValueError), (float("inf"), ValueError), (1e12, ValueError),
+    (True, TypeError), ("5", TypeError), (None, TypeError)])
+@pytest.mark.parametrize("field", ["wait", "backoff_max", "retry_after_max", "read_timeout"])
+def test_policy_refuses_times_that_are_not_finite_seconds(
+    field: str, value: t.Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=field):
+        PollPolicy(**{field: value})
+
+
+@pytest.mark.parametrize("value", [1.5, True, float("nan")])
+def test_policy_refuses_counts_that_are_not_integers(value: t.Any) -> None:
+    with pytest.raises(TypeError, match="retries"):
+        PollPolicy(retries=value)
+
+
+def test_poll_like_nan_is_refused() -> None:
+    with pytest.raises(ValueError, match="wait"):
+        JobAdapter(poll=float("nan"))
+
+
 def test_adapter_normalises_poll_like_max_retries() -> None:
     assert JobAdapter(poll=3).poll == PollPolicy(wait=3.0)
     assert JobAdapter().poll == PollPolicy()
@@ -181,6 +203,29 @@ def test_transport_prepares_follow_ups_without_body_job_headers_or_foreign_crede
     other = transport.prepare("GET", "http://jobs.example.net/jobs/1")
     assert not {"authorization", "cookie", "proxy-authorization"} & {k.lower() for k in other.headers}
     assert other.headers["X-User"] == "alice"
+
+
+@pytest.mark.parametrize("job_url", [
+    "http://jobs.example.net/jobs/1",  # another host
+    "https://api.example.com:8443/jobs/1",  # another port
+    "http://api.example.com/jobs/1",  # a downgrade from https
+])
+def test_transport_sends_another_origin_only_cookies_scoped_to_its_host(job_url: str) -> None:
+    session = requests.Session()
+    session.cookies.set("hostless", "1")  # no domain: requests sends it everywhere
+    session.cookies.set("net", "1", domain="jobs.example.net")
+    session.cookies.set("api", "1", domain="api.example.com")
+    session.cookies.set("api_secure", "1", domain="api.example.com", secure=True)
+    submission = session.prepare_request(requests.Request(
+        "POST", "https://api.example.com/r", cookies={"call": "1"}))
+    transport = Transport(session.send, submission, PollPolicy())
+    home = transport.prepare("GET", "https://api.example.com/jobs/1").headers["Cookie"]
+    assert set(home.split("; ")) == {"hostless=1", "api=1", "api_secure=1", "call=1"}
+    sent = transport.prepare("GET", job_url).headers.get("Cookie", "")
+    expected = {"http://jobs.example.net/jobs/1": {"net=1"},
+                "https://api.example.com:8443/jobs/1": {"api=1", "api_secure=1"},
+                "http://api.example.com/jobs/1": {"api=1"}}[job_url]
+    assert set(filter(None, sent.split("; "))) == expected
 
 
 def test_transport_applies_auth_afresh_on_the_origin_only() -> None:

@@ -49,11 +49,15 @@ class HmacAuth(requests.auth.AuthBase):
         return r
 
 
-def signed_app() -> Flask:
+def signed_app(*, queue_full: int = 0) -> Flask:
     """An app that checks the signature of every request, jobs API
     included, and refuses a nonce seen before (a replayed request). The
     job itself runs the accepted request again, whose nonce was seen: it
-    was checked when the job was accepted."""
+    was checked when the job was accepted.
+
+    :param queue_full: submissions answered ``503 queue_full`` first, as a
+        full queue answers them.
+    """
     app = Flask(__name__)
     jobify = Jobify(app)
     seen: set[str] = set()
@@ -72,6 +76,16 @@ def signed_app() -> Flask:
         if not (fresh and hmac.compare_digest(expected, fields.get("sig", ""))):
             refused.append(f"{request.method} {request.path}")
             return {"error": {"code": "unauthorized", "message": "bad signature"}}, 401
+        return None
+
+    full = [queue_full]
+
+    @app.before_request
+    def full_queue() -> t.Any:
+        if request.method == "POST" and not current_job.is_job and full[0] > 0:
+            full[0] -= 1
+            return ({"error": {"code": "queue_full", "message": "try again"}}, 503,
+                    {"Retry-After": "0"})
         return None
 
     @app.post("/report")
@@ -103,6 +117,28 @@ def test_follow_ups_are_signed_afresh(where: str) -> None:
     assert app.extensions["refused"] == []
     follow_ups = [line for line in auth.signed if "/jobs/" in line]
     assert any(line.endswith("/result") for line in follow_ups) and len(follow_ups) >= 2
+
+
+@pytest.mark.parametrize("where", ["session", "adapter", "submit"])
+def test_retried_submissions_are_signed_afresh(where: str) -> None:
+    """A submission refused for a full queue is sent again with a fresh
+    signature, not the one the server already saw."""
+    app, auth = signed_app(queue_full=2), HmacAuth()
+    with serve_app(app) as url:
+        if where == "adapter":
+            s: requests.Session = requests.Session()
+            s.mount(url, JobAdapter(poll=FAST, auth=auth))
+        else:
+            s = JobSession(poll=FAST)
+        s.auth = auth
+        if where == "submit":
+            response = t.cast(JobSession, s).submit("POST", url + "/report", json={"rows": 2}
+                                                    ).result(timeout=10)
+        else:
+            response = s.post(url + "/report", json={"rows": 2}, timeout=10)
+    assert response.status_code == 200 and response.json() == {"rows": 2}
+    assert app.extensions["refused"] == []
+    assert [line for line in auth.signed if line.startswith("POST")] == ["POST /report"] * 3
 
 
 def test_job_handle_follow_ups_are_signed_afresh() -> None:

@@ -10,11 +10,20 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..protocol import JOB_FLAG_HEADER, JOB_ID_HEADER, parse_prefer
-from .exceptions import JobClientError
+from .exceptions import JobClientError, JobTimedOut
 from .job import Job
 from .policy import PollPolicy, PollPolicyLike, count, delay
 from .progress import ProgressCallback
-from .transport import Auth, Transport, error_code, sleep_within
+from .record import accepted_body
+from .transport import (
+    Auth,
+    Transport,
+    clip_timeout,
+    error_code,
+    past,
+    sleep_within,
+    split_timeout,
+)
 
 if t.TYPE_CHECKING:
     from .transport import Timeout
@@ -23,6 +32,11 @@ if t.TYPE_CHECKING:
 #: it prepares: the auth (the call's, else the session's) that the job's
 #: follow-ups apply afresh.
 AUTH_ATTRIBUTE = "jobify_auth"
+
+#: Attribute a :class:`~flask_jobify.client.JobSession` sets on each request
+#: it prepares: its cookie jar, into which the cookies each answer of a job
+#: sets are merged, as requests merges those of each redirect.
+COOKIES_ATTRIBUTE = "jobify_cookies"
 
 #: ``error.code`` values of a ``503`` that refused a job for now, not for good.
 RETRYABLE_SUBMISSION_ERRORS = frozenset({"queue_full", "shutting_down"})
@@ -35,6 +49,16 @@ def is_job_response(response: requests.Response) -> bool:
     .. versionadded:: 0.1
     """
     return response.status_code == 202 and JOB_ID_HEADER in response.headers
+
+
+def copy_request(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """``request.copy()``, keeping the auth and the cookie jar a
+    :class:`~flask_jobify.client.JobSession` noted on it."""
+    copied = request.copy()
+    for name in (AUTH_ATTRIBUTE, COOKIES_ATTRIBUTE):
+        if hasattr(request, name):
+            setattr(copied, name, getattr(request, name))
+    return copied
 
 
 class JobAdapter(HTTPAdapter):
@@ -58,8 +82,10 @@ class JobAdapter(HTTPAdapter):
     with its own state.
 
     :param poll: a :class:`PollPolicy`, or the seconds of each long-poll.
-    :param timeout: seconds a call may take in all, the job included; the
-        ``timeout=`` of a call still bounds each HTTP request.
+    :param timeout: seconds a call may take in all, the submission and the
+        job included: no request (the submission, a long-poll, the result)
+        waits past it. The ``timeout=`` of a call still bounds each HTTP
+        request.
     :param on_progress: called with a :class:`~flask_jobify.JobProgress`
         on each change of the job's progress, in order.
     :param progress_bar: show a tqdm bar on the terminal (needs tqdm).
@@ -153,9 +179,7 @@ class JobAdapter(HTTPAdapter):
         prefer = t.cast("str | None", request.headers.get("Prefer"))
         if prefer and "respond-async" in parse_prefer([prefer]):
             return request
-        job_request = request.copy()
-        if hasattr(request, AUTH_ATTRIBUTE):
-            setattr(job_request, AUTH_ATTRIBUTE, getattr(request, AUTH_ATTRIBUTE))
+        job_request = copy_request(request)
         if self.prefer:
             wanted = "respond-async" + (f", wait={self.prefer_wait}" if self.prefer_wait else "")
             job_request.headers["Prefer"] = f"{prefer}, {wanted}" if prefer else wanted
@@ -168,17 +192,38 @@ class JobAdapter(HTTPAdapter):
         request: requests.PreparedRequest,
         *,
         deadline: float | None = None,
+        timeout: Timeout = None,
         **kwargs: t.Any,
     ) -> requests.Response:
         """Send a job's submission; a ``503`` with ``queue_full`` or
         ``shutting_down`` is sent again after ``Retry-After``, up to
         ``poll.submit_retries`` times (if the body can be sent again).
 
+        Each retry is a fresh copy of ``request`` with the auth applied
+        afresh, as the follow-ups are (:meth:`resend`): a scheme that signs
+        each request with a nonce signs each retry.
+
+        :param timeout: the call's ``timeout=``, clipped so that no attempt
+            outlasts ``deadline``.
         :return: the server's answer: a job's ``202`` or any other.
+        :raises JobTimedOut: ``deadline`` passed before an answer came.
         """
         retry = self.poll.retry()
+        attempt = request
         while True:
-            response = self.send_plain(request, **kwargs)
+            try:
+                response = self.send_plain(
+                    attempt, timeout=clip_timeout(split_timeout(timeout), deadline), **kwargs
+                )
+            except requests.Timeout as exc:
+                if not past(deadline):
+                    raise
+                raise JobTimedOut(
+                    f"{request.method} {request.url} was not answered within the adapter's"
+                    f" timeout ({self.timeout} s). If the server started a job, it goes on;"
+                    " find it with GET /jobs.",
+                    request=attempt,
+                ) from exc
             if (
                 response.status_code != 503
                 or len(retry.history) >= self.poll.submit_retries
@@ -191,26 +236,39 @@ class JobAdapter(HTTPAdapter):
             if not sleep_within(delay(retry, response, self.poll.retry_after_max), deadline):
                 return response
             response.close()
+            attempt = self.resend(request)
+
+    def resend(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """A copy of ``request`` to send again, with its auth (the one a
+        :class:`~flask_jobify.client.JobSession` noted, else the adapter's)
+        applied afresh; without one, the copy keeps ``request``'s
+        ``Authorization``, as a plain ``HTTPAdapter`` retry would."""
+        again = copy_request(request)
+        auth = getattr(request, AUTH_ATTRIBUTE, None) or self.auth
+        if auth is not None:
+            again.headers.pop("Authorization", None)
+            again.prepare_auth(auth)
+        return again
 
     def job_for(self, accepted: requests.Response, **kwargs: t.Any) -> Job:
-        """The :class:`Job` a ``202 Accepted`` started.
+        """The :class:`Job` a ``202 Accepted`` started. Its follow-ups carry
+        the cookies the ``202`` set.
 
         :param kwargs: ``timeout``, ``verify``, ``cert`` and ``proxies``
             for the follow-up requests.
         """
         request = accepted.request
-        location = accepted.headers.get("Location")
+        location = accepted.headers.get("Location") or accepted_body(accepted).get("statusUrl")
         if not location:
-            try:
-                location = accepted.json()["statusUrl"]
-            except (ValueError, KeyError, TypeError):
-                raise JobClientError(
-                    "The 202 Accepted has neither a Location header nor a statusUrl.",
-                    response=accepted,
-                ) from None
+            raise JobClientError(
+                "The 202 Accepted has neither a Location header nor a statusUrl.",
+                response=accepted,
+            )
         assert request.url is not None
         status_url = urljoin(request.url, t.cast(str, location))
-        return Job(self, self._transport(request, **kwargs), status_url, accepted=accepted)
+        transport = self._transport(request, **kwargs)
+        transport.take_cookies(accepted)  # a load balancer's affinity cookie, say
+        return Job(self, transport, status_url, accepted=accepted)
 
     def job_at(self, request: requests.PreparedRequest, **kwargs: t.Any) -> Job:
         """A :class:`Job` for the status URL ``request`` points to, with its
@@ -220,7 +278,8 @@ class JobAdapter(HTTPAdapter):
 
     def _transport(self, request: requests.PreparedRequest, **kwargs: t.Any) -> Transport:
         auth = getattr(request, AUTH_ATTRIBUTE, None) or self.auth
-        return Transport(self.send_plain, request, self.poll, auth=auth, **kwargs)
+        return Transport(self.send_plain, request, self.poll, auth=auth,
+                         cookie_sink=getattr(request, COOKIES_ATTRIBUTE, None), **kwargs)
 
 
-__all__ = ["AUTH_ATTRIBUTE", "JobAdapter", "is_job_response"]
+__all__ = ["AUTH_ATTRIBUTE", "COOKIES_ATTRIBUTE", "JobAdapter", "copy_request", "is_job_response"]

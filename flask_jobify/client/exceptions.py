@@ -79,7 +79,10 @@ class JobTimedOut(JobClientError, requests.Timeout):
     or on the client (the ``timeout`` given to the adapter or to
     :meth:`~flask_jobify.client.Job.result` passed while it was active; its
     status is then still ``pending`` or ``running``, unless
-    ``cancel_on_timeout`` cancelled it).
+    ``cancel_on_timeout`` cancelled it). The client's ``timeout`` may also
+    pass before the submission is answered (``job`` is then ``None``), or
+    after the job ended and before its result came (``job`` has its final
+    status).
 
     .. versionadded:: 0.1
     """

@@ -10,10 +10,11 @@ from urllib.parse import urljoin
 import requests
 
 from ..protocol import JobProgress, JobStatus
-from .exceptions import JobClientError, JobRecord
+from .exceptions import JobRecord
 from .outcome import client_timeout, fetch_result, unexpected_answer
 from .policy import count, delay
 from .progress import ProgressBar, progress_from_record
+from .record import accepted_body, job_record
 from .transport import LongPollCut, Transport, sleep_within
 
 if t.TYPE_CHECKING:
@@ -72,7 +73,7 @@ class Job:
         #: The method of the request that started the job, when known.
         self._method = None if accepted is None else accepted.request.method
         if accepted is not None:
-            body = _json_object(accepted)
+            body = accepted_body(accepted)
             self._id = accepted.headers.get("X-Job-Id") or body.get("jobId")
             if body.get("resultUrl"):
                 self._result_url = urljoin(status_url, body["resultUrl"])
@@ -234,9 +235,9 @@ class Job:
             raise
 
     def _follow(self, deadline: float | None) -> bool:
-        """Long-poll (or poll, if the server does not long-poll, or a
-        gateway cuts long-polls) until the job ends; ``False`` if
-        ``deadline`` came first."""
+        """Long-poll (or poll, if the server does not long-poll, its
+        records have no ``version``, or a gateway cuts long-polls) until the
+        job ends; ``False`` if ``deadline`` came first."""
         policy = self._adapter.poll
         long_poll = True  # until the server shows otherwise
         pacing = policy.retry()  # spaces out plain polls
@@ -271,7 +272,9 @@ class Job:
                 elapsed = time.monotonic() - started
                 if asked is not None and policy.long_poll_ignored(asked, elapsed, self._round_trip):
                     long_poll = False
-            if not long_poll or asked == 0:
+            # A plain poll (no long-poll asked, or the server does not hold
+            # them, or its records have no version to long-poll on) is paced.
+            if not long_poll or asked == 0 or "version" not in self.record:
                 pacing = count(pacing, "GET", self.status_url, response=response)
                 if not sleep_within(delay(pacing, response, policy.retry_after_max), deadline):
                     return self.done
@@ -313,12 +316,7 @@ class Job:
     def _take(self, response: requests.Response) -> bool:
         """Keep the record in ``response`` (unless an older one came late),
         show its progress, and tell whether it differs from the last one."""
-        record = _json_object(response)
-        if "status" not in record:
-            raise JobClientError(
-                f"{response.url} did not answer with a job record.",
-                response=response, job=self.record,
-            )
+        record = job_record(response, job=self.record or None)
         with self._lock:
             old = self._record or {}
             changed = record.get("version") != old.get("version")
@@ -342,12 +340,14 @@ class Job:
                 adapter.on_progress(progress)
 
     def _give_up(self) -> t.NoReturn:
-        """The client's deadline passed while the job was active."""
-        cancel = self._adapter.cancel_on_timeout
+        """The client's deadline passed while the job was active, or before
+        the result of the ended job came (that job is left alone)."""
+        cancel = self._adapter.cancel_on_timeout and not self.done
         if cancel:
             self._cancel_quietly()
         raise client_timeout(self.record, self.status_url, cancelled=cancel,
-                             last_status=self.last_status_response)
+                             last_status=self.last_status_response, result_url=self.result_url,
+                             job_id=self.id)
 
     def _cancel_quietly(self) -> None:
         try:
@@ -359,7 +359,7 @@ class Job:
         response = fetch_result(
             self.record, self.result_url, self._transport, deadline=deadline, stream=stream,
             raise_on_failure=self._adapter.raise_on_failure,
-            last_status=self.last_status_response, method=self._method,
+            last_status=self.last_status_response, method=self._method, job_id=self.id,
         )
         if response is None:
             self._give_up()
@@ -370,14 +370,6 @@ class Job:
         """The status answer that brought the current record."""
         with self._lock:
             return self._last_status
-
-
-def _json_object(response: requests.Response) -> dict[str, t.Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 __all__ = ["Job"]

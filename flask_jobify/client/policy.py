@@ -25,6 +25,11 @@ GATEWAY_CUT_STATUSES = frozenset({502, 503, 504})
 _URLLIB3_CAPS_RETRY_AFTER = "retry_after_max" in inspect.signature(Retry).parameters
 
 
+#: Longest time a :class:`PollPolicy` takes, in seconds: a day. Past it a
+#: socket timeout may not even be representable (``1e12`` overflows).
+MAX_SECONDS = 86400.0
+
+
 @dataclasses.dataclass(frozen=True)
 class PollPolicy:
     """How a job is followed to its end.
@@ -65,6 +70,11 @@ class PollPolicy:
         (urllib3's ``retry_after_max``).
     :param read_timeout: read timeout of follow-up requests, in seconds, on
         top of the long-poll's ``wait``.
+    :raises ValueError: a time that is not a finite number of seconds from
+        0 to a day (``read_timeout`` above 0; NaN and infinities neither),
+        or a count below 0.
+    :raises TypeError: a time that is not a number, or a count that is not
+        an integer (``bool`` is neither).
 
     .. versionadded:: 0.1
     """
@@ -82,11 +92,23 @@ class PollPolicy:
 
     def __post_init__(self) -> None:
         for name in ("wait", "min_wait", "backoff_factor", "backoff_max", "backoff_jitter",
-                     "retry_after_max", "retries", "submit_retries"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"PollPolicy.{name} must be >= 0, not {getattr(self, name)!r}")
-        if self.read_timeout <= 0:
-            raise ValueError(f"PollPolicy.read_timeout must be > 0, not {self.read_timeout!r}")
+                     "retry_after_max", "read_timeout"):
+            value = getattr(self, name)
+            bounds = "> 0" if name == "read_timeout" else ">= 0"
+            wanted = f"a number of seconds {bounds} and at most {MAX_SECONDS:.0f} (a day)"
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"PollPolicy.{name} must be {wanted}, not {value!r}")
+            if not 0 <= value <= MAX_SECONDS or (name == "read_timeout" and value == 0):
+                raise ValueError(f"PollPolicy.{name} must be {wanted}, not {value!r}")
+        for name in ("retries", "submit_retries"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"PollPolicy.{name} must be an integer >= 0, not {value!r}")
+            if value < 0:
+                raise ValueError(f"PollPolicy.{name} must be an integer >= 0, not {value!r}")
+        if not isinstance(self.respect_retry_after_header, bool):
+            raise TypeError("PollPolicy.respect_retry_after_header must be True or False,"
+                            f" not {self.respect_retry_after_header!r}")
 
     @classmethod
     def from_value(cls, value: PollPolicyLike) -> PollPolicy:
@@ -180,7 +202,8 @@ def retry_after(
     9110 section 5.6.7 says), capped at ``cap`` seconds.
 
     :return: ``None`` when there is no ``response``, no header, an
-        unreadable one, or the retry does not respect it.
+        unreadable one (``Retry-After: 1.5``, 5000 digits, a date in the
+        year 99999), or the retry does not respect it.
     """
     if response is None or not retry.respect_retry_after_header:
         return None
@@ -189,7 +212,9 @@ def retry_after(
         return None
     try:
         seconds = retry.parse_retry_after(value)
-    except InvalidHeader:
+    except (InvalidHeader, ValueError, OverflowError):
+        # Not a delay or a date; or one past Python's limits (more digits
+        # than int() takes, a year past 9999): the backoff applies.
         return None
     return seconds if cap is None else min(seconds, cap)
 
@@ -218,6 +243,7 @@ def count(retry: Retry, method: str, url: str, *, response: requests.Response | 
 
 __all__ = [
     "GATEWAY_CUT_STATUSES",
+    "MAX_SECONDS",
     "TRANSIENT_STATUSES",
     "PollPolicy",
     "PollPolicyLike",

@@ -9,7 +9,7 @@ import requests
 from requests.cookies import extract_cookies_to_jar
 from requests.sessions import merge_setting
 
-from .adapter import AUTH_ATTRIBUTE, JobAdapter, is_job_response
+from .adapter import AUTH_ATTRIBUTE, COOKIES_ATTRIBUTE, JobAdapter, is_job_response
 from .exceptions import JobNotAccepted
 from .job import Job
 
@@ -27,7 +27,9 @@ class JobSession(requests.Session):
     the call's ``auth``, else the session's, applied afresh to each, as
     requests applies them to the request itself: an auth that signs each
     request (HMAC, OAuth 1, AWS SigV4, Hawk) signs each follow-up. They are
-    never sent to another origin.
+    never sent to another origin. The cookies every answer of a job sets
+    (the ``202``, each status poll, the result) go into the session's jar,
+    as requests keeps those of each redirect.
 
     Sessions are as thread-safe as requests' own: one session may follow
     many jobs from many threads.
@@ -49,9 +51,11 @@ class JobSession(requests.Session):
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         """As ``Session.prepare_request``, and note the auth it applied
-        (the call's, else the session's) for the job's follow-ups."""
+        (the call's, else the session's) for the job's follow-ups, and the
+        session's cookie jar, into which their answers' cookies go."""
         prepared = super().prepare_request(request)
         setattr(prepared, AUTH_ATTRIBUTE, merge_setting(request.auth, self.auth))
+        setattr(prepared, COOKIES_ATTRIBUTE, self.cookies)
         return prepared
 
     def submit(self, method: str, url: str, **kwargs: t.Any) -> Job:

@@ -7,19 +7,27 @@ its body; credentials stripped when ``Session.should_strip_auth`` says the
 URL is on another origin, and otherwise the ``auth`` (the session's and the
 call's) applied afresh, so that a scheme that signs each request (HMAC
 over method and path, OAuth 1, AWS SigV4, Hawk) signs each follow-up;
-cookies from the request's jar, updated from each answer's ``Set-Cookie``.
+cookies from the request's jar, updated from each answer's ``Set-Cookie``
+(the ``202``'s included, as requests carries a redirect's ``Set-Cookie``
+to the next hop) and merged into the session's jar when there is one;
+to another origin only the cookies scoped to its host
+(:func:`cookies_for_other_origin`), where requests would send every
+cookie set without a domain.
 They go through the adapter's plain ``send``, not through a session, so
 they share its connection pool and TLS settings but none of the job
 machinery.
 """
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import typing as t
+from http.cookiejar import CookieJar, eff_request_host  # type: ignore[attr-defined]  # stdlib, not in typeshed
 
 import requests
 from requests.cookies import (
+    MockRequest,
     RequestsCookieJar,
     extract_cookies_to_jar,
     get_cookie_header,
@@ -88,6 +96,54 @@ def sleep_within(seconds: float, deadline: float | None) -> bool:
     return True
 
 
+def split_timeout(timeout: Timeout) -> tuple[float | None, float | None]:
+    """requests' ``timeout=`` as ``(connect, read)`` seconds (``None``: no limit)."""
+    if isinstance(timeout, tuple):
+        return timeout
+    return timeout, timeout
+
+
+def clip_timeout(
+    timeout: tuple[float | None, float | None], deadline: float | None
+) -> tuple[float | None, float | None]:
+    """``(connect, read)`` seconds, neither past ``deadline``
+    (``time.monotonic()``), so that one request cannot outlast the call."""
+    if deadline is None:
+        return timeout
+    remaining = max(deadline - time.monotonic(), 0.001)
+    return tuple(  # type: ignore[return-value]
+        remaining if limit is None else min(limit, remaining) for limit in timeout
+    )
+
+
+def past(deadline: float | None) -> bool:
+    """Whether ``deadline`` (``time.monotonic()``) has come."""
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def cookies_for_other_origin(
+    jar: CookieJar, request: requests.PreparedRequest
+) -> RequestsCookieJar:
+    """The cookies of ``jar`` that may go with ``request`` to another origin
+    than the job's (another host, port, or a downgrade from ``https``).
+
+    Only cookies scoped to its host: set for a domain that matches it
+    (``domain_specified``, as ``jar.set(name, value, domain=...)`` does), or
+    set by that very host's own ``Set-Cookie`` (RFC 6265's host-only
+    cookies). A cookie set without a domain (``session.cookies.set(name,
+    value)``, a call's ``cookies={...}``) belongs to no host, and requests
+    would send it everywhere: it stays home. The jar's policy then applies
+    as usual: domain, path and expiry, and ``secure`` cookies only over
+    ``https``.
+    """
+    _, host = eff_request_host(MockRequest(request))  # type: ignore[arg-type]
+    scoped = RequestsCookieJar()
+    for cookie in jar:
+        if cookie.domain and (cookie.domain_specified or cookie.domain.lower() == host):
+            scoped.set_cookie(copy.copy(cookie))
+    return scoped
+
+
 def error_code(response: requests.Response) -> str | None:
     """The ``error.code`` of a Flask-Jobify JSON error body, if it is one."""
     try:
@@ -109,6 +165,10 @@ class Transport:
     :param auth: the auth to apply afresh to each follow-up on the job's
         origin; ``None`` keeps the ``Authorization`` of ``request``.
     :param timeout: the caller's ``timeout=`` (connect and read).
+    :param cookie_sink: a jar (the session's) into which every answer's
+        cookies are merged too, as ``Session.send`` merges those of each
+        redirect. The cookies of the result, the view's own answer, are
+        merged as set by the request that started the job.
     :param send_kwargs: ``verify``, ``cert`` and ``proxies`` for ``send``.
 
     .. versionadded:: 0.1
@@ -122,6 +182,7 @@ class Transport:
         *,
         auth: Auth = None,
         timeout: Timeout = None,
+        cookie_sink: CookieJar | None = None,
         **send_kwargs: t.Any,
     ) -> None:
         self._send = send
@@ -141,8 +202,9 @@ class Transport:
         #: job's origin when the jar has nothing for it.
         self._own_cookie = None if cookie == get_cookie_header(self._jar, self._template) else cookie
         self._jar_lock = threading.Lock()
+        self._sink = cookie_sink
         self._redirects = SessionRedirectMixin()  # should_strip_auth needs no session state
-        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        connect, read = split_timeout(timeout)
         self._connect_timeout = connect
         self._read_timeout = read if read is not None else policy.read_timeout
         self._send_kwargs = send_kwargs
@@ -160,23 +222,61 @@ class Transport:
             prepared.headers.pop("Authorization", None)
             prepared.prepare_auth(self._auth)
         with self._jar_lock:
-            prepared.prepare_cookies(self._jar.copy())
+            jar = self._jar.copy()
+        prepared.prepare_cookies(cookies_for_other_origin(jar, prepared) if other_origin else jar)
         if not other_origin and "Cookie" not in prepared.headers and self._own_cookie:
             prepared.headers["Cookie"] = self._own_cookie
         return prepared
 
     def send(
-        self, method: str, url: str, *, wait: float | None = None, stream: bool = False
+        self,
+        method: str,
+        url: str,
+        *,
+        wait: float | None = None,
+        stream: bool = False,
+        deadline: float | None = None,
+        replayed: bool = False,
     ) -> requests.Response:
-        """Send one follow-up, once; ``wait`` adds ``?wait=`` (long-poll)."""
+        """Send one follow-up, once; ``wait`` adds ``?wait=`` (long-poll).
+
+        Its read timeout is the caller's (else the policy's) plus ``wait``,
+        and neither it nor the connect timeout goes past ``deadline``.
+        ``replayed`` says that the answer is the result (see
+        :meth:`take_cookies`).
+        """
         if wait is not None:
             url += ("&" if "?" in url else "?") + "wait=" + f"{wait:.3f}".rstrip("0").rstrip(".")
         prepared = self.prepare(method, url)
-        timeout = (self._connect_timeout, self._read_timeout + (wait or 0.0))
+        timeout = clip_timeout(
+            (self._connect_timeout, self._read_timeout + (wait or 0.0)), deadline
+        )
         response = self._send(prepared, stream=stream, timeout=timeout, **self._send_kwargs)
-        with self._jar_lock:
-            extract_cookies_to_jar(self._jar, prepared, response.raw)
+        self.take_cookies(response, prepared, replayed=replayed)
         return response
+
+    def take_cookies(
+        self,
+        response: requests.Response,
+        request: requests.PreparedRequest | None = None,
+        *,
+        replayed: bool = False,
+    ) -> None:
+        """Keep the cookies ``response`` sets for the next follow-ups, and
+        merge them into the cookie sink.
+
+        :param request: the request ``response`` answers; by default
+            ``response.request``.
+        :param replayed: ``response`` replays the view's answer (the
+            result): in the sink its cookies are those of the request that
+            started the job, as they would have been without a job.
+        """
+        request = request or response.request
+        with self._jar_lock:
+            extract_cookies_to_jar(self._jar, request, response.raw)
+        if self._sink is not None:  # a CookieJar has its own lock
+            extract_cookies_to_jar(self._sink, self._template if replayed else request,
+                                   response.raw)
 
     def send_with_retries(
         self,
@@ -189,6 +289,7 @@ class Transport:
         expected_status: int | None = None,
         job: JobRecord | None = None,
         round_trip: float | None = None,
+        replayed: bool = False,
     ) -> requests.Response | None:
         """Send a follow-up, retrying network errors and transient answers
         (:data:`~flask_jobify.client.policy.TRANSIENT_STATUSES`, except
@@ -197,19 +298,25 @@ class Transport:
 
         :param round_trip: seconds a plain status request takes, to tell a
             cut long-poll from a refused one.
+        :param replayed: the answer is the job's result (see :meth:`take_cookies`).
         :return: the first answer that is not transient, or ``None`` when
-            ``deadline`` came first.
+            ``deadline`` came first (no request outlasts it).
         :raises LongPollCut: a long-poll (``wait > 0``) failed after the
             server had held it (:meth:`PollPolicy.long_poll_cut`).
         :raises JobConnectionError: after ``policy.retries`` failures in a row.
         """
         retry = self.policy.retry(total=self.policy.retries)
         while True:
+            if past(deadline):
+                return None
             started = time.monotonic()
             failed: requests.Response | None = None
             try:
-                response = self.send(method, url, wait=wait, stream=stream)
+                response = self.send(method, url, wait=wait, stream=stream, deadline=deadline,
+                                     replayed=replayed)
             except TRANSIENT_ERRORS as exc:
+                if past(deadline):
+                    return None  # cut short by the deadline, not by the server
                 error: Exception = exc
             else:
                 status = response.status_code
@@ -244,6 +351,10 @@ __all__ = [
     "Auth",
     "LongPollCut",
     "Transport",
+    "clip_timeout",
+    "cookies_for_other_origin",
     "error_code",
+    "past",
     "sleep_within",
+    "split_timeout",
 ]
