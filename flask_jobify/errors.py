@@ -72,6 +72,11 @@ class StoreError(JobifyError):
     """A job store could not do what was asked (bad URL, unreachable...)."""
 
 
+class StoreClosed(StoreError):
+    """The store was closed (``JobStore.close``): nothing will make it work
+    again, so this is never retried."""
+
+
 class ConfigError(JobifyError, ValueError):
     """A ``JOBIFY_*`` config key has a value of the wrong type or out of
     range. Raised by ``Jobify.init_app``, for wrong types as well as for

@@ -34,7 +34,7 @@ import typing as t
 import tenacity
 from flask import Flask
 
-from .errors import StoreError
+from .errors import StoreClosed, StoreError
 from .models import (
     Job,
     JobError,
@@ -179,7 +179,8 @@ class Lifecycle:
         if not patient or self.store_retry_seconds <= 0:
             return write()
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(StoreError),
+            retry=(tenacity.retry_if_exception_type(StoreError)
+                   & tenacity.retry_if_not_exception_type(StoreClosed)),
             stop=tenacity.stop_after_delay(self.store_retry_seconds),
             wait=tenacity.wait_random_exponential(multiplier=0.05, max=2.0),
             before_sleep=_log_store_retry,

@@ -247,12 +247,43 @@ def test_connections_of_ended_threads_are_closed(store) -> None:
         thread = threading.Thread(target=use)
         thread.start()
         thread.join()
-    # A thread's connection is closed when the thread ends: left is this one's.
-    assert len(store._process().connections) == 1
+    # A thread's connection is closed when the thread ends.
     for db in opened:
         with pytest.raises(sqlite3.ProgrammingError, match="closed"):
             db.execute("SELECT 1")
     store.get(new_job_id())  # and this thread's still works
+
+
+def test_close_never_closes_a_connection_under_another_thread(store) -> None:
+    """close() closes the caller's connection; a thread in the middle of a
+    write finishes it (closing its connection under it could crash the
+    process), and its next use raises StoreClosed."""
+    from flask_jobify.errors import StoreClosed
+
+    job = _job()
+    store.create(job)
+    in_write, go_on = threading.Event(), threading.Event()
+    outcome: list[t.Any] = []
+
+    def write() -> None:
+        with store._transaction() as db:
+            in_write.set()
+            go_on.wait(5)
+            db.execute("SELECT 1")
+        try:
+            store.get(job.id)
+        except StoreClosed as exc:
+            outcome.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert in_write.wait(5)
+    store.close()
+    go_on.set()
+    writer.join(5)
+    assert len(outcome) == 1  # the write finished; the next use was refused
+    with pytest.raises(StoreClosed):
+        store.get(job.id)
 
 
 def test_no_thread_closes_a_connection_another_thread_uses(store) -> None:

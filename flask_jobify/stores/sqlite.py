@@ -9,10 +9,9 @@ import sqlite3
 import threading
 import time
 import typing as t
-import weakref
 from urllib.parse import unquote, urlsplit
 
-from ..errors import StoreError
+from ..errors import StoreClosed, StoreError
 from ..models import Job, JobStatus, StoredResponse
 from .base import (
     NO_OWNER,
@@ -108,8 +107,6 @@ class _Process:
         self.changed = threading.Condition(self.lock)
         self.generation = 0  # counts changes made here, so no wake-up is missed
         self.local = threading.local()
-        #: Every connection opened here, to close them all in ``close()``.
-        self.connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
 
 
 class _Connection:
@@ -119,7 +116,7 @@ class _Connection:
     thread is alive is no answer: at interpreter exit the main thread is
     already marked stopped while it runs ``atexit`` handlers.)"""
 
-    __slots__ = ("db", "__weakref__")
+    __slots__ = ("db",)
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -181,6 +178,7 @@ class SQLiteStore(JobStore):
         self.poll_interval = poll_interval
         self.busy_timeout = busy_timeout
         self._processes: dict[int, _Process] = {}
+        self._closed = False
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         with self._errors():
             self._create_schema()
@@ -209,6 +207,11 @@ class SQLiteStore(JobStore):
     def _connection(self) -> sqlite3.Connection:
         process = self._process()
         held: _Connection | None = getattr(process.local, "db", None)
+        if self._closed:  # close() left this thread's connection to this thread
+            if held is not None:
+                del process.local.db
+                held.db.close()
+            raise StoreClosed(f"SQLite job store {self.path} is closed.")
         if held is None:
             db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                  check_same_thread=False)
@@ -216,8 +219,6 @@ class SQLiteStore(JobStore):
             db.execute("PRAGMA secure_delete = ON")
             db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             held = process.local.db = _Connection(db)
-            with process.lock:
-                process.connections.add(held)
         return held.db
 
     @contextlib.contextmanager
@@ -533,13 +534,14 @@ class SQLiteStore(JobStore):
         return purged
 
     def close(self) -> None:
-        """Close the connections this process opened; a parent's stay open."""
+        """Close the store: this thread's connection now; another thread's
+        when that thread next uses the store (which raises
+        :class:`~flask_jobify.errors.StoreClosed`) or ends. A connection is
+        never closed under a thread that may be using it (SQLite may crash
+        the process). A parent's connections stay open in a forked child."""
+        self._closed = True
         process = self._processes.get(os.getpid())
-        if process is None:
-            return
-        with process.lock:
-            connections = list(process.connections)
-            process.connections = weakref.WeakSet()
-            process.local = threading.local()
-        for held in connections:
+        held: _Connection | None = getattr(process.local, "db", None) if process else None
+        if process is not None and held is not None:
+            del process.local.db
             held.db.close()
