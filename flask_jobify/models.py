@@ -15,11 +15,11 @@ import time
 import typing as t
 from datetime import datetime, timezone
 
-from .protocol import (  # noqa: F401 - re-exported: they were defined here
-    ACTIVE_STATUSES,
-    FINAL_STATUSES,
-    JobProgress,
-    JobStatus,
+from .protocol import (  # re-exported: they were defined here
+    ACTIVE_STATUSES as ACTIVE_STATUSES,
+    FINAL_STATUSES as FINAL_STATUSES,
+    JobProgress as JobProgress,
+    JobStatus as JobStatus,
 )
 
 #: Length of a job id: ``secrets.token_urlsafe(16)`` gives 22 characters that
