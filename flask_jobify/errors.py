@@ -126,7 +126,7 @@ class JobifyHTTPError(JobifyError, HTTPException):
         self.extra_headers = headers or {}
         self.details = details
 
-    def get_response(  # type: ignore[override]
+    def get_response(
         self, environ: t.Any = None, scope: t.Any = None
     ) -> Response:
         return error_response(

@@ -100,8 +100,8 @@ class Job:
     def result_url(self) -> str:
         """The absolute URL of the job's result."""
         url = self.record.get("resultUrl")
-        if url:
-            return urljoin(self.status_url, url)
+        if url:  # a string: job_record checks it
+            return urljoin(self.status_url, t.cast(str, url))
         return self._result_url or self.status_url.rstrip("/") + "/result"
 
     @property

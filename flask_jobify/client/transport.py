@@ -136,7 +136,7 @@ def cookies_for_other_origin(
     as usual: domain, path and expiry, and ``secure`` cookies only over
     ``https``.
     """
-    _, host = eff_request_host(MockRequest(request))  # type: ignore[arg-type]
+    _, host = eff_request_host(MockRequest(request))
     scoped = RequestsCookieJar()
     for cookie in jar:
         if cookie.domain and (cookie.domain_specified or cookie.domain.lower() == host):

@@ -664,7 +664,7 @@ def _listen(
     """The listener of a store: wake the waiters of each changed job, until
     the store is closed or collected. Holds the store only to wake them."""
     while not closing.is_set():
-        pubsub = client.pubsub()
+        pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # unannotated in redis-py
         try:
             pubsub.subscribe(channel)
             while not closing.is_set():
