@@ -18,10 +18,12 @@ from werkzeug.exceptions import (
     HTTPException,
     NotFound,
     NotImplemented,
-    PreconditionFailed as WerkzeugPreconditionFailed,
     RequestEntityTooLarge,
     ServiceUnavailable,
     UnprocessableEntity,
+)
+from werkzeug.exceptions import (
+    PreconditionFailed as WerkzeugPreconditionFailed,
 )
 from werkzeug.wrappers import Response
 
@@ -279,23 +281,23 @@ class WebhookSignatureError(JobifyError):
 
 
 __all__ = [
-    "JobifyError",
-    "JobCancelled",
-    "StoreError",
     "ConfigError",
     "ConfigWarning",
-    "JobifyHTTPError",
+    "IdempotencyMismatch",
+    "InvalidArgument",
+    "InvalidCallback",
+    "InvalidIdempotencyKey",
     "InvalidJobFlag",
     "InvalidJobId",
-    "JobNotFound",
+    "JobCancelled",
     "JobNotFinished",
+    "JobNotFound",
+    "JobifyError",
+    "JobifyHTTPError",
     "NoResult",
     "QueueFull",
     "ShuttingDown",
-    "InvalidArgument",
-    "InvalidCallback",
+    "StoreError",
     "UnreadableBody",
-    "InvalidIdempotencyKey",
-    "IdempotencyMismatch",
     "WebhookSignatureError",
 ]

@@ -41,7 +41,7 @@ from .openapi import add_spec_routes, register_api
 from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
 from .replay import replay_response
 from .schemas import AcceptedJobSchema
-from .serving import at_uwsgi_exit, max_wait, on_stop_signals, wait_while_serving
+from .serving import at_uwsgi_exit, max_wait, wait_while_serving
 from .settings import Settings
 from .signals import job_accepted
 from .state import JobifyState, RequestFilter

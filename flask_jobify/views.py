@@ -20,10 +20,10 @@ from .errors import (
 )
 from .models import Job, JobStatus, is_valid_job_id
 from .replay import replay_response
-from .serving import max_wait, wait_while_serving
-from .trigger import MAX_WAIT_HEADER
 from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
+from .serving import max_wait, wait_while_serving
 from .stores.base import NO_OWNER
+from .trigger import MAX_WAIT_HEADER
 
 if t.TYPE_CHECKING:
     from .state import JobifyState

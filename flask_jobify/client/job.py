@@ -350,10 +350,8 @@ class Job:
                              job_id=self.id)
 
     def _cancel_quietly(self) -> None:
-        try:
-            self.cancel()
-        except requests.RequestException:
-            pass  # best effort: we are already on the way out with an error
+        with contextlib.suppress(requests.RequestException):
+            self.cancel()  # best effort: we are already on the way out with an error
 
     def _fetch_result(self, deadline: float | None, stream: bool) -> requests.Response:
         response = fetch_result(
