@@ -66,7 +66,8 @@ def split_callback(url: str) -> tuple[str, int]:
     if scheme not in ("http", "https") or not host:
         raise InvalidCallback("The callback must be an http:// or https:// URL with a host.")
     if parts.username is not None or parts.password is not None:
-        raise InvalidCallback("The callback URL must not carry credentials; it is stored in the job.")
+        raise InvalidCallback(
+            "The callback URL must not carry credentials; it is stored in the job.")
     host = host.lower().removesuffix(".")
     if not _is_ip_literal(host):
         try:

@@ -134,5 +134,5 @@ class CeleryExecutor:
         """
         try:
             self.celery_app.control.revoke(task_id(job_id, attempt))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - kombu's errors and kin; only a shortcut
             logger.warning("Could not revoke the Celery task of job %s: %s", job_id, exc)

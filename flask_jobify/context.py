@@ -148,7 +148,7 @@ def _check_progress(percent: t.Any, message: t.Any) -> JobProgress:
 class _NoJob(JobHandle):
     """The stand-in :data:`current_job` points at outside a job."""
 
-    def __init__(self) -> None:  # noqa: D107 - nothing to keep
+    def __init__(self) -> None:
         self.id = None
         self.attempt = 0
         self.noticed_cancel = False

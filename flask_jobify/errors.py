@@ -18,10 +18,12 @@ from werkzeug.exceptions import (
     HTTPException,
     NotFound,
     NotImplemented,
-    PreconditionFailed as WerkzeugPreconditionFailed,
     RequestEntityTooLarge,
     ServiceUnavailable,
     UnprocessableEntity,
+)
+from werkzeug.exceptions import (
+    PreconditionFailed as WerkzeugPreconditionFailed,
 )
 from werkzeug.wrappers import Response
 
@@ -131,7 +133,7 @@ class JobifyHTTPError(JobifyError, HTTPException):
         self.extra_headers = headers or {}
         self.details = details
 
-    def get_response(  # type: ignore[override]
+    def get_response(
         self, environ: t.Any = None, scope: t.Any = None
     ) -> Response:
         return error_response(
@@ -284,23 +286,23 @@ class WebhookSignatureError(JobifyError):
 
 
 __all__ = [
-    "JobifyError",
-    "JobCancelled",
-    "StoreError",
     "ConfigError",
     "ConfigWarning",
-    "JobifyHTTPError",
+    "IdempotencyMismatch",
+    "InvalidArgument",
+    "InvalidCallback",
+    "InvalidIdempotencyKey",
     "InvalidJobFlag",
     "InvalidJobId",
-    "JobNotFound",
+    "JobCancelled",
     "JobNotFinished",
+    "JobNotFound",
+    "JobifyError",
+    "JobifyHTTPError",
     "NoResult",
     "QueueFull",
     "ShuttingDown",
-    "InvalidArgument",
-    "InvalidCallback",
+    "StoreError",
     "UnreadableBody",
-    "InvalidIdempotencyKey",
-    "IdempotencyMismatch",
     "WebhookSignatureError",
 ]

@@ -42,7 +42,9 @@ class ThreadExecutor:
         refuses more.
     """
 
-    def __init__(self, max_workers: int = 4, max_queued: int = 100, *, name: str = "jobify") -> None:
+    def __init__(
+        self, max_workers: int = 4, max_queued: int = 100, *, name: str = "jobify"
+    ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers

@@ -12,6 +12,7 @@ import weakref
 
 from flask import Flask, Response, current_app, g, request, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .capture import capture_request
 from .context import job_of_request
@@ -40,7 +41,7 @@ from .openapi import add_spec_routes, register_api
 from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
 from .replay import replay_response
 from .schemas import AcceptedJobSchema
-from .serving import at_uwsgi_exit, max_wait, on_stop_signals, wait_while_serving
+from .serving import at_uwsgi_exit, max_wait, wait_while_serving
 from .settings import Settings
 from .signals import job_accepted
 from .state import JobifyState, RequestFilter
@@ -58,7 +59,7 @@ from .webhooks import CALLBACK_HEADER, SecretLoader, callback_meta
 
 if t.TYPE_CHECKING:
     import celery
-    from flask_smorest import Api  # type: ignore[import-untyped]
+    from flask_smorest import Api
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 #: Attribute a store instance carries once an app uses it: the app's name.
@@ -342,7 +343,9 @@ class Jobify:
         """The receiver's secret from the callback secret loader, or ``None``."""
         if self._callback_secret_loader is None:
             return None
-        return current_app.ensure_sync(self._callback_secret_loader)(url, job)
+        # ensure_sync runs an async loader too; either returns what SecretLoader says.
+        secret = current_app.ensure_sync(self._callback_secret_loader)(url, job)
+        return t.cast("str | bytes | None", secret)
 
     def load_owner(self) -> str | None:
         """The caller's identity from the owner loader, or ``None``."""
@@ -379,7 +382,7 @@ class Jobify:
         """The Flask-Jobify state of ``app`` (default: the current app)."""
         app = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
         try:
-            return app.extensions["jobify"]
+            return t.cast("JobifyState", app.extensions["jobify"])
         except KeyError:
             raise RuntimeError(
                 "Flask-Jobify is not registered with this app. Did you forget"
@@ -431,7 +434,7 @@ class Jobify:
         setattr(jobified, OPTIONS_ATTR, options)
         return jobified
 
-    def _maybe_accept(self, options: JobOptions) -> Response | None:
+    def _maybe_accept(self, options: JobOptions) -> WerkzeugResponse | None:
         """Accept the current request as a job if it asks to be one."""
         g._jobify_vary = True
         if job_of_request() is not None:
@@ -444,7 +447,9 @@ class Jobify:
             return None
         return self._accept(self.get_state(), trigger, options)
 
-    def _accept(self, state: JobifyState, trigger: JobTrigger, options: JobOptions) -> Response:
+    def _accept(
+        self, state: JobifyState, trigger: JobTrigger, options: JobOptions
+    ) -> WerkzeugResponse:
         retry_after = {"Retry-After": str(state.settings.retry_after)}
         if state.closed:
             return ShuttingDown(headers=retry_after).get_response()
@@ -459,7 +464,7 @@ class Jobify:
     def _submit(
         self, state: JobifyState, trigger: JobTrigger, options: JobOptions,
         retry_after: dict[str, str],
-    ) -> Response:
+    ) -> WerkzeugResponse:
         owner = self.load_owner()
         try:
             captured = state.capture_filtered(
@@ -524,7 +529,7 @@ class Jobify:
             response.headers[MAX_WAIT_HEADER] = f"{longest:g}"
         return response
 
-    def _before_request(self) -> Response | None:
+    def _before_request(self) -> WerkzeugResponse | None:
         state = self.get_state()
         routing_error = request.routing_exception
         if routing_error is not None:

@@ -17,8 +17,9 @@ cannot be computed by anyone else, two
 owners using the same key get different jobs, and every process of the
 app derives the same id, which the cross-process guarantee needs. A random
 per-process salt would break that, so without a secret the key is refused
-(a server misconfiguration), as Flask does for sessions: the request gets a ``501 idempotency_unavailable`` JSON error and
-the server log says which setting is missing.
+(a server misconfiguration), as Flask does for sessions: the request gets
+a ``501 idempotency_unavailable`` JSON error and the server log says which
+setting is missing.
 """
 from __future__ import annotations
 
@@ -33,8 +34,7 @@ from .keys import IDEMPOTENCY_PURPOSE, derive_key
 from .protocol import IDEMPOTENCY_HEADER
 
 if t.TYPE_CHECKING:
-    from .capture import CapturedBody
-    from .capture import CapturedRequest
+    from .capture import CapturedBody, CapturedRequest
     from .models import Job
     from .options import JobOptions
     from .state import JobifyState

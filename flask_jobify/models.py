@@ -15,12 +15,11 @@ import time
 import typing as t
 from datetime import datetime, timezone
 
-from .protocol import (  # noqa: F401 - re-exported: they were defined here
-    ACTIVE_STATUSES,
-    FINAL_STATUSES,
-    JobProgress,
-    JobStatus,
-)
+# Re-exported (`X as X`): they were defined here.
+from .protocol import ACTIVE_STATUSES as ACTIVE_STATUSES
+from .protocol import FINAL_STATUSES as FINAL_STATUSES
+from .protocol import JobProgress as JobProgress
+from .protocol import JobStatus as JobStatus
 
 #: Length of a job id: ``secrets.token_urlsafe(16)`` gives 22 characters that
 #: carry 128 random bits (a UUID4 carries 122).
@@ -156,7 +155,8 @@ class Job:
             "error": None if error is None else {
                 "type": error.type, "message": error.message, "traceback": error.traceback},
             "http_status": self.http_status, "cancel_requested": self.cancel_requested,
-            "owner": self.owner, "app": self.app, "version": self.version, "meta": copy.deepcopy(self.meta),
+            "owner": self.owner, "app": self.app, "version": self.version,
+            "meta": copy.deepcopy(self.meta),
         }
 
     @classmethod

@@ -22,8 +22,8 @@ import flask
 from apispec import APISpec, BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, current_app, render_template_string, url_for
-from flask_smorest.spec.plugins import FlaskPlugin  # type: ignore[import-untyped]
-from flask_smorest.utils import load_info_from_docstring  # type: ignore[import-untyped]
+from flask_smorest.spec.plugins import FlaskPlugin
+from flask_smorest.utils import load_info_from_docstring
 
 from .idempotency import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH
 from .options import looks_decorated, options_of
@@ -40,7 +40,7 @@ from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER
 from .webhooks import CALLBACK_HEADER
 
 if t.TYPE_CHECKING:
-    from flask_smorest import Api  # type: ignore[import-untyped]
+    from flask_smorest import Api
 
     from .settings import Settings
     from .state import JobifyState

@@ -116,11 +116,11 @@ class Seconds(Rule):
                 raise _Refused from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Refused
-        value = float(value)
-        if (not math.isfinite(value) or value < self.min or value > MAX_SECONDS
-                or (self.positive and value <= self.min)):
+        seconds = float(value)
+        if (not math.isfinite(seconds) or seconds < self.min or seconds > MAX_SECONDS
+                or (self.positive and seconds <= self.min)):
             raise _Refused
-        return value
+        return seconds
 
     def describe(self) -> str:
         return (f"a number of seconds {'>' if self.positive else '>='} {self.min:g}"

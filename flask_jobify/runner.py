@@ -105,7 +105,7 @@ class _Run:
                 stored = freeze_response(response, environ, keep_cookies=self.keep_cookies)
             except JobCancelled:
                 raise
-            except Exception as exc:  # a streamed body raised
+            except Exception as exc:  # noqa: BLE001 - a streamed body raised
                 failure = failure or exc
                 stored = self.render_failure(exc)
         except JobCancelled:
@@ -130,7 +130,7 @@ class _Run:
             except JobCancelled as exc:
                 error = exc
                 raise
-            except Exception as exc:  # an after_request hook, or PROPAGATE_EXCEPTIONS
+            except Exception as exc:  # noqa: BLE001 - an after_request hook, or PROPAGATE_EXCEPTIONS
                 error = failure = exc
                 response = _render_exception(app, exc)
             except BaseException as exc:
@@ -226,7 +226,7 @@ def _render_exception(app: Flask, exc: Exception) -> Response:
     500 handler fails, the answer is a bare 500, as a server's would be."""
     try:
         return app.handle_exception(exc)
-    except Exception:
+    except Exception:  # noqa: BLE001 - logged below; never raises
         # PROPAGATE_EXCEPTIONS (testing, debug) re-raises instead of
         # rendering; a job has nobody to propagate to.
         app.log_exception(sys.exc_info())

@@ -88,7 +88,8 @@ class JobErrorSchema(Schema):
 class WebhookSchema(Schema):
     url = fields.String(required=True)
     attempts = fields.Integer(required=True, metadata={"description": "deliveries tried so far"})
-    lastStatus = fields.Integer(allow_none=True, metadata={"description": "receiver's last HTTP status"})
+    lastStatus = fields.Integer(
+        allow_none=True, metadata={"description": "receiver's last HTTP status"})
     lastError = fields.String(allow_none=True)
     delivered = fields.Boolean(required=True)
 

@@ -109,7 +109,7 @@ def _under_uwsgi() -> bool:
 
 def _uwsgi() -> t.Any:
     try:
-        import uwsgi  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        import uwsgi
     except ImportError:
         return None
     return uwsgi

@@ -98,7 +98,7 @@ class Settings:
             full = PREFIX + name
             read[full] = app.config[full] = key.read(full, app.config.get(full, key.default))
         unknown = unknown_keys(app.config)
-        for full, message in unknown.items():
+        for message in unknown.values():
             warnings.warn(message, ConfigWarning, stacklevel=_caller_stacklevel())
         values = {full[len(PREFIX):].lower(): value for full, value in read.items()}
         if values["store"] is None:

@@ -5,15 +5,15 @@ import dataclasses
 import typing as t
 
 from .errors import InvalidJobFlag
-from .protocol import (  # noqa: F401 - re-exported: they were defined here
-    JOB_FLAG_HEADER,
-    JOB_ID_HEADER,
-    MAX_DELTA_SECONDS,
-    MAX_WAIT_HEADER,
-    VARY_HEADERS,
-    parse_delta_seconds,
-    parse_prefer,
-)
+
+# Re-exported (`X as X`): they were defined here.
+from .protocol import JOB_FLAG_HEADER as JOB_FLAG_HEADER
+from .protocol import JOB_ID_HEADER as JOB_ID_HEADER
+from .protocol import MAX_DELTA_SECONDS as MAX_DELTA_SECONDS
+from .protocol import MAX_WAIT_HEADER as MAX_WAIT_HEADER
+from .protocol import VARY_HEADERS as VARY_HEADERS
+from .protocol import parse_delta_seconds as parse_delta_seconds
+from .protocol import parse_prefer as parse_prefer
 
 _FLAG_VALUES = {"on": True, "off": False}
 

@@ -6,6 +6,7 @@ import typing as t
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .cursor import decode_cursor, encode_cursor
 from .errors import (
@@ -19,17 +20,39 @@ from .errors import (
 )
 from .models import Job, JobStatus, is_valid_job_id
 from .replay import replay_response
-from .serving import max_wait, wait_while_serving
-from .trigger import MAX_WAIT_HEADER
 from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
+from .serving import max_wait, wait_while_serving
 from .stores.base import NO_OWNER
+from .trigger import MAX_WAIT_HEADER
 
 if t.TYPE_CHECKING:
     from .state import JobifyState
 
+_View = t.Callable[..., t.Any]
+
+
+class _DocumentingBlueprint(t.Protocol):
+    """What this module uses of flask-smorest's ``Blueprint``, typed (the
+    package has no annotations). Each decorator wraps a view: ``arguments``
+    changes how it is called, so the wrapper is only known to be a view."""
+
+    def register_error_handler(
+        self, code_or_exception: type[Exception] | int, f: t.Callable[..., t.Any]
+    ) -> None: ...
+
+    def route(self, rule: str, **options: t.Any) -> t.Callable[[_View], _View]: ...
+
+    def arguments(self, schema: t.Any, **options: t.Any) -> t.Callable[[_View], _View]: ...
+
+    def response(self, status_code: int, schema: t.Any = None,
+                 **options: t.Any) -> t.Callable[[_View], _View]: ...
+
+    def alt_response(self, status_code: int,
+                     **options: t.Any) -> t.Callable[[_View], _View]: ...
+
 
 def _state() -> JobifyState:
-    return current_app.extensions["jobify"]
+    return t.cast("JobifyState", current_app.extensions["jobify"])
 
 
 def _job_id(job_id: str) -> str:
@@ -83,7 +106,7 @@ def _secret_keys() -> list[str | bytes]:
     return [key for key in keys if key]
 
 
-def _store_unavailable(exc: StoreError) -> Response:
+def _store_unavailable(exc: StoreError) -> WerkzeugResponse:
     current_app.logger.error("Flask-Jobify store error: %s", exc)
     retry_after = str(_state().settings.retry_after)
     return StoreUnavailable(headers={"Retry-After": retry_after}).get_response()
@@ -91,7 +114,7 @@ def _store_unavailable(exc: StoreError) -> Response:
 
 def create_jobs_blueprint() -> Blueprint:
     """Build the jobs blueprint (one per app, so apps share no state)."""
-    bp = Blueprint(
+    bp: _DocumentingBlueprint = Blueprint(
         "jobify", __name__, description="Jobs: status, long-poll, result, cancel and list."
     )
     bp.register_error_handler(HTTPException, http_exception_response)

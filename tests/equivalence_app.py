@@ -240,7 +240,8 @@ def create_app(
     @app.get("/binary")
     @jobify.job
     def binary_view() -> t.Any:
-        return Response(bytes(range(256)) * 16 + b"\x00\xff\r\n", mimetype="application/octet-stream")
+        return Response(bytes(range(256)) * 16 + b"\x00\xff\r\n",
+                        mimetype="application/octet-stream")
 
     @app.get("/large")
     @jobify.job
@@ -390,7 +391,7 @@ def create_app(
         return {"async": True, "doubled": [2 * i for i in range(n)]}
 
     class ItemAPI(MethodView):
-        decorators = [jobify.job]
+        decorators = [jobify.job]  # noqa: RUF012 - Flask's MethodView API
         init_every_request = False
 
         def get(self, item_id: int) -> t.Any:

@@ -78,7 +78,8 @@ class Gateway:
         sent_at: float | None = None  # a request waiting for its answer since
         try:
             while not self._stop.is_set():
-                timeout = 0.2 if sent_at is None else max(0.0, sent_at + self.limit - time.monotonic())
+                timeout = (0.2 if sent_at is None
+                           else max(0.0, sent_at + self.limit - time.monotonic()))
                 events = selector.select(min(timeout, 0.2))
                 if sent_at is not None and time.monotonic() >= sent_at + self.limit:
                     self._cut(client)

@@ -107,7 +107,7 @@ def run_server(
     its own; yield the process once ``ready_path`` answers. Its output goes
     to a temporary file, printed if the server exits early. Killed
     (SIGKILL, the whole group) afterwards if it still runs."""
-    log = tempfile.TemporaryFile("w+")
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=log,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

@@ -7,6 +7,7 @@ share a fresh store prefix and the broker DB 14, both dropped afterwards.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -74,18 +75,12 @@ def _stop_worker(worker: subprocess.Popen) -> None:
     its process group (the pool children) whatever happened."""
     if worker.poll() is None:
         worker.send_signal(signal.SIGQUIT)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             worker.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(worker.pid, signal.SIGKILL)  # its own session: only its children
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         worker.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +194,8 @@ def parent_pid(pid: int) -> int:
 
 
 def run_info(stack: Stack, tok: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in stack.markers.hgetall(stack.marker(tok, "run")).items()}
+    markers = stack.markers.hgetall(stack.marker(tok, "run"))
+    return {k.decode(): v.decode() for k, v in markers.items()}
 
 
 def runs(stack: Stack, tok: str) -> int:

@@ -121,7 +121,9 @@ def test_adapter_streams_the_result(session: requests.Session, base: str) -> Non
         assert b"".join(response.iter_content(4096)) == BINARY
 
 
-def test_adapter_failed_job_behaves_like_a_failed_call(session: requests.Session, base: str) -> None:
+def test_adapter_failed_job_behaves_like_a_failed_call(
+    session: requests.Session, base: str
+) -> None:
     response = session.post(base + "/teapot", timeout=10)
     with pytest.raises(requests.HTTPError) as caught:
         response.raise_for_status()
@@ -169,7 +171,9 @@ def test_adapter_prefer_wait_gets_the_answer_directly(base: str, app: Flask) -> 
     assert app.extensions["requests"].count("GET", "/jobs/") == 0
 
 
-def test_adapter_leaves_a_request_with_the_flag_off_alone(session: requests.Session, base: str) -> None:
+def test_adapter_leaves_a_request_with_the_flag_off_alone(
+    session: requests.Session, base: str
+) -> None:
     response = session.post(base + "/echo", json={}, headers={"X-Job-Flag": "OFF"}, timeout=10)
     assert response.status_code == 200 and response.history == []
 
@@ -372,8 +376,11 @@ def test_job_lost_from_resume_names_the_job(base: str, jobs: JobSession) -> None
     assert f"job {job.id}:" in str(caught.value)
 
 
-@pytest.mark.parametrize(("via", "cancel"), [("adapter", True), ("adapter", False), ("handle", True)])
-def test_keyboard_interrupt_cancels_when_asked(base: str, app: Flask, via: str, cancel: bool) -> None:
+@pytest.mark.parametrize(("via", "cancel"),
+                         [("adapter", True), ("adapter", False), ("handle", True)])
+def test_keyboard_interrupt_cancels_when_asked(
+    base: str, app: Flask, via: str, cancel: bool
+) -> None:
     def interrupt(progress: JobProgress) -> None:
         raise KeyboardInterrupt
 
@@ -471,7 +478,8 @@ def test_keeps_long_polling_a_server_that_caps_the_wait(monkeypatch: pytest.Monk
 
 def test_polling_honours_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     delays = record_sleeps(monkeypatch)
-    follow_gated_job(create_app(JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=1), PollPolicy(backoff_factor=0.01), 3)
+    follow_gated_job(create_app(JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=1),
+                     PollPolicy(backoff_factor=0.01), 3)
     assert delays and min(delays) >= 1
 
 
@@ -496,7 +504,9 @@ def test_status_poll_network_errors_are_retried(base: str) -> None:
     class Flaky(JobAdapter):
         failures = 2
 
-        def send_plain(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
+        def send_plain(
+            self, request: requests.PreparedRequest, **kwargs: t.Any
+        ) -> requests.Response:
             if request.method == "GET" and "/jobs/" in (request.url or "") and self.failures:
                 self.failures -= 1
                 raise requests.ConnectionError("connection reset")
@@ -517,7 +527,8 @@ def test_queue_full_submission_is_retried(jobs: JobSession) -> None:
         assert gates.started["a"].wait(10)
         queued = jobs.submit("POST", url + "/gate/b")
         s = requests.Session()
-        s.mount(url, JobAdapter(poll=PollPolicy(backoff_factor=0.02, backoff_max=0.1, submit_retries=100)))
+        policy = PollPolicy(backoff_factor=0.02, backoff_max=0.1, submit_retries=100)
+        s.mount(url, JobAdapter(poll=policy))
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             third = pool.submit(s.post, url + "/echo", json={"q": 3}, timeout=10)
             assert seen.wait_for("POST", "/echo", 2)  # refused once at least

@@ -89,8 +89,9 @@ def test_record_intake_refuses_what_is_no_record(raw: bytes) -> None:
 
 def test_record_intake_refuses_non_finite_percent() -> None:
     for value in (b"NaN", b"Infinity"):  # Python's json reads them
-        with pytest.raises(JobClientError, match="progress.percent"):
-            job_record(answer(None, raw=b'{"status": "running", "progress": {"percent": %s}}' % value))
+        raw = b'{"status": "running", "progress": {"percent": %s}}' % value
+        with pytest.raises(JobClientError, match=r"progress\.percent"):
+            job_record(answer(None, raw=raw))
 
 
 def test_accepted_body_refuses_urls_that_are_not_strings() -> None:
@@ -158,7 +159,8 @@ def test_retry_after_fuzzed_falls_back_to_the_backoff(value: str) -> None:
 @pytest.mark.parametrize("value", ["9" * 5000, "Fri, 31 Dec 99999 23:59:59 GMT"])
 def test_retry_after_past_pythons_limits_falls_back_to_the_backoff(value: str) -> None:
     policy = PollPolicy()
-    assert retry_after(policy.retry(), answer({}, status=503, headers={"Retry-After": value})) is None
+    unavailable = answer({}, status=503, headers={"Retry-After": value})
+    assert retry_after(policy.retry(), unavailable) is None
 
 
 # -- against a server that answers malformed records -----------------------------------
@@ -195,7 +197,8 @@ def hostile_app(records: list[t.Any], headers: dict[str, str] | None = None, *,
 @pytest.mark.parametrize("records", [
     [{"id": "J1", "status": "bogus", "version": 1}],
     [{"id": "J1", "status": "running", "version": None}],
-    [{"id": "J1", "status": "running", "version": "1"}, {"id": "J1", "status": "running", "version": 2}],
+    [{"id": "J1", "status": "running", "version": "1"},
+     {"id": "J1", "status": "running", "version": 2}],
     [{"id": "J1", "status": "running", "version": 1, "progress": "50%"}],
     [{"id": "J1", "status": "running", "version": 1, "progress": {"percent": "abc"}}],
     [{"id": "J1", "status": "succeeded", "version": 1, "httpStatus": 200, "resultUrl": 5}],

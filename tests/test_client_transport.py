@@ -42,9 +42,8 @@ class HmacAuth(requests.auth.AuthBase):
         url = urlsplit(t.cast(str, r.url))
         target = url.path + (f"?{url.query}" if url.query else "")
         stamp, nonce = f"{time.time():.3f}", secrets.token_hex(8)
-        r.headers["Authorization"] = (
-            f"HMAC ts={stamp},nonce={nonce},sig={signature(t.cast(str, r.method), target, stamp, nonce)}"
-        )
+        sig = signature(t.cast(str, r.method), target, stamp, nonce)
+        r.headers["Authorization"] = f"HMAC ts={stamp},nonce={nonce},sig={sig}"
         self.signed.append(f"{r.method} {url.path}")
         return r
 
@@ -66,9 +65,10 @@ def signed_app(*, queue_full: int = 0) -> Flask:
 
     @app.before_request
     def check_signature() -> t.Any:
-        fields = dict(part.split("=", 1) for part in
-                      request.headers.get("Authorization", "HMAC ").split(" ", 1)[1].split(",") if "=" in part)
-        target = request.path + (f"?{request.query_string.decode()}" if request.query_string else "")
+        parts = request.headers.get("Authorization", "HMAC ").split(" ", 1)[1].split(",")
+        fields = dict(part.split("=", 1) for part in parts if "=" in part)
+        query = request.query_string.decode()
+        target = request.path + (f"?{query}" if query else "")
         expected = signature(request.method, target, fields.get("ts", ""), fields.get("nonce", ""))
         with lock:
             fresh = fields.get("nonce") not in seen or current_job.is_job

@@ -69,7 +69,8 @@ BAD_VALUES: dict[str, tuple[list[t.Any], str]] = {
                           "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "RESULT_TTL": ([1e12, float("inf"), -1, 0, "0", False, "1h"],
                    "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
-    "DEFAULT_TIMEOUT": ([0, -5, "never", True], "a number of seconds > 0 and <= 3.1536e+08 (ten years), or None"),
+    "DEFAULT_TIMEOUT": ([0, -5, "never", True],
+                        "a number of seconds > 0 and <= 3.1536e+08 (ten years), or None"),
     "RETRY_AFTER": ([-1, 1.5, True, "1.5"], "an integer >= 0"),
     "ALL_VIEWS": ([1, 0, "maybe", None, "y"], "True or False"),
     "URL_PREFIX": (["jobs", "", "//evil.example/jobs", "/jobs?x=1", "/my jobs", None,
@@ -77,13 +78,15 @@ BAD_VALUES: dict[str, tuple[list[t.Any], str]] = {
                    "a path starting with '/'"),
     "SHUTDOWN_GRACE": ([-0.1, "ten"], "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "CLEANUP_INTERVAL": ([0, -1, "0"], "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
-    "CANCEL_CHECK_INTERVAL": ([-0.25, True], "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
+    "CANCEL_CHECK_INTERVAL": ([-0.25, True],
+                              "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "EXPOSE_ERRORS": ([1, "sometimes"], "True or False (or the string true/false"),
     "DROP_HEADERS": ([b"cookie", {"cookie": 1}, ["cookie", 3], ["bad header"], "cookie:", 7, None],
                      "a tuple of header names"),
     "EXECUTOR": (["processes", "", None, 1], "one of 'thread', 'celery'"),
     "LEASE_SECONDS": ([0, -30, "0"], "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
-    "RETRY_MAX_BACKOFF": ([-1, "forever"], "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
+    "RETRY_MAX_BACKOFF": ([-1, "forever"],
+                          "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "SWAGGER_UI": ([1, "sure"], "True or False"),
     "SWAGGER_UI_URL": (["cdn.example.com/swagger", "ftp://example.com/", "//cdn.example.com/",
                         None], "a URL starting with https:// or http://, or a path"),
@@ -161,7 +164,8 @@ COERCIONS: list[tuple[str, t.Any, t.Any]] = [
     ("DROP_HEADERS", "authorization cookie,x-api-key", ("authorization", "cookie", "x-api-key")),
     ("DROP_HEADERS", ["Cookie", "cookie"], ("cookie",)),
     ("DROP_HEADERS", "", ()),
-    ("WEBHOOK_ALLOWED_HOSTS", "Hooks.Example., 127.0.0.1 ::1", ("hooks.example", "127.0.0.1", "::1")),
+    ("WEBHOOK_ALLOWED_HOSTS", "Hooks.Example., 127.0.0.1 ::1",
+     ("hooks.example", "127.0.0.1", "::1")),
     ("WEBHOOK_ALLOWED_HOSTS", ["[::1]"], ("::1",)),
     ("EXECUTOR", " Thread ", "thread"),
     ("RESULT_COOKIES", "NEVER", "never"),
@@ -370,7 +374,8 @@ def test_config_looks_decorated():
     def guard_with_a_box(*args: t.Any, **kwargs: t.Any) -> t.Any:
         return box[0](*args, **kwargs)
 
-    def guard_with_a_dict(*args: t.Any, _views: t.Any = {"v": (plain,)}, **kw: t.Any) -> t.Any:
+    # The mutable default is the subject: a guard hidden in one.
+    def guard_with_a_dict(*args: t.Any, _views: t.Any = {"v": (plain,)}, **kw: t.Any) -> t.Any:  # noqa: B006
         return _views["v"][0]()
 
     assert not looks_decorated(plain)
@@ -390,7 +395,8 @@ def test_config_constructor_store_serves_one_app_and_a_second_is_refused():
     jobify.init_app(first)
     try:
         assert jobify.get_state(first).store is store
-        with pytest.raises(RuntimeError, match="already serves app 'first'.*init_app\\(app, store="):
+        with pytest.raises(RuntimeError,
+                           match=r"already serves app 'first'.*init_app\(app, store="):
             jobify.init_app(second)
         assert "jobify" not in second.extensions
     finally:

@@ -68,7 +68,8 @@ def test_cursor_anything_else_is_invalid_argument(cursor: str) -> None:
 
 
 @pytest.mark.parametrize("raw", [b'[NaN, "aaaaaaaaaaaaaaaaaaaaaa"]', b'[1e999, "x"]',
-                                 b"[1" + b"0" * 309 + b', "aaaaaaaaaaaaaaaaaaaaaa"]',  # OverflowError
+                                 # OverflowError:
+                                 b"[1" + b"0" * 309 + b', "aaaaaaaaaaaaaaaaaaaaaa"]',
                                  b'[1.0, "' + b"\\ud800" * 22 + b'"]',
                                  b'[[[[1]]], "aaaaaaaaaaaaaaaaaaaaaa"]', b"[" * 5000])
 def test_cursor_forged_without_secret_is_422_on_every_store(
@@ -80,7 +81,8 @@ def test_cursor_forged_without_secret_is_422_on_every_store(
     monkeypatch.setenv("JOBIFY_STORE", url)
     app = create_app()
     try:
-        response = app.test_client().get("/jobs", query_string={"cursor": forge_raw(raw, PUBLIC_KEY)})
+        cursor = forge_raw(raw, PUBLIC_KEY)
+        response = app.test_client().get("/jobs", query_string={"cursor": cursor})
         assert response.status_code == 422
         assert response.get_json()["error"]["code"] == "invalid_argument"
     finally:

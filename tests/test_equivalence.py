@@ -332,10 +332,8 @@ def celery_env(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Env]:
     finally:
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(worker.pid, signal.SIGKILL)  # its own session: only its processes
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -396,7 +394,7 @@ class Transport:
 
 def request_kwargs(shape: Shape, extra_headers: t.Mapping[str, str] = {}) -> dict[str, t.Any]:
     """Fresh test client keyword arguments for one sending of ``shape``."""
-    kwargs = {k: v for k, v in shape.request.items()}
+    kwargs = dict(shape.request)
     headers = {**kwargs.pop("headers", {}), **extra_headers}
     if shape.files:
         data = dict(kwargs.pop("data", {}))
@@ -427,7 +425,7 @@ def _normalise(app: Flask, name: str, value: str) -> str:
         serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
         try:
             content = json.dumps(serializer.loads(signed), sort_keys=True)
-        except Exception:
+        except Exception:  # noqa: BLE001 - not a session cookie: compared as it is
             return value
         return f"{cookie}<{content}>{sep}{attributes}"
     return value
@@ -463,7 +461,7 @@ def synchronous(transport: Transport, shape: Shape, problems: list[str]) -> Answ
             response.close()
             problems.append(f"the test client did not raise {shape.client_raises}:"
                             f" {response.status_code}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - compared by name below
             if type(exc).__name__ != shape.client_raises:
                 problems.append(f"the test client raised {type(exc).__name__},"
                                 f" not {shape.client_raises}")
@@ -475,7 +473,7 @@ def synchronous(transport: Transport, shape: Shape, problems: list[str]) -> Answ
             try:
                 response.get_data()
                 problems.append(f"the synchronous stream did not raise {shape.sync_error}")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - compared by name below
                 if type(exc).__name__ != shape.sync_error:
                     problems.append(f"the synchronous stream raised {type(exc).__name__}")
         finally:
@@ -529,7 +527,8 @@ def run_shape(env: Env, shape: Shape, trigger: dict[str, str]) -> None:
         problems.append(f"final status: {record['status']} (error {record['error']}),"
                         f" not {shape.final}")
     error_type = (record.get("error") or {}).get("type")
-    if shape.error_type is not None and record["status"] in FINAL and error_type != shape.error_type:
+    if (shape.error_type is not None and record["status"] in FINAL
+            and error_type != shape.error_type):
         problems.append(f"error type: {error_type!r}, not {shape.error_type!r}")
     if shape.final == "succeeded" and record["error"] is not None:
         problems.append(f"error: {record['error']}")

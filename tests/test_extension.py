@@ -9,16 +9,16 @@ import typing as t
 
 import pytest
 import requests
-from flask import Flask, abort, request
-
 from conftest import drop_redis_keys, store_url
 from core_app import create_app
+from flask import Flask, abort, request
+from helpers import finish
+from servers import serve_app
+
 from flask_jobify import Jobify, JobStatus, current_job
 from flask_jobify.capture import capture_request
 from flask_jobify.models import Job, new_job_id
 from flask_jobify.options import JobOptions
-from helpers import finish
-from servers import serve_app
 
 FLAG = {"X-Job-Flag": "ON"}
 COMPARED_HEADERS = ("Content-Type", "Content-Disposition", "X-Extra", "Location", "Vary")
@@ -167,7 +167,8 @@ def test_extension_job_request_is_rebuilt_without_g(app, client):
         from flask import g
         g.mark = g.get("mark", 0) + 1
 
-    job_id = client.post("/json?q=7", json={"k": "v"}, headers={**FLAG, "X-Custom": "h"}).get_json()["jobId"]
+    accepted = client.post("/json?q=7", json={"k": "v"}, headers={**FLAG, "X-Custom": "h"})
+    job_id = accepted.get_json()["jobId"]
     finish(client, job_id)
     body = client.get(f"/jobs/{job_id}/result").get_json()
     # before_request ran again for the job's own request, with a fresh g

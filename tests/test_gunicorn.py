@@ -5,7 +5,6 @@ import os
 import threading
 
 import requests
-
 from servers import run_gunicorn
 
 HERE = os.path.dirname(__file__)

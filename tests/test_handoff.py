@@ -6,10 +6,10 @@ import typing as t
 
 import pytest
 from flask import Flask, g, request
-
-from servers import free_port as free_tcp_port
-from flask_jobify import CapturedRequest, Jobify, current_job
 from helpers import finish
+from servers import free_port as free_tcp_port
+
+from flask_jobify import CapturedRequest, Jobify, current_job
 
 FLAG = {"X-Job-Flag": "ON"}
 

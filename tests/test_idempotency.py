@@ -9,9 +9,9 @@ import pytest
 import requests
 from conftest import store_url
 from flask import Flask
-from werkzeug.datastructures import Headers
 from idempotency_app import Counter, create_app
 from servers import run_gunicorn, serve_app
+from werkzeug.datastructures import Headers
 
 from flask_jobify import Job
 from flask_jobify.idempotency import credentials_digest, job_id_for_key

@@ -38,7 +38,9 @@ def build_app(store: str, **config: t.Any) -> tuple[Flask, Jobify]:
 
 
 @pytest.fixture
-def make_app(store_backend: str, tmp_path: t.Any) -> t.Iterator[t.Callable[..., tuple[Flask, Jobify]]]:
+def make_app(
+    store_backend: str, tmp_path: t.Any
+) -> t.Iterator[t.Callable[..., tuple[Flask, Jobify]]]:
     apps: list[Flask] = []
 
     def make(**config: t.Any) -> tuple[Flask, Jobify]:
@@ -409,7 +411,8 @@ class FlakyStore(SQLiteStore):
         if self.refuse_status is not None and changes.get("status") is self.refuse_status:
             raise StoreError("database or disk is full")
         result = kwargs.get("result")
-        if self.max_result is not None and result is not None and len(result.body) > self.max_result:
+        if (self.max_result is not None and result is not None
+                and len(result.body) > self.max_result):
             raise StoreError("database or disk is full")
         return super().update(job_id, changes, **kwargs)
 

@@ -9,12 +9,12 @@ import typing as t
 import weakref
 
 import pytest
-from flask import Flask, request
-
 from conftest import drop_redis_keys, store_url
+from flask import Flask, request
+from helpers import finish
+
 from flask_jobify import Jobify
 from flask_jobify.capture import CapturedBody
-from helpers import finish
 
 FLAG = {"X-Job-Flag": "ON"}
 

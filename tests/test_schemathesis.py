@@ -192,7 +192,8 @@ def test_schemathesis_job_lifecycle(gate: threading.Event) -> None:
 def test_schemathesis_cancel_pending_or_running(gate: threading.Event) -> None:
     accepted = call("GET", "/slow", headers={"X-Job-Flag": "ON"})
     assert accepted.status_code == 202
-    response = call("DELETE", "/jobs/{job_id}", path_parameters={"job_id": accepted.json()["jobId"]})
+    job_id = accepted.json()["jobId"]
+    response = call("DELETE", "/jobs/{job_id}", path_parameters={"job_id": job_id})
     assert response.status_code in (200, 202)
     assert response.json()["cancelRequested"] is True
 

@@ -19,10 +19,10 @@ import typing as t
 
 import pytest
 import requests
+from servers import free_port, run_server
 
 from flask_jobify.models import Job
 from flask_jobify.stores.sqlite import SQLiteStore
-from servers import free_port, run_server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: Seconds a running job gets at shutdown (``JOBIFY_SHUTDOWN_GRACE``).

@@ -85,7 +85,8 @@ def test_store_final_status_sets_finished_and_expiry(store: JobStore) -> None:
     assert done.finished_at >= before
     assert done.expires_at == pytest.approx(done.finished_at + 60)
     assert done.error == JobError("ValueError", "bad")
-    assert store.get_result(job.id) == StoredResponse(500, [("Content-Type", "text/plain")], b"boom")
+    expected = StoredResponse(500, [("Content-Type", "text/plain")], b"boom")
+    assert store.get_result(job.id) == expected
 
 
 def test_store_result_is_binary_safe(store: JobStore) -> None:
@@ -156,7 +157,7 @@ def test_store_delete(store: JobStore) -> None:
 def test_store_list_newest_first_with_filters_and_cursor(store: JobStore) -> None:
     base = time.time()
     jobs = [
-        make_job(created_at=base + i, operation="a" if i % 2 else "b", owner="o%d" % (i % 3))
+        make_job(created_at=base + i, operation="a" if i % 2 else "b", owner=f"o{i % 3}")
         for i in range(7)
     ]
     for job in jobs:
@@ -332,7 +333,8 @@ def test_store_concurrent_compare_and_set_has_one_winner(store: JobStore) -> Non
 
     def race(n):
         barrier.wait()
-        if store.update(job.id, {"status": JobStatus.RUNNING, "attempts": n}, only_if=[JobStatus.PENDING]):
+        if store.update(job.id, {"status": JobStatus.RUNNING, "attempts": n},
+                        only_if=[JobStatus.PENDING]):
             winners.append(n)
 
     threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]

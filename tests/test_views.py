@@ -5,9 +5,9 @@ import time
 import typing as t
 
 import pytest
-from core_app import create_app
-from flask_jobify.models import new_job_id
 from test_extension import FLAG, app, client, finish, make_app  # noqa: F401 - fixtures
+
+from flask_jobify.models import new_job_id
 
 
 def error_of(response: t.Any) -> dict[str, t.Any]:

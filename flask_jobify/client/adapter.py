@@ -144,7 +144,7 @@ class JobAdapter(HTTPAdapter):
         self.auth = auth
         super().__init__(**kwargs)
 
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: requests.PreparedRequest,
         stream: bool = False,

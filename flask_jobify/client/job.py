@@ -100,8 +100,8 @@ class Job:
     def result_url(self) -> str:
         """The absolute URL of the job's result."""
         url = self.record.get("resultUrl")
-        if url:
-            return urljoin(self.status_url, url)
+        if url:  # a string: job_record checks it
+            return urljoin(self.status_url, t.cast(str, url))
         return self._result_url or self.status_url.rstrip("/") + "/result"
 
     @property
@@ -350,10 +350,8 @@ class Job:
                              job_id=self.id)
 
     def _cancel_quietly(self) -> None:
-        try:
-            self.cancel()
-        except requests.RequestException:
-            pass  # best effort: we are already on the way out with an error
+        with contextlib.suppress(requests.RequestException):
+            self.cancel()  # best effort: we are already on the way out with an error
 
     def _fetch_result(self, deadline: float | None, stream: bool) -> requests.Response:
         response = fetch_result(

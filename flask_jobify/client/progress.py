@@ -36,7 +36,7 @@ class ProgressBar:
 
     def __init__(self, description: str | None = None, **options: t.Any) -> None:
         try:
-            from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
+            from tqdm import tqdm
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError(
                 "progress_bar=True needs tqdm: pip install 'flask-jobify[progress]'"

@@ -60,7 +60,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 SendFunc = t.Callable[..., requests.Response]
 #: What requests takes as ``auth=``: an ``AuthBase``, a callable, a
 #: ``(user, password)`` tuple, or ``None``.
-Auth = t.Union[  # noqa: UP007 - evaluated at run time, on Python 3.9 too
+Auth = t.Union[  # evaluated at run time: no `X | Y` on Python 3.9
     requests.auth.AuthBase, t.Callable[..., t.Any], tuple[str, str], None
 ]
 
@@ -136,7 +136,7 @@ def cookies_for_other_origin(
     as usual: domain, path and expiry, and ``secure`` cookies only over
     ``https``.
     """
-    _, host = eff_request_host(MockRequest(request))  # type: ignore[arg-type]
+    _, host = eff_request_host(MockRequest(request))
     scoped = RequestsCookieJar()
     for cookie in jar:
         if cookie.domain and (cookie.domain_specified or cookie.domain.lower() == host):
@@ -198,9 +198,10 @@ class Transport:
         cookie = self._template.headers.pop("Cookie", None)
         jar = getattr(request, "_cookies", None)
         self._jar = jar.copy() if isinstance(jar, RequestsCookieJar) else RequestsCookieJar()
+        from_jar = get_cookie_header(self._jar, self._template)
         #: A ``Cookie`` header set by hand (not from the jar): resent to the
         #: job's origin when the jar has nothing for it.
-        self._own_cookie = None if cookie == get_cookie_header(self._jar, self._template) else cookie
+        self._own_cookie = None if cookie == from_jar else cookie
         self._jar_lock = threading.Lock()
         self._sink = cookie_sink
         self._redirects = SessionRedirectMixin()  # should_strip_auth needs no session state

@@ -23,7 +23,7 @@ from ..errors import StoreError
 from ..models import ACTIVE_STATUSES, Job, JobStatus, StoredResponse
 
 #: A listing cursor: ``(created_at, id)`` of the last job of the previous page.
-Cursor = t.Tuple[float, str]
+Cursor = tuple[float, str]
 
 
 class NoOwner(enum.Enum):

@@ -23,7 +23,7 @@ from .base import (
 )
 
 #: A job's place in the listing order: ``(created_at, id)``.
-_Key = t.Tuple[float, str]
+_Key = tuple[float, str]
 
 
 def _copy(job: Job) -> Job:

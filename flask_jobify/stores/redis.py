@@ -218,11 +218,12 @@ class RedisStore(JobStore):
     drop the index entries of expired jobs without a scan.
 
     :meth:`renew_leases` compare-and-sets records as :meth:`update` does,
-    a thousand per script, and publishes nothing. :meth:`update` and :meth:`delete` publish the job id on
-    ``{prefix}:changed``. One listener thread per store, started by the
-    first :meth:`wait` and stopped by :meth:`close`, holds the subscription
-    and wakes that job's waiters: any number of waiters share one connection
-    and no wait pays a subscribe round trip. The price: every listening
+    a thousand per script, and publishes nothing. :meth:`update` and
+    :meth:`delete` publish the job id on ``{prefix}:changed``. One listener
+    thread per store, started by the first :meth:`wait` and stopped by
+    :meth:`close`, holds the subscription and wakes that job's waiters: any
+    number of waiters share one connection and no wait pays a subscribe
+    round trip. The price: every listening
     process receives the id of every change under the prefix. The listener
     holds its store weakly: a store nobody holds any more is collected, and
     its listener ends within :data:`_LISTEN_CHECK` seconds.
@@ -276,7 +277,8 @@ class RedisStore(JobStore):
         if "socket_connect_timeout" not in dict(query):
             kwargs.setdefault("socket_connect_timeout", 2.0)
         try:
-            client = redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(rest))), **kwargs)
+            own_url = urlunsplit(parts._replace(query=urlencode(rest)))
+            client = redis.Redis.from_url(own_url, **kwargs)
         except ValueError as exc:
             raise StoreError(f"Not a Redis URL: {redact_url(url)!r} ({exc})") from exc
         return cls(client, prefix=prefix)
@@ -664,7 +666,7 @@ def _listen(
     """The listener of a store: wake the waiters of each changed job, until
     the store is closed or collected. Holds the store only to wake them."""
     while not closing.is_set():
-        pubsub = client.pubsub()
+        pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # unannotated in redis-py
         try:
             pubsub.subscribe(channel)
             while not closing.is_set():

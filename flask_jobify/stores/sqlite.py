@@ -122,9 +122,10 @@ class _Connection:
         self.db = db
 
     def __del__(self) -> None:
-        try:
+        # At interpreter exit: nothing to tell, and contextlib may be gone.
+        try:  # noqa: SIM105
             self.db.close()
-        except Exception:  # noqa: S110 - at interpreter exit, nothing to tell
+        except Exception:  # noqa: BLE001
             pass
 
 
@@ -132,8 +133,8 @@ class SQLiteStore(JobStore):
     """Jobs in one SQLite file in WAL mode, shared by the processes of one machine.
 
     Safe to share between threads: each thread uses its own connection,
-    opened at its first call and closed when the thread ends. Safe to share between processes on the same
-    machine, such as gunicorn workers, the file being on a local disk:
+    opened at its first call and closed when the thread ends. Safe to share
+    between processes on the same machine, such as gunicorn workers, the file being on a local disk:
     every write is one ``BEGIN IMMEDIATE`` transaction, which takes the
     file's write lock before reading, so a compare-and-set (``only_if``) has
     exactly one winner among all processes, and a committed job is visible
