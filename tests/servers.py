@@ -131,3 +131,17 @@ def run_server(
                 os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
         log.close()
+
+
+def stop_process_group(process: subprocess.Popen[t.Any], first: int = signal.SIGTERM) -> None:
+    """Stop a process started in a session of its own: ``first`` to it
+    (a graceful or cold stop), then SIGKILL to its whole group (a pool's
+    children) whatever happened, waiting up to 10 s for each."""
+    if process.poll() is None:
+        process.send_signal(first)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # its own session: only its processes
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(10)

@@ -7,7 +7,6 @@ share a fresh store prefix and the broker DB 14, both dropped afterwards.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,7 +22,7 @@ import uuid
 import pytest
 import requests
 from conftest import REDIS_HOST, REDIS_PORT, drop_redis_keys, require_redis
-from servers import run_gunicorn
+from servers import run_gunicorn, stop_process_group
 
 from flask_jobify.client import JobSession
 
@@ -70,19 +69,6 @@ def _wait_worker_ready(stack: Stack, deadline: float) -> None:
         time.sleep(0.2)
 
 
-def _stop_worker(worker: subprocess.Popen) -> None:
-    """Cold shutdown (SIGQUIT) of the worker we started, then SIGKILL for
-    its process group (the pool children) whatever happened."""
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGQUIT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.wait(10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(worker.pid, signal.SIGKILL)  # its own session: only its children
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        worker.wait(10)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> t.Iterator[Stack]:
     require_redis()
@@ -118,7 +104,7 @@ def stack(tmp_path_factory) -> t.Iterator[Stack]:
             _wait_worker_ready(stack, time.monotonic() + 60)
             yield stack
     finally:
-        _stop_worker(worker)
+        stop_process_group(worker, signal.SIGQUIT)  # a cold shutdown
         control.close()
         broker.flushdb()
         broker.close()

@@ -24,7 +24,6 @@ import dataclasses
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ import requests
 from conftest import REDIS_HOST, REDIS_PORT, REDIS_URL, drop_redis_keys, require_redis, store_url
 from equivalence_app import ALICE, FILE_ETAG, Note, create_app, create_celery_pair, db
 from flask import Flask
-from servers import serve_app
+from servers import serve_app, stop_process_group
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -330,14 +329,7 @@ def celery_env(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Env]:
         with _apps(Env("celery", {"main": app}, {}, CELERY_WITHIN, log_path), [prefix]) as env_:
             yield env_
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.wait(10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(worker.pid, signal.SIGKILL)  # its own session: only its processes
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.wait(10)
+        stop_process_group(worker)
         import redis
 
         broker = redis.Redis.from_url(settings["EQUIV_BROKER"])
