@@ -14,6 +14,7 @@ if t.TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from .capture import CapturedRequest
     from .context import JobHandle, current_job
     from .errors import (
+        AccessDenied,
         ConfigError,
         ConfigWarning,
         ExecutorUnavailable,
@@ -50,7 +51,8 @@ _EXPORTS = {
     "current_job": "context",
     **dict.fromkeys(
         [
-            "ConfigError", "ConfigWarning", "ExecutorUnavailable", "IdempotencyMismatch",
+            "AccessDenied", "ConfigError", "ConfigWarning", "ExecutorUnavailable",
+            "IdempotencyMismatch",
             "InvalidCallback", "InvalidIdempotencyKey", "InvalidJobFlag", "InvalidJobId",
             "JobCancelled", "JobifyHTTPError", "JobNotFinished", "JobNotFound", "NoResult",
             "QueueFull", "ShuttingDown", "StoreError", "StoreUnavailable", "UnreadableBody",
@@ -96,6 +98,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AccessDenied",
     "CapturedRequest",
     "ConfigError",
     "ConfigWarning",

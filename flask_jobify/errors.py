@@ -15,6 +15,7 @@ import typing as t
 from werkzeug.exceptions import (
     BadRequest,
     Conflict,
+    Forbidden,
     HTTPException,
     NotFound,
     NotImplemented,
@@ -230,6 +231,13 @@ class InvalidArgument(JobifyHTTPError, UnprocessableEntity):
     """A query argument or body field is invalid."""
 
     error_code = "invalid_argument"
+
+
+class AccessDenied(JobifyHTTPError, Forbidden):
+    """The caller may not use an admin surface (the dashboard, the metrics):
+    see :meth:`Jobify.dashboard_access <flask_jobify.Jobify.dashboard_access>`."""
+
+    error_code = "access_denied"
 
 
 class InvalidCallback(JobifyHTTPError, BadRequest):

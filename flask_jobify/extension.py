@@ -14,6 +14,7 @@ from flask import Flask, Response, current_app, g, request, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from .access import AccessCheck, require_admin
 from .capture import capture_request
 from .context import job_of_request
 from .errors import (
@@ -117,6 +118,7 @@ class Jobify:
         self._owner_loader: OwnerLoader | None = None
         self._callback_secret_loader: SecretLoader | None = None
         self._request_filters: list[RequestFilter] = []
+        self._dashboard_access: AccessCheck | None = None
         if app is not None:
             self.init_app(app)
 
@@ -159,7 +161,8 @@ class Jobify:
             )
         settings = Settings.from_app(app)
         state = JobifyState(app, settings, store=store, load_owner=self.load_owner,
-                            load_callback_secret=self.load_callback_secret)
+                            load_callback_secret=self.load_callback_secret,
+                            require_admin=self.require_admin)
         if store is not None:
             setattr(store, _STORE_APP_ATTR, app.name)
         if store is not None and store is self._store:
@@ -338,6 +341,29 @@ class Jobify:
         """
         self._callback_secret_loader = loader
         return loader
+
+    def dashboard_access(self, check: AccessCheck) -> AccessCheck:
+        """Register the function that says whether the caller may use the
+        admin surfaces (the dashboard and the metrics endpoint)::
+
+            @jobify.dashboard_access
+            def is_admin():
+                return current_user.is_authenticated and current_user.is_admin
+
+        It takes no arguments, runs in the request, and returns a truth
+        value. Without one, they are open only to requests from this
+        machine to an app in debug mode; others get ``403 access_denied``.
+        They still show only the jobs the owner loader lets the caller see.
+
+        .. versionadded:: 0.2
+        """
+        self._dashboard_access = check
+        return check
+
+    def require_admin(self) -> None:
+        """Raise :class:`~flask_jobify.errors.AccessDenied` unless the
+        caller may use the admin surfaces (see :meth:`dashboard_access`)."""
+        require_admin(self._dashboard_access)
 
     def load_callback_secret(self, url: str, job: Job) -> str | bytes | None:
         """The receiver's secret from the callback secret loader, or ``None``."""

@@ -16,6 +16,7 @@ import typing as t
 
 from flask import Flask
 
+from .access import require_admin
 from .capture import CapturedRequest
 from .context import JobHandle
 from .errors import ConfigError, ContentTooLarge, ExecutorUnavailable, StoreError, redact_url
@@ -111,9 +112,13 @@ class JobifyState:
         store: JobStore | None = None,
         load_owner: t.Callable[[], str | None] = lambda: None,
         load_callback_secret: SecretLoader | None = None,
+        require_admin: t.Callable[[], None] = functools.partial(require_admin, None),
     ) -> None:
         self.app = app
         self._load_owner = load_owner
+        #: Raises :class:`~flask_jobify.errors.AccessDenied` unless the
+        #: caller may use the admin surfaces (``Jobify.dashboard_access``).
+        self.require_admin = require_admin
         self.settings = settings
         self.store = store if store is not None else _open_store(settings)
         self.executor = ThreadExecutor(settings.max_workers, settings.max_queued)
