@@ -1,6 +1,12 @@
 """Flask-Jobify: any Flask view becomes a background job when the client asks.
 
-The names below are imported on first use (PEP 562), so that
+What an app needs: the :class:`Jobify` extension, ``current_job`` inside
+a job, the job record (:class:`Job`, :class:`JobStatus`...), the stores,
+the signals, and every exception it may catch (all rooted at
+:class:`JobifyError`; the HTTP ones at :class:`JobifyHTTPError`, which an
+app's error handler may restyle). The rest is internal.
+
+The names are imported on first use (PEP 562), so that
 ``import flask_jobify.client`` loads requests and not Flask: a caller of an
 API needs no server stack. ``from flask_jobify import Jobify`` works as
 before.
@@ -17,28 +23,35 @@ if t.TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
         AccessDenied,
         ConfigError,
         ConfigWarning,
+        ContentTooLarge,
+        DuplicateJobId,
+        ExecutorError,
         ExecutorUnavailable,
         IdempotencyMismatch,
+        IdempotencyUnavailable,
+        InvalidArgument,
         InvalidCallback,
         InvalidIdempotencyKey,
         InvalidJobFlag,
         InvalidJobId,
         JobCancelled,
-        JobifyError,
         JobifyHTTPError,
         JobNotFinished,
         JobNotFound,
         NoResult,
+        PreconditionFailed,
         QueueFull,
         ShuttingDown,
+        StoreClosed,
         StoreError,
         StoreUnavailable,
         UnreadableBody,
         WebhookSignatureError,
     )
     from .extension import Jobify
-    from .models import Job, JobError, JobProgress, JobStatus, StoredResponse
+    from .models import Job, JobError
     from .options import JobOptions
+    from .protocol import JobifyError, JobProgress, JobStatus
     from .signals import job_accepted, job_finished, job_started
     from .stores import JobStore, store_from_url
 
@@ -51,23 +64,23 @@ _EXPORTS = {
     "current_job": "context",
     **dict.fromkeys(
         [
-            "AccessDenied", "ConfigError", "ConfigWarning", "ExecutorUnavailable",
-            "IdempotencyMismatch",
-            "InvalidCallback", "InvalidIdempotencyKey", "InvalidJobFlag", "InvalidJobId",
-            "JobCancelled", "JobifyHTTPError", "JobNotFinished", "JobNotFound", "NoResult",
-            "QueueFull", "ShuttingDown", "StoreError", "StoreUnavailable", "UnreadableBody",
-            "WebhookSignatureError",
+            "AccessDenied", "ConfigError", "ConfigWarning", "ContentTooLarge", "DuplicateJobId",
+            "ExecutorError", "ExecutorUnavailable", "IdempotencyMismatch",
+            "IdempotencyUnavailable", "InvalidArgument", "InvalidCallback",
+            "InvalidIdempotencyKey", "InvalidJobFlag", "InvalidJobId", "JobCancelled",
+            "JobNotFinished", "JobNotFound", "JobifyHTTPError", "NoResult", "PreconditionFailed",
+            "QueueFull", "ShuttingDown", "StoreClosed", "StoreError", "StoreUnavailable",
+            "UnreadableBody", "WebhookSignatureError",
         ],
         "errors",
     ),
-    "JobifyError": "protocol",
-    "JobProgress": "protocol",
-    "JobStatus": "protocol",
     "Jobify": "extension",
     "Job": "models",
     "JobError": "models",
-    "StoredResponse": "models",
     "JobOptions": "options",
+    "JobProgress": "protocol",
+    "JobStatus": "protocol",
+    "JobifyError": "protocol",
     "job_accepted": "signals",
     "job_finished": "signals",
     "job_started": "signals",
@@ -102,8 +115,13 @@ __all__ = [
     "CapturedRequest",
     "ConfigError",
     "ConfigWarning",
+    "ContentTooLarge",
+    "DuplicateJobId",
+    "ExecutorError",
     "ExecutorUnavailable",
     "IdempotencyMismatch",
+    "IdempotencyUnavailable",
+    "InvalidArgument",
     "InvalidCallback",
     "InvalidIdempotencyKey",
     "InvalidJobFlag",
@@ -122,13 +140,15 @@ __all__ = [
     "JobifyError",
     "JobifyHTTPError",
     "NoResult",
+    "PreconditionFailed",
     "QueueFull",
     "ShuttingDown",
+    "StoreClosed",
     "StoreError",
     "StoreUnavailable",
-    "StoredResponse",
     "UnreadableBody",
     "WebhookSignatureError",
+    "__version__",
     "current_job",
     "job_accepted",
     "job_finished",

@@ -281,3 +281,8 @@ def _encode_parsed_form(request: Request) -> tuple[bytes, str | None]:
         return body, f"multipart/form-data; boundary={boundary}"
     body = urlencode(list(request.form.items(multi=True))).encode()
     return body, "application/x-www-form-urlencoded"
+
+
+__all__ = [
+    "CapturedBody", "CapturedRequest", "capture_request",
+]

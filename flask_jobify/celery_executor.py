@@ -5,7 +5,7 @@ are the job id, the captured request (method, path, query, headers, body:
 uploads included), the operation's options and the run number. A Celery
 worker that imports the same Flask app runs the view on that request under
 the app's own hooks, exactly as a thread of the web process would
-(:meth:`~flask_jobify.state.JobifyState.run`), and writes status, progress
+(:meth:`Worker.run <flask_jobify.worker.Worker.run>`), and writes status, progress
 and the response to the shared store. Celery is the queue; the store is
 the truth: a task whose job was cancelled, or already run, does nothing.
 
@@ -17,7 +17,7 @@ the truth: a task whose job was cancelled, or already run, does nothing.
   plus ``JOBIFY_CANCEL_CHECK_INTERVAL``) interrupts a view that does not
   listen, and ``time_limit`` (plus ``JOBIFY_SHUTDOWN_GRACE``) kills it.
 - **Retries** go back through Celery with ``countdown``.
-- **Crash recovery** is the leases' (see :class:`~flask_jobify.state.JobifyState`),
+- **Crash recovery** is the leases' (see :mod:`flask_jobify.leases`),
   not Celery's: tasks are acknowledged when they start, so a task whose
   worker died is not delivered twice by the broker behind our back.
 - **Secrets:** the request travels through the broker. Celery logs and
@@ -32,13 +32,14 @@ import threading
 import typing as t
 
 from .capture import CapturedRequest
-from .errors import ExecutorUnavailable
+from .errors import ExecutorError
+from .executor import Run, RunJob
 from .options import JobOptions
 
 if t.TYPE_CHECKING:
     import celery
 
-    from .state import JobifyState
+__all__ = ["CeleryExecutor", "task_id", "task_name"]
 
 logger = logging.getLogger("flask_jobify")
 
@@ -54,32 +55,50 @@ def task_id(job_id: str, attempt: int) -> str:
 
 
 class CeleryExecutor:
-    """Sends jobs of one Flask app to a Celery app's workers.
+    """Sends the runs of one Flask app's jobs to a Celery app's workers,
+    where the task this registers executes them with ``run_job``.
 
     Thread-safe: Celery's producer pool serves concurrent senders.
 
-    :param state: the Flask app's Flask-Jobify state.
+    :param run_job: executes a run in the calling thread (on the worker).
     :param celery_app: the Celery app whose workers import the Flask app.
-    :param queue: the Celery queue jobs go to (default: Celery's).
+    :param app_name: the Flask app's name, which names the task.
+    :param timeout_of: seconds a run with the given options may take, or
+        ``None``: sets the task's ``soft_time_limit`` (that plus
+        ``soft_margin``) and ``time_limit`` (that plus ``hard_margin``).
+    :param queue: the Celery queue runs go to (default: Celery's).
     """
 
+    #: Runs leave the process: their request goes through the broker.
+    local = False
+
     def __init__(
-        self, state: JobifyState, celery_app: celery.Celery, *, queue: str | None = None
+        self,
+        run_job: RunJob,
+        celery_app: celery.Celery,
+        *,
+        app_name: str,
+        timeout_of: t.Callable[[JobOptions], float | None] = lambda options: None,
+        soft_margin: float = 1.0,
+        hard_margin: float = 1.0,
+        queue: str | None = None,
     ) -> None:
-        self.state = state
         self.celery_app = celery_app
         self.queue = queue
+        self._timeout_of = timeout_of
+        self._soft_margin = soft_margin
+        self._hard_margin = hard_margin
         self._closed = threading.Event()
-        run = state.run
 
-        def run_job(job_id: str, request: dict[str, t.Any], options: dict[str, t.Any],
-                    attempt: int = 1) -> None:
-            run(job_id, CapturedRequest.from_dict(request), JobOptions.from_dict(options), attempt)
+        def run_task(job_id: str, request: dict[str, t.Any], options: dict[str, t.Any],
+                     attempt: int = 1) -> None:
+            run_job(Run(job_id, CapturedRequest.from_dict(request),
+                        JobOptions.from_dict(options), attempt))
 
-        run_job.__doc__ = f"Run a Flask-Jobify job of the Flask app {state.app.name!r}."
+        run_task.__doc__ = f"Run a Flask-Jobify job of the Flask app {app_name!r}."
         #: The Celery task; its result is the job record, not Celery's backend.
         self.task = celery_app.task(
-            run_job, name=task_name(state.app.name), ignore_result=True, acks_late=False,
+            run_task, name=task_name(app_name), ignore_result=True, acks_late=False,
         )
 
     @property
@@ -89,48 +108,44 @@ class CeleryExecutor:
     def close(self) -> None:
         self._closed.set()
 
-    def send(
-        self,
-        job_id: str,
-        captured: CapturedRequest,
-        options: JobOptions,
-        *,
-        attempt: int = 1,
-        delay: float = 0.0,
-    ) -> bool:
-        """Send run number ``attempt`` of a stored job to the workers, to
-        start after ``delay`` seconds. ``False`` if this process is stopping.
+    def shutdown(self, grace: float) -> bool:
+        """Close; runs execute on the workers, so none is waited for here."""
+        self.close()
+        return True
 
-        :raises ExecutorUnavailable: if the broker cannot be reached.
+    def dispatch(self, run: Run, *, countdown: float = 0.0, force: bool = False) -> bool:
+        """Send ``run`` to the workers, to start after ``countdown`` seconds.
+        ``False`` if this process is stopping (the broker has no queue limit,
+        so ``force`` changes nothing).
+
+        :raises ExecutorError: if the broker cannot be reached.
         """
         if self.closed:
             return False
         limits: dict[str, float] = {}
-        timeout = self.state.timeout_of(options)
+        timeout = self._timeout_of(run.options)
         if timeout is not None:
-            settings = self.state.settings
-            limits["soft_time_limit"] = timeout + settings.cancel_check_interval + 1
-            limits["time_limit"] = timeout + settings.shutdown_grace + 1
+            limits["soft_time_limit"] = timeout + self._soft_margin
+            limits["time_limit"] = timeout + self._hard_margin
         try:
             self.task.apply_async(
-                (job_id, captured.to_dict(), options.to_dict(), attempt),
-                task_id=task_id(job_id, attempt),
-                countdown=delay or None,
+                (run.job_id, run.request.to_dict(), run.options.to_dict(), run.attempt),
+                task_id=task_id(run.job_id, run.attempt),
+                countdown=countdown or None,
                 queue=self.queue,
-                argsrepr=repr((job_id, "<request>", "<options>", attempt)),
+                argsrepr=repr((run.job_id, "<request>", "<options>", run.attempt)),
                 kwargsrepr="{}",
                 **limits,
             )
         except Exception as exc:  # kombu's OperationalError and kin
-            logger.error("Could not send job %s to Celery: %s", job_id, exc)
-            raise ExecutorUnavailable() from exc
+            logger.error("Could not send job %s to Celery: %s", run.job_id, exc)
+            raise ExecutorError(f"Celery's broker refused the job: {exc}") from exc
         return True
 
-    def revoke(self, job_id: str, *, attempt: int) -> None:
-        """Tell the workers to drop the task of a cancelled pending job.
-
-        Only a shortcut: a task that runs anyway finds the job cancelled in
-        the store and does nothing.
+    def revoke(self, job_id: str, attempt: int) -> None:
+        """Tell the workers to drop the task of run number ``attempt`` of
+        ``job_id`` (a cancelled pending job). Only a shortcut: a task that
+        runs anyway finds the job cancelled in the store and does nothing.
         """
         try:
             self.celery_app.control.revoke(task_id(job_id, attempt))

@@ -199,3 +199,8 @@ def _find_current_job() -> JobHandle:
 current_job: JobHandle = t.cast(
     JobHandle, LocalProxy(_find_current_job)
 )
+
+
+__all__ = [
+    "JOB_ENVIRON_KEY", "JobHandle", "current_job", "job_of_request",
+]

@@ -75,6 +75,16 @@ class StoreError(JobifyError):
     """A job store could not do what was asked (bad URL, unreachable...)."""
 
 
+class DuplicateJobId(StoreError):
+    """A job with this id exists already (:meth:`JobStore.create
+    <flask_jobify.stores.base.JobStore.create>`)."""
+
+
+class ExecutorError(JobifyError):
+    """An executor could not take a run: Celery's broker is unreachable.
+    Nothing was dispatched. (Answered ``503 executor_unavailable``.)"""
+
+
 class StoreClosed(StoreError):
     """The store was closed (``JobStore.close``): nothing will make it work
     again, so this is never retried."""

@@ -1,175 +1,96 @@
-"""Running jobs in the background: a bounded pool of threads per process.
+"""Where the runs of jobs execute: the one interface of the executors.
 
-Why not :class:`concurrent.futures.ThreadPoolExecutor`: at interpreter exit
-it runs *every queued item* to completion before ``atexit`` handlers run, so
-a gunicorn worker told to stop would hang until its whole backlog is done,
-and nothing could mark the jobs it gives up on. This pool uses daemon
-threads and an explicit :meth:`ThreadExecutor.shutdown` with a grace period
-instead.
+An accepted job is stored first; then each of its runs is handed to the
+app's :class:`Executor` as a :class:`Run`, and the executor has it
+executed by a function of the state (``run_job``, given when the executor
+is made), in this process or another. Two executors implement it:
+
+- :class:`~flask_jobify.thread_executor.ThreadExecutor` runs jobs on a
+  bounded pool of this process's threads (``JOBIFY_EXECUTOR = "thread"``);
+- :class:`~flask_jobify.celery_executor.CeleryExecutor` sends them to
+  Celery workers (``JOBIFY_EXECUTOR = "celery"``).
+
+The store is the truth, whatever the executor: a run whose job was
+cancelled, or already run, does nothing (see
+:meth:`Lifecycle.start <flask_jobify.lifecycle.Lifecycle.start>`).
 """
 from __future__ import annotations
 
-import logging
-import os
-import queue
-import threading
-import time
+import dataclasses
 import typing as t
-import weakref
 
-from .perprocess import PerProcess
+from .capture import CapturedRequest
+from .options import JobOptions
 
-logger = logging.getLogger("flask_jobify")
-
-Task = t.Callable[[], None]
+__all__ = ["Executor", "Run", "RunJob"]
 
 
-class ThreadExecutor:
-    """A fixed number of daemon threads pulling tasks from a bounded queue.
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """Run number ``attempt`` (from 1) of a stored job: what an executor
+    carries to where the job runs.
 
-    Thread-safe: :meth:`submit` and :meth:`shutdown` may be called from any
-    thread. Per process: threads are started lazily on the first
-    :meth:`submit` and started again in a forked child (gunicorn
-    ``--preload``), which inherits no threads. Its lock and queue are made
-    in the process that uses them, after a fork or gevent's patching.
-
-    The threads hold the executor weakly, and only while they run a task:
-    an executor nobody holds any more (its app was dropped without a
-    shutdown) is collected once its tasks are done, and its threads end.
-
-    :param max_workers: threads that run tasks.
-    :param max_queued: tasks that may wait for a free thread; :meth:`submit`
-        refuses more.
+    Immutable, so safe to share between threads.
     """
 
-    def __init__(
-        self, max_workers: int = 4, max_queued: int = 100, *, name: str = "jobify"
-    ) -> None:
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
-        self.max_workers = max_workers
-        self.max_queued = max_queued
-        self._name = name
-        self._idle_of: PerProcess[threading.Condition] = PerProcess(lambda: threading.Condition())
-        self._queue_of: PerProcess[queue.SimpleQueue[Task | None]] = PerProcess(
-            lambda: queue.SimpleQueue())
-        self._queued = 0
-        self._running = 0
-        self._closed = False
-        self._pid: int | None = None
-        self._threads: list[threading.Thread] = []
-        # Ends the threads when the executor is collected.
-        weakref.finalize(self, _stop_threads, self._queue_of, max_workers).atexit = False
+    job_id: str
+    #: The job's request, after ``JOBIFY_DROP_HEADERS`` and the request filters.
+    request: CapturedRequest
+    options: JobOptions
+    attempt: int = 1
+
+    def next(self) -> Run:
+        """The run after this one (a retry, a job taken over)."""
+        return dataclasses.replace(self, attempt=self.attempt + 1)
+
+    def to_dict(self) -> dict[str, t.Any]:
+        """A JSON-compatible form, to send to another process: without the
+        operation's ``callback_secret`` (see :meth:`JobOptions.to_dict`)."""
+        return {"job_id": self.job_id, "request": self.request.to_dict(),
+                "options": self.options.to_dict(), "attempt": self.attempt}
+
+    @classmethod
+    def from_dict(cls, data: t.Mapping[str, t.Any]) -> Run:
+        return cls(data["job_id"], CapturedRequest.from_dict(data["request"]),
+                   JobOptions.from_dict(data["options"]), int(data.get("attempt", 1)))
+
+
+#: Executes a run in the calling thread and stores how it ended
+#: (:meth:`Worker.run <flask_jobify.worker.Worker.run>`).
+RunJob = t.Callable[[Run], None]
+
+
+class Executor(t.Protocol):
+    """What the state asks of an executor. Implementations are thread-safe."""
 
     @property
-    def _idle(self) -> threading.Condition:
-        """Guards the counts; made in each process that uses it (see
-        :mod:`flask_jobify.perprocess`), as is the queue."""
-        return self._idle_of.get()
-
-    @property
-    def _lock(self) -> threading.Condition:
-        return self._idle  # a condition is its own lock
-
-    @property
-    def _queue(self) -> queue.SimpleQueue[Task | None]:
-        return self._queue_of.get()
-
-    @property
-    def queued(self) -> int:
-        """Tasks waiting for a thread."""
-        return self._queued
-
-    @property
-    def running(self) -> int:
-        """Tasks being run."""
-        return self._running
+    def local(self) -> bool:
+        """Whether runs wait and execute in this process. If so, this
+        process holds each job from its dispatch (it renews the job's
+        lease); if not, the job's request leaves the process."""
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """Whether :meth:`close` was called: every dispatch is refused."""
 
-    def submit(self, task: Task, *, force: bool = False) -> bool:
-        """Queue ``task``; return ``False`` if the queue is full or closed.
+    def dispatch(self, run: Run, *, countdown: float = 0.0, force: bool = False) -> bool:
+        """Have ``run`` executed after ``countdown`` seconds (Celery's word).
+        Return ``False`` if it was refused: the executor is closed, or its
+        queue is full and ``force`` (work accepted earlier: a retry, a job
+        taken over) is not set.
 
-        :param force: queue it even past ``max_queued`` (work accepted
-            earlier: a retry, a job taken over from a dead process).
+        :raises ExecutorError: if the executor cannot be reached (Celery's
+            broker is down); nothing was dispatched.
         """
-        with self._lock:
-            if self._closed or (self._queued >= self.max_queued and not force):
-                return False
-            self._start_threads()
-            self._queued += 1
-        self._queue.put(task)
-        return True
+
+    def revoke(self, job_id: str, attempt: int) -> None:
+        """Drop run number ``attempt`` of ``job_id`` if it has not started
+        (a cancelled pending job). Only a shortcut: a run that starts
+        anyway finds its job ended."""
 
     def close(self) -> None:
-        """Refuse new tasks from now on; queued and running ones go on."""
-        with self._lock:
-            self._closed = True
+        """Refuse new runs from now on; runs already dispatched go on."""
 
     def shutdown(self, grace: float) -> bool:
-        """Stop accepting tasks and wait up to ``grace`` seconds for queued
-        and running ones. Return ``True`` if all of them finished."""
-        deadline = time.monotonic() + grace
-        with self._lock:
-            self._closed = True
-            while self._queued or self._running:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._idle.wait(remaining)
-            done = not (self._queued or self._running)
-        for _ in self._threads:
-            self._queue.put(None)
-        return done
-
-    def _start_threads(self) -> None:
-        pid = os.getpid()
-        if self._pid == pid:
-            return
-        self._pid = pid
-        self._threads = [
-            threading.Thread(target=_work, args=(weakref.ref(self), self._queue),
-                             name=f"{self._name}-{n}", daemon=True)
-            for n in range(self.max_workers)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _begin(self) -> None:
-        with self._lock:
-            self._queued -= 1
-            self._running += 1
-
-    def _done(self) -> None:
-        with self._lock:
-            self._running -= 1
-            self._idle.notify_all()
-
-
-def _work(ref: weakref.ref[ThreadExecutor], tasks: queue.SimpleQueue[Task | None]) -> None:
-    """A thread of the pool: runs tasks until it gets ``None`` (a shutdown,
-    or its executor was collected). Holds the executor and the task only
-    while it runs one: a task may hold its app."""
-    while True:
-        task = tasks.get()
-        executor = ref()
-        if task is None or executor is None:
-            return
-        executor._begin()
-        try:
-            task()
-        except BaseException:  # a task must never kill its thread
-            logger.exception("A Flask-Jobify task raised")
-        finally:
-            executor._done()
-            del task, executor
-
-
-def _stop_threads(queue_of: PerProcess[queue.SimpleQueue[Task | None]], count: int) -> None:
-    """Tell this process's threads of a collected executor to end."""
-    tasks = queue_of.made()
-    if tasks is not None:
-        for _ in range(count):
-            tasks.put(None)  # SimpleQueue.put is safe from a finalizer
+        """Close, and wait up to ``grace`` seconds for the runs executing in
+        this process. Return whether none is left."""

@@ -2,61 +2,28 @@
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import functools
-import json
-import time
 import typing as t
 import warnings
 import weakref
 
-from flask import Flask, Response, current_app, g, request, url_for
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from .accept import accept_if_asked
 from .access import AccessCheck, require_admin
-from .capture import capture_request
-from .context import job_of_request
-from .errors import (
-    ConfigWarning,
-    ContentTooLarge,
-    IdempotencyMismatch,
-    InvalidJobFlag,
-    JobifyHTTPError,
-    QueueFull,
-    ShuttingDown,
-    StoreError,
-    StoreUnavailable,
-    http_exception_response,
-)
-from .idempotency import (
-    credentials_digest,
-    fingerprint,
-    idempotency_key,
-    job_id_for_key,
-    secret_of,
-    submit_once,
-)
-from .models import Job, JobStatus, new_job_id
+from .config import Settings
+from .errors import ConfigWarning, http_exception_response
+from .models import Job
 from .openapi import add_spec_routes, register_api
 from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
-from .replay import replay_response
-from .schemas import AcceptedJobSchema
-from .serving import at_uwsgi_exit, max_wait, wait_while_serving
-from .settings import Settings
-from .signals import job_accepted
+from .serving import at_uwsgi_exit
 from .state import JobifyState, RequestFilter
 from .stores.base import JobStore
-from .trigger import (
-    JOB_FLAG_HEADER,
-    JOB_ID_HEADER,
-    MAX_WAIT_HEADER,
-    VARY_HEADERS,
-    JobTrigger,
-    parse_trigger,
-)
+from .trigger import VARY_HEADERS
 from .views import create_jobs_blueprint
-from .webhooks import CALLBACK_HEADER, SecretLoader, callback_meta
+from .webhooks import SecretLoader
 
 if t.TYPE_CHECKING:
     import celery
@@ -66,8 +33,6 @@ F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 #: Attribute a store instance carries once an app uses it: the app's name.
 _STORE_APP_ATTR = "_jobify_app_name"
 OwnerLoader = t.Callable[[], t.Optional[str]]
-
-_ACCEPTED_SCHEMA = AcceptedJobSchema()
 
 
 class Jobify:
@@ -127,7 +92,7 @@ class Jobify:
         store, mount the jobs blueprint and add the request hooks.
 
         Every ``JOBIFY_*`` key is read, coerced and checked here, once
-        (:meth:`Settings.from_app <flask_jobify.settings.Settings.from_app>`):
+        (:meth:`Settings.from_app <flask_jobify.config.Settings.from_app>`):
         set them before. Unknown ``JOBIFY_*`` keys get a
         :class:`~flask_jobify.errors.ConfigWarning`.
 
@@ -279,7 +244,11 @@ class Jobify:
                 "Celery workers cannot see this store: set JOBIFY_STORE to redis://..."
                 " (or sqlite:///... for workers on this machine)."
             )
-        state.celery = CeleryExecutor(state, celery_app, queue=queue)
+        settings = state.settings
+        state.use_executor(CeleryExecutor(
+            state.worker.run, celery_app, app_name=state.name, timeout_of=state.timeout_of,
+            soft_margin=settings.cancel_check_interval + 1,
+            hard_margin=settings.shutdown_grace + 1, queue=queue))
         _start_in_worker_processes(state)
 
     def request_filter(self, func: RequestFilter) -> RequestFilter:
@@ -452,108 +421,14 @@ class Jobify:
     def _wrap(self, view: t.Callable[..., t.Any], options: JobOptions) -> t.Callable[..., t.Any]:
         @functools.wraps(view)
         def jobified(*args: t.Any, **kwargs: t.Any) -> t.Any:
-            response = self._maybe_accept(options)
+            g._jobify_vary = True
+            response = accept_if_asked(self.get_state(), options)
             if response is not None:
                 return response
             return current_app.ensure_sync(view)(*args, **kwargs)
 
         setattr(jobified, OPTIONS_ATTR, options)
         return jobified
-
-    def _maybe_accept(self, options: JobOptions) -> WerkzeugResponse | None:
-        """Accept the current request as a job if it asks to be one."""
-        g._jobify_vary = True
-        if job_of_request() is not None:
-            return None  # this is the job's own run
-        try:
-            trigger = parse_trigger(request.headers)
-        except InvalidJobFlag as exc:
-            return exc.get_response()
-        if trigger is None:
-            return None
-        return self._accept(self.get_state(), trigger, options)
-
-    def _accept(
-        self, state: JobifyState, trigger: JobTrigger, options: JobOptions
-    ) -> WerkzeugResponse:
-        retry_after = {"Retry-After": str(state.settings.retry_after)}
-        if state.closed:
-            return ShuttingDown(headers=retry_after).get_response()
-        try:
-            return self._submit(state, trigger, options, retry_after)
-        except JobifyHTTPError as exc:
-            return exc.get_response()
-        except StoreError:
-            current_app.logger.exception("Flask-Jobify could not store a job")
-            return StoreUnavailable(headers=retry_after).get_response()
-
-    def _submit(
-        self, state: JobifyState, trigger: JobTrigger, options: JobOptions,
-        retry_after: dict[str, str],
-    ) -> WerkzeugResponse:
-        owner = self.load_owner()
-        try:
-            captured = state.capture_filtered(
-                capture_request(request, spool_threshold=state.settings.spool_threshold))
-        except RequestEntityTooLarge:
-            return ContentTooLarge(
-                "The request's content is longer than this server's MAX_CONTENT_LENGTH.",
-            ).get_response()
-        try:
-            callback = request.headers.get(CALLBACK_HEADER) or options.callback
-            meta = callback_meta(callback, request.url_root)
-            key = idempotency_key(request.headers)
-            job_id = new_job_id() if key is None else job_id_for_key(
-                secret_of(current_app.secret_key), owner, key,
-                credentials="" if owner is not None else credentials_digest(
-                    request.headers, state.settings.drop_headers),
-                app=state.name,
-            )
-        except JobifyHTTPError as exc:
-            return exc.get_response()
-        job = Job(
-            id=job_id,
-            operation=request.endpoint or "",
-            method=request.method,
-            path=request.path,
-            result_ttl=state.result_ttl_of(options),
-            owner=owner,
-            app=state.name,
-            meta=meta,
-        )
-        try:
-            state.webhooks.check_callback(job)
-            state.prepare(job, captured, options)
-        except JobifyHTTPError as exc:
-            return exc.get_response()
-        if key is None:
-            outcome: tuple[Job, bool] | None = (
-                (job, True) if state.submit(job, captured, options) else None
-            )
-        else:
-            print_ = fingerprint(request.method, request.path,
-                                 request.query_string.decode("latin-1"), captured.body)
-            try:
-                outcome = submit_once(state, job, captured, options, print_)
-            except IdempotencyMismatch as exc:
-                return exc.get_response()
-        if outcome is None:
-            return QueueFull(headers=retry_after).get_response()
-        job, created = outcome
-        if created:
-            job_accepted.send(current_app._get_current_object(), job=job)  # type: ignore[attr-defined]
-        longest, capped = max_wait(state, request.environ)
-        if trigger.wait and longest > 0:
-            finished = _wait_until_final(state, job, min(trigger.wait, longest))
-            stored = state.store.get_result(job.id) if finished else None
-            if stored is not None:
-                return replay_response(stored, request.environ,
-                                       response_class=current_app.response_class,
-                                       head_only=job.method == "HEAD")
-        response = _accepted_response(job, trigger, retry_after, replayed=not created)
-        if capped and trigger.wait and trigger.wait > longest:
-            response.headers[MAX_WAIT_HEADER] = f"{longest:g}"
-        return response
 
     def _before_request(self) -> WerkzeugResponse | None:
         state = self.get_state()
@@ -614,38 +489,6 @@ class Jobify:
                 ConfigWarning, stacklevel=2)
 
 
-def _wait_until_final(state: JobifyState, job: Job, seconds: float) -> bool:
-    """Wait up to ``seconds`` for ``job`` to end; ``False`` at once when
-    the process stops meanwhile."""
-    deadline = time.monotonic() + seconds
-    current: Job | None = job
-    while current is not None and not current.is_final:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or state.stopping:
-            return False
-        current = wait_while_serving(
-            state, functools.partial(state.store.wait, job.id), current, remaining)
-    return current is not None
-
-
-def _accepted_response(
-    job: Job, trigger: JobTrigger, headers: dict[str, str], *, replayed: bool = False
-) -> Response:
-    # A replayed Idempotency-Key gets the very body the first request got.
-    body = _ACCEPTED_SCHEMA.dump(job if not replayed else dataclasses.replace(
-        job, status=JobStatus.PENDING))
-    response = Response(json.dumps(body), status=202, mimetype="application/json")
-    response.headers.update(headers)
-    response.headers["Location"] = url_for("jobify.job_status", job_id=job.id)
-    response.headers[JOB_FLAG_HEADER] = "ON"
-    response.headers[JOB_ID_HEADER] = job.id
-    if trigger.via == "prefer":
-        response.headers["Preference-Applied"] = "respond-async"
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response
-
-
 def _start_in_worker_processes(state: JobifyState) -> None:
     """Start ``state``'s background work in every Celery worker process as
     it boots (Celery's ``worker_process_init``; ``worker_init`` for the
@@ -675,3 +518,8 @@ def _shutdown_at_exit(state: JobifyState) -> None:
             alive.shutdown()
 
     atexit.register(shutdown)
+
+
+__all__ = [
+    "Jobify", "OwnerLoader",
+]

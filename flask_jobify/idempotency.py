@@ -145,10 +145,11 @@ def check_same_request(meta: t.Mapping[str, t.Any], print_: str) -> None:
 
 
 
-def submit_once(
+def enqueue_once(
     state: JobifyState, job: Job, captured: CapturedRequest, options: JobOptions, print_: str
 ) -> tuple[Job, bool] | None:
-    """Store and queue ``job`` unless its id is claimed already.
+    """Store ``job`` and dispatch its first run, unless its id is claimed
+    already.
 
     Return ``(job, True)`` when this call started it, ``(existing, False)``
     when an earlier request with the same key and the same fingerprint
@@ -163,9 +164,9 @@ def submit_once(
         if existing.owner != job.owner:  # cannot happen: the owner is in the id
             raise IdempotencyMismatch()
         return existing, False
-    if not state.enqueue(job, captured, options):
+    if not state.dispatch_new(job, captured, options):
         return None
     return job, True
 
 
-__all__ = ["IDEMPOTENCY_HEADER", "fingerprint", "idempotency_key", "job_id_for_key", "submit_once"]
+__all__ = ["IDEMPOTENCY_HEADER", "enqueue_once", "fingerprint", "idempotency_key", "job_id_for_key"]

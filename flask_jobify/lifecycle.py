@@ -22,7 +22,7 @@ waiting for a retry) are retried while the store fails (a Redis restart, a
 locked or full disk) for up to ``JOBIFY_STORE_RETRY_SECONDS``, with
 exponential backoff and jitter (:mod:`tenacity`). Writes made for an HTTP
 request fail fast, and the request gets a ``503``; writes made by the
-monitor thread (a timeout, a lost job) fail fast too, and the monitor tries
+scheduler thread (a timeout, a lost job) fail fast too, and the scheduler tries
 them again at its next round.
 """
 from __future__ import annotations
@@ -230,7 +230,7 @@ class Lifecycle:
 
     def time_out(self, job_id: str, attempt: int) -> Job | None:
         """``running -> timed_out``: run number ``attempt`` ran past its
-        limit. Fails fast (it runs on the monitor thread)."""
+        limit. Fails fast (it runs on the scheduler thread)."""
         return self.move(job_id, T, only_if=[R], expect={"attempts": attempt}, patient=False,
                          cancel_requested=True, error=timeout_error())
 
@@ -267,7 +267,7 @@ class Lifecycle:
     def requeue(self, job: Job, error: JobError | None, *, lease_until: float | None) -> Job | None:
         """``active -> pending`` for a job whose process died (claimed by
         its attempt number and lease, so that one process wins). Fails fast
-        (it runs on the monitor thread)."""
+        (it runs on the scheduler thread)."""
         return self.move(job.id, P, only_if=[job.status], patient=False,
                          expect={"attempts": job.attempts, "lease_until": job.lease_until},
                          error=error, lease_until=lease_until)

@@ -175,3 +175,9 @@ def isoformat(timestamp: float | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+__all__ = [
+    "JOB_ID_LENGTH", "Job", "JobError", "StoredResponse", "is_valid_job_id", "isoformat",
+    "new_job_id",
+]

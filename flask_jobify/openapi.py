@@ -42,7 +42,7 @@ from .webhooks import CALLBACK_HEADER
 if t.TYPE_CHECKING:
     from flask_smorest import Api
 
-    from .settings import Settings
+    from .config import Settings
     from .state import JobifyState
 
 #: OpenAPI version of the spec served at ``{prefix}/openapi.json``.
@@ -330,3 +330,9 @@ def _swagger_ui() -> str:
         assets=state.settings.swagger_ui_url.rstrip("/") + "/",
         spec_url=url_for(f"{_BLUEPRINT}.openapi_json"),
     )
+
+
+__all__ = [
+    "OPENAPI_VERSION", "OPERATION_IDS", "SCHEMAS", "JobifyPlugin", "add_spec_routes", "build_spec",
+    "document_job_operation", "is_jobifiable", "register_api", "register_components",
+]

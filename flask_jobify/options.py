@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import random
 import types
 import typing as t
 
+from .backoff import backoff_delay
 from .rules import MAX_SECONDS
 
 #: Attribute under which a decorated view keeps its :class:`JobOptions`.
@@ -67,8 +67,7 @@ class JobOptions:
         ``backoff * 2 ** (attempt - 1)``, capped at ``max_backoff``, then a
         random point in its upper half (jitter), so that jobs that failed
         together do not all retry together."""
-        delay = min(max_backoff, self.backoff * 2 ** (attempt - 1))
-        return random.uniform(delay / 2, delay)
+        return backoff_delay(self.backoff, attempt, max_backoff)
 
     def to_dict(self) -> dict[str, t.Any]:
         """A JSON-compatible form, for handing the options to another process
@@ -131,3 +130,8 @@ def _holds_a_function(value: t.Any, view: t.Any, depth: int = 2) -> bool:
     else:
         return False
     return any(_holds_a_function(item, view, depth - 1) for item in items)
+
+
+__all__ = [
+    "IDEMPOTENT_METHODS", "OPTIONS_ATTR", "JobOptions", "looks_decorated", "options_of",
+]

@@ -46,3 +46,8 @@ class PerProcess(t.Generic[T]):
     def made(self) -> T | None:
         """The value of the calling process, or ``None`` if it made none."""
         return self._made.get(os.getpid())
+
+
+__all__ = [
+    "PerProcess",
+]

@@ -99,3 +99,8 @@ def _frozen_class(response_class: type[Response]) -> type[_Frozen]:
 @functools.cache
 def _frozen_subclass(response_class: t.Any) -> type[_Frozen]:
     return t.cast(type[_Frozen], type("FrozenResponse", (_Frozen, response_class), {}))
+
+
+__all__ = [
+    "replay_response",
+]

@@ -277,3 +277,9 @@ class Key:
 
     def __repr__(self) -> str:  # shown in the docs as the key's value
         return f"Key({self.default!r}, {self.rule!r})"
+
+
+__all__ = [
+    "FALSE_STRINGS", "MAX_SECONDS", "NONE_STRINGS", "TRUE_STRINGS", "Bool", "Choice", "Int", "Key",
+    "Names", "Rule", "Seconds", "Text", "Url", "UrlPath",
+]

@@ -236,3 +236,8 @@ def _render_exception(app: Flask, exc: Exception) -> Response:
     except Exception:
         app.logger.exception("The app's 500 error handler failed")
         return InternalServerError().get_response()
+
+
+__all__ = [
+    "HOP_BY_HOP", "Outcome", "freeze_response", "run_request",
+]

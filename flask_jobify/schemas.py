@@ -178,3 +178,11 @@ class ListArgsSchema(Schema):
         validate=validate.Length(max=MAX_CURSOR_LENGTH),
         metadata={"description": "nextCursor of the previous page"},
     )
+
+
+__all__ = [
+    "MAX_OPERATION_LENGTH", "MAX_VERSION", "STATUS_VALUES", "AcceptedJobSchema", "AsciiFloat",
+    "AsciiInteger", "ErrorDetailSchema", "ErrorSchema", "JobErrorSchema", "JobPageSchema",
+    "JobSchema", "JobUrl", "ListArgsSchema", "ProgressSchema", "Timestamp", "WaitArgsSchema",
+    "WebhookSchema",
+]

@@ -21,11 +21,9 @@ import time
 import typing as t
 import weakref
 
+from .config import Settings
 from .models import Job
 from .stores.base import WaitForChange
-
-if t.TYPE_CHECKING:
-    from .state import JobifyState
 
 #: Signals a stopping process gets: each one ends long-polls and refuses
 #: new jobs before the server's own handler (or, for ``SIGTERM`` and
@@ -41,7 +39,24 @@ STOP_CHECK_INTERVAL = 0.5
 Handler = t.Callable[[int, t.Any], t.Any]
 
 
-def on_stop_signals(state: JobifyState) -> list[str]:
+class Serving(t.Protocol):
+    """What this module needs of an app's state
+    (:class:`~flask_jobify.state.JobifyState`)."""
+
+    settings: Settings
+    #: New jobs are refused and long-polls answer at once.
+    stopping: bool
+    #: ``time.monotonic()`` of the last :meth:`end_long_polls`.
+    long_polls_ended_at: float
+
+    def begin_shutdown(self) -> None: ...
+
+    def end_long_polls(self) -> None: ...
+
+    def shutdown(self, grace: float | None = None) -> None: ...
+
+
+def on_stop_signals(state: Serving) -> list[str]:
     """Have the stop signals of this process begin ``state``'s shutdown,
     chaining the handler each had (a server's, or another app's); return
     the names of the signals handled.
@@ -81,7 +96,7 @@ class _StopHandler:
 
     def __init__(self, previous: Handler | int) -> None:
         self.previous = previous
-        self.states: weakref.WeakSet[JobifyState] = weakref.WeakSet()
+        self.states: weakref.WeakSet[Serving] = weakref.WeakSet()
 
     def __call__(self, signum: int, frame: t.Any) -> t.Any:
         if self.previous is signal.default_int_handler:
@@ -115,7 +130,7 @@ def _uwsgi() -> t.Any:
     return uwsgi
 
 
-def at_uwsgi_exit(state: JobifyState) -> bool:
+def at_uwsgi_exit(state: Serving) -> bool:
     """Under uWSGI, run ``state``'s shutdown from ``uwsgi.atexit``, after
     any function already there (uWSGI keeps one). ``False`` elsewhere."""
     uwsgi = _uwsgi()
@@ -158,7 +173,7 @@ def _greenlets_patched() -> bool:
     return bool(eventlet_patcher is not None and eventlet_patcher.is_monkey_patched("socket"))
 
 
-def max_wait(state: JobifyState, environ: t.Mapping[str, t.Any]) -> tuple[float, bool]:
+def max_wait(state: Serving, environ: t.Mapping[str, t.Any]) -> tuple[float, bool]:
     """The longest wait this request may have, and whether it was capped
     because the server serves one request at a time
     (``JOBIFY_BLOCKING_MAX_WAIT``)."""
@@ -169,7 +184,7 @@ def max_wait(state: JobifyState, environ: t.Mapping[str, t.Any]) -> tuple[float,
 
 
 def wait_while_serving(
-    state: JobifyState, wait_for_change: WaitForChange, job: Job, seconds: float
+    state: Serving, wait_for_change: WaitForChange, job: Job, seconds: float
 ) -> Job | None:
     """Wait up to ``seconds`` for ``job`` to change, as
     ``wait_for_change(version, timeout)`` does, but answer within
@@ -185,3 +200,9 @@ def wait_while_serving(
         current = wait_for_change(job.version, min(remaining, STOP_CHECK_INTERVAL))
         if current is None or current.version != job.version:
             return current
+
+
+__all__ = [
+    "STOP_CHECK_INTERVAL", "STOP_SIGNALS", "Serving", "at_uwsgi_exit", "max_wait",
+    "on_stop_signals", "serves_one_at_a_time", "wait_while_serving",
+]

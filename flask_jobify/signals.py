@@ -12,3 +12,8 @@ job_accepted = _signals.signal("job-accepted")
 job_started = _signals.signal("job-started")
 #: A job reached a final status (sent by whoever ended it).
 job_finished = _signals.signal("job-finished")
+
+
+__all__ = [
+    "job_accepted", "job_finished", "job_started",
+]

@@ -15,7 +15,12 @@ from .protocol import VARY_HEADERS as VARY_HEADERS
 from .protocol import parse_delta_seconds as parse_delta_seconds
 from .protocol import parse_prefer as parse_prefer
 
+__all__ = ["JobTrigger", "TriggerKind", "parse_trigger"]
+
 _FLAG_VALUES = {"on": True, "off": False}
+
+#: How a client asked for a job: ``X-Job-Flag: ON`` or ``Prefer: respond-async``.
+TriggerKind = t.Literal["flag", "prefer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +28,7 @@ class JobTrigger:
     """A client's request to run the call as a job."""
 
     #: ``"flag"`` for ``X-Job-Flag: ON``, ``"prefer"`` for ``Prefer: respond-async``.
-    via: str
+    via: TriggerKind
     #: Seconds the client is willing to wait for the final response
     #: (``Prefer: wait=N``); ``None`` when not asked.
     wait: float | None = None

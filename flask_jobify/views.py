@@ -220,3 +220,8 @@ def create_jobs_blueprint() -> Blueprint:
         return Response(status=204)
 
     return bp
+
+
+__all__ = [
+    "create_jobs_blueprint",
+]

@@ -29,7 +29,6 @@ import hmac
 import http.client
 import json
 import logging
-import random
 import re
 import socket
 import ssl
@@ -40,9 +39,9 @@ from urllib.parse import urljoin, urlsplit
 
 from flask import Flask
 
+from .backoff import backoff_delay
 from .callback_url import resolve_public, split_callback
 from .errors import InvalidCallback, WebhookSignatureError
-from .executor import ThreadExecutor
 from .models import Job
 from .options import options_of
 from .perprocess import PerProcess
@@ -50,9 +49,10 @@ from .protocol import CALLBACK_HEADER  # re-exported: defined here before
 from .schemas import JobSchema
 from .signals import job_finished
 from .stores.base import JobStore
+from .threadpool import ThreadPool
 
 if t.TYPE_CHECKING:
-    from .settings import Settings
+    from .config import Settings
 
 logger = logging.getLogger("flask_jobify")
 
@@ -181,7 +181,7 @@ class WebhookDispatcher:
         self.settings = settings
         self._load_secret = load_secret
         self._stop_of: PerProcess[threading.Event] = PerProcess(lambda: threading.Event())
-        self._executor = ThreadExecutor(
+        self._executor = ThreadPool(
             settings.webhook_workers, max_queued=10_000, name="jobify-webhook"
         )
         job_finished.connect(self._on_finished, sender=app)
@@ -326,9 +326,8 @@ class WebhookDispatcher:
         return False
 
     def _backoff(self, attempts: int) -> float:
-        delay = min(self.settings.webhook_max_backoff,
-                    self.settings.webhook_backoff * 2 ** (attempts - 1))
-        return random.uniform(delay / 2, delay)
+        return backoff_delay(self.settings.webhook_backoff, attempts,
+                             self.settings.webhook_max_backoff)
 
     def _payload(self, job: Job, base_url: str) -> bytes:
         """The job record as ``GET /jobs/<id>`` gives it, links made absolute."""

@@ -15,8 +15,8 @@ from flask_login import LoginManager, UserMixin, current_user, login_required
 from helpers import finish
 
 from flask_jobify import ConfigError, ConfigWarning, Jobify
+from flask_jobify.config import KEYS, PREFIX, Settings
 from flask_jobify.options import looks_decorated
-from flask_jobify.settings import KEYS, PREFIX, Settings
 from flask_jobify.stores import MemoryStore
 
 FLAG = {"X-Job-Flag": "ON"}

@@ -346,7 +346,7 @@ def test_extension_shutdown_fails_unfinished_jobs_and_refuses_new_ones(app, clie
 
 
 def test_extension_thousand_concurrent_submissions_lose_nothing(app):
-    app.extensions["jobify"].executor.max_queued = 2000
+    app.extensions["jobify"].executor.pool.max_queued = 2000
     with serve_app(app) as url:
         ids: list[str] = []
         lock = threading.Lock()
@@ -457,7 +457,7 @@ def test_extension_apps_sharing_a_store_keep_their_jobs_apart(backend, tmp_path)
             assert client.delete(f"/jobs/{other}").status_code == 404
         lost = {name: lost_job_of(apps[name], name) for name in apps}
         assert [job.id for job in states["a"].store.expired_leases(app="a")] == [lost["a"]]
-        assert states["a"].reclaim_lost() == 1  # its own, not b's
+        assert states["a"].leases.reclaim_lost() == 1  # its own, not b's
         for name, client in clients.items():  # b's own monitor recovers b's
             record = finish(client, lost[name])
             assert (record["status"], record["attempts"]) == ("succeeded", 2)

@@ -23,6 +23,7 @@ from flask import Flask, Response, copy_current_request_context, g, session
 from helpers import finish
 
 from flask_jobify import JobCancelled, Jobify, StoreError, current_job
+from flask_jobify.executor import Run
 from flask_jobify.lifecycle import TRANSITIONS, Ending, IllegalTransition, Lifecycle, released_error
 from flask_jobify.models import Job, JobStatus, new_job_id
 from flask_jobify.stores import store_from_url
@@ -234,7 +235,7 @@ def test_each_run_has_a_fresh_g_even_inside_an_app_context(make_app):
         g.mark = "stale"
         second = Job(id="A" * 22, operation="mark", method="GET", path="/mark")
         state.store.create(second)
-        state.run(second.id, captured, jobify_options(app, "mark"))
+        state.worker.run(Run(second.id, captured, jobify_options(app, "mark")))
         assert g.mark == "stale"  # the run did not touch the executor's g
     assert calls == ["before"]
     assert state.store.get(second.id).status is JobStatus.SUCCEEDED
@@ -505,9 +506,9 @@ def test_a_store_down_past_the_budget_fails_the_job_once_it_is_back(tmp_path):
         return started
 
     state.lifecycle.start = start_then_outage  # type: ignore[method-assign]
-    state.run(job.id, captured, jobify_options(app, "big"))
+    state.worker.run(Run(job.id, captured, jobify_options(app, "big")))
     assert store.get(job.id).status is JobStatus.RUNNING
-    assert job.id in state._held  # still vouched for: never taken for lost
+    assert job.id in state.leases.held  # still vouched for: never taken for lost
     store.failing_writes = 0  # the store is back
     deadline = time.monotonic() + 5
     while store.get(job.id).status is JobStatus.RUNNING and time.monotonic() < deadline:
@@ -515,7 +516,7 @@ def test_a_store_down_past_the_budget_fails_the_job_once_it_is_back(tmp_path):
     ended = store.get(job.id)
     assert ended.status is JobStatus.FAILED
     assert ended.error.type == "store_error"
-    assert job.id not in state._held
+    assert job.id not in state.leases.held
     state.shutdown(grace=1)
 
 
@@ -584,7 +585,7 @@ def test_every_refused_transition_ends_the_job(tmp_path, refused):
     if refused is JobStatus.RUNNING:
         time.sleep(0.6)
         assert store.get(job_id).status is JobStatus.PENDING  # not lost, not failed yet
-        assert job_id in app.extensions["jobify"]._held
+        assert job_id in app.extensions["jobify"].leases.held
         store.failing_writes = 0  # the store is back
     record = finish(client, job_id)
     assert record["status"] == "failed"
@@ -600,11 +601,12 @@ def test_a_refused_end_is_written_at_shutdown_if_the_store_is_back(tmp_path):
     job_id = submit(client, "/big")
     deadline = time.monotonic() + 5
     state = app.extensions["jobify"]
-    while not any(e.unwritten for e in dict(state._held).values()) and time.monotonic() < deadline:
+    while (not any(e.unwritten for e in dict(state.leases.held).values())
+           and time.monotonic() < deadline):
         time.sleep(0.02)
     store.refuse_status = None
     store.failing_writes = 0
-    state.monitor.discard(("store-retry", job_id))  # the monitor has not tried again yet
+    state.scheduler.discard(("store-retry", job_id))  # the scheduler has not tried again yet
     state.shutdown(grace=0.5)
     job = store.get(job_id)
     assert job.status is JobStatus.FAILED and job.error.type == "store_error"
@@ -731,9 +733,9 @@ def test_a_heartbeat_racing_a_job_that_starts_does_not_cancel_it(tmp_path):
         return {"cancelled": current_job.cancelled}
 
     state = app.extensions["jobify"]
-    state.monitor.stop()  # the heartbeat is driven by hand
+    state.scheduler.stop()  # the heartbeat is driven by hand
     tasks: list[t.Callable[[], None]] = []
-    state.executor.submit = lambda task, force=False: tasks.append(task) or True
+    state.executor.pool.submit = lambda task, force=False: tasks.append(task) or True
     client = app.test_client()
     job_id = submit(client, "/hold", method="post")
     runner = threading.Thread(target=tasks[0])
@@ -741,12 +743,12 @@ def test_a_heartbeat_racing_a_job_that_starts_does_not_cancel_it(tmp_path):
 
     def renew_once_the_job_started(leases: t.Any, until: float) -> t.Any:
         runner.start()
-        while state._held.get(job_id) is None or state._held[job_id].handle is None:
+        while state.leases.held.get(job_id) is None or state.leases.held[job_id].handle is None:
             time.sleep(0.001)
         return renew(leases, until)
 
     state.store.renew_leases = renew_once_the_job_started  # type: ignore[method-assign]
-    state._heartbeat()
+    state.leases.heartbeat()
     go.set()
     runner.join(10)
     job = state.store.get(job_id)

@@ -201,24 +201,24 @@ def test_expired_jobs_are_swept_before_the_first_request(apps, tmp_path):
 def test_a_forked_child_holds_none_of_its_parents_jobs(apps, tmp_path):
     import os
 
-    from flask_jobify.state import _Held
+    from flask_jobify.leases import Held
 
     app, jobify = build(store_url("sqlite", tmp_path))
     apps.append(app)
     state = jobify.get_state(app)
     state.start()
-    state._held["P" * 22] = _Held(attempts=1)
+    state.leases.held["P" * 22] = Held(attempts=1)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: started at its boot, as a server hook would
         try:
             jobify.start(app)
-            os.write(write, str(len(state._held)).encode())
+            os.write(write, str(len(state.leases.held)).encode())
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
     assert os.read(read, 10) == b"0"
-    assert "P" * 22 in state._held  # the parent still holds it
+    assert "P" * 22 in state.leases.held  # the parent still holds it
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
@@ -236,7 +236,7 @@ def test_dropped_apps_are_collected_and_their_threads_end(backend, tmp_path):
         accepted = client.put("/digest", data=b"x" * n, headers=FLAG)
         assert finish(client, accepted.get_json()["jobId"])["status"] == "succeeded"
         state = app.extensions["jobify"]
-        assert state.executor._threads and state.monitor._thread is not None  # they ran
+        assert state.executor.pool._threads and state.scheduler._thread is not None  # they ran
         states.append(weakref.ref(state))
         prefixes.append(getattr(state.store, "prefix", None))
         del app, client, accepted, state

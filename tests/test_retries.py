@@ -339,16 +339,16 @@ def test_retries_cancel_during_backoff(make_app, backend):
     assert cancelled.get_json()["error"]["type"] == "cancelled"
 
     # Fire the scheduled retry now instead of in 15..30 s: it must not run.
-    scheduled = state.monitor._calls.get(("retry", job_id))
+    scheduled = state.scheduler._calls.get(("retry", job_id))
     assert scheduled is not None, "no retry was scheduled"
-    state.monitor.discard(("retry", job_id))
+    state.scheduler.discard(("retry", job_id))
     scheduled[2]()
     wait_until_idle(app)
     assert runs.of(job_id) == [1]
     record = client.get(f"/jobs/{job_id}").get_json()
     assert (record["status"], record["attempts"]) == ("cancelled", 1)
-    with state._lock:
-        assert job_id not in state._held
+    with state.leases.lock:
+        assert job_id not in state.leases.held
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
@@ -467,14 +467,14 @@ def test_reclaim_fails_a_lost_job_that_may_not_run_again(make_app, backend, stat
     state = app.extensions["jobify"]
     job = lost_job(app, method="POST", status=status, attempts=attempts)
     assert [lost.id for lost in state.store.expired_leases()] == [job.id]
-    assert state.reclaim_lost() == 1
+    assert state.leases.reclaim_lost() == 1
     record = app.test_client().get(f"/jobs/{job.id}").get_json()
     assert record["status"] == "failed"
     assert record["error"]["type"] == "lost"
     assert record["attempts"] == attempts
     assert state.store.get(job.id).lease_until is None
     assert state.store.expired_leases() == []
-    assert state.reclaim_lost() == 0
+    assert state.leases.reclaim_lost() == 0
     wait_until_idle(app)
     assert runs.of(job.id) == []
 
@@ -485,7 +485,7 @@ def test_reclaim_does_not_rerun_a_lost_job_whose_cancel_was_requested(make_app, 
     app = make_app(backend, runs)
     state = app.extensions["jobify"]
     job = lost_job(app, max_attempts=2, save=True, cancel_requested=True)
-    state.reclaim_lost()
+    state.leases.reclaim_lost()
     record = state.store.get(job.id)
     assert record.is_final and record.status is not JobStatus.SUCCEEDED
     wait_until_idle(app)
@@ -499,7 +499,7 @@ def test_reclaim_queues_a_retryable_lost_job_again(make_app, backend):
     state = app.extensions["jobify"]
     client = app.test_client()
     job = lost_job(app, max_attempts=2, save=True)
-    assert state.reclaim_lost() == 1
+    assert state.leases.reclaim_lost() == 1
     record = finish(client, job.id)
     assert record["status"] == "succeeded"
     assert (record["attempts"], record["maxAttempts"]) == (2, 2)
@@ -516,7 +516,7 @@ def test_reclaim_runs_a_lost_job_that_never_started(make_app, backend):
     state = app.extensions["jobify"]
     job = lost_job(app, status=JobStatus.PENDING, attempts=0, max_attempts=2, save=True)
     runs.release.set()
-    assert state.reclaim_lost() == 1
+    assert state.leases.reclaim_lost() == 1
     record = finish(app.test_client(), job.id)
     assert (record["status"], record["attempts"]) == ("succeeded", 1)
     assert runs.of(job.id) == [1]
@@ -530,7 +530,7 @@ def test_reclaim_runs_a_lost_job_that_waited_for_its_retry(make_app, backend):
     state = app.extensions["jobify"]
     job = lost_job(app, status=JobStatus.PENDING, attempts=1, max_attempts=3, save=True,
                    error=JobError("ValueError", "run 1 failed"))
-    assert state.reclaim_lost() == 1
+    assert state.leases.reclaim_lost() == 1
     record = finish(app.test_client(), job.id)
     assert (record["status"], record["attempts"], record["maxAttempts"]) == ("succeeded", 2, 3)
     assert runs.of(job.id) == [2]
@@ -542,7 +542,7 @@ def test_reclaim_retryable_lost_job_out_of_attempts_fails(make_app, backend):
     app = make_app(backend, runs)
     state = app.extensions["jobify"]
     job = lost_job(app, attempts=2, max_attempts=2, save=True)
-    state.reclaim_lost()
+    state.leases.reclaim_lost()
     record = state.store.get(job.id)
     assert (record.status, record.error.type) == (JobStatus.FAILED, "lost")
     wait_until_idle(app)
@@ -568,7 +568,7 @@ def test_reclaim_concurrent_in_two_apps_requeues_once(make_app, backend, tmp_pat
     def reclaim(state: t.Any) -> None:
         try:
             barrier.wait(10)
-            counts.append(state.reclaim_lost())
+            counts.append(state.leases.reclaim_lost())
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -604,7 +604,7 @@ def test_taken_over_run_is_fenced_off(make_app, backend):
     assert runs.started.wait(10)
     wait_for(lambda: first.extensions["jobify"].store.get(job_id).status is JobStatus.RUNNING)
     # The second "process" sees the lease as expired (its clock is ahead).
-    assert second.extensions["jobify"].reclaim_lost(now=time.time() + 3600) == 1
+    assert second.extensions["jobify"].leases.reclaim_lost(now=time.time() + 3600) == 1
     record = finish(client, job_id)
     assert (record["status"], record["attempts"]) == ("succeeded", 2)
     assert runs.saw_cancel.wait(10), "the stalled run was not told to stop"
@@ -634,7 +634,7 @@ def test_shutdown_releases_a_job_waiting_for_its_retry(make_app, backend):
     first.extensions["jobify"].shutdown(grace=2.5)  # the retry timer fires meanwhile
     job = store.get(job_id)
     assert (job.status, job.attempts) == (JobStatus.PENDING, 1), job.error
-    assert second.extensions["jobify"].reclaim_lost() >= 1
+    assert second.extensions["jobify"].leases.reclaim_lost() >= 1
     record = finish(second.test_client(), job_id)
     assert (record["status"], record["attempts"]) == ("succeeded", 2)
     assert runs.of(job_id) == [1, 2]
@@ -665,7 +665,7 @@ def test_shutdown_releases_a_running_job_that_may_run_again(make_app, backend):
     assert runs.saw_cancel.wait(10), "the given-up run was not told to stop"
     wait_until_idle(first)  # run 1 returned: its end must have been refused
     assert store.get(job_id).status is JobStatus.PENDING
-    assert second.extensions["jobify"].reclaim_lost() == 1
+    assert second.extensions["jobify"].leases.reclaim_lost() == 1
     record = finish(second.test_client(), job_id)
     assert (record["status"], record["attempts"]) == ("succeeded", 2)
     assert runs.of(job_id) == [1, 2]
@@ -729,7 +729,7 @@ def test_a_process_does_not_reclaim_the_jobs_it_holds(make_app, backend):
     client = app.test_client()
     job_id = submit(client, "PUT", "/hold")
     assert runs.started.wait(10)
-    assert state.reclaim_lost(now=time.time() + 3600) == 0
+    assert state.leases.reclaim_lost(now=time.time() + 3600) == 0
     runs.release.set()
     record = finish(client, job_id)
     assert (record["status"], record["attempts"]) == ("succeeded", 1)

@@ -19,20 +19,20 @@ logger = logging.getLogger("flask_jobify")
 Key = t.Hashable
 
 
-class Monitor:
-    """A small scheduler: :meth:`call_at` runs a function once at a given
+class Scheduler:
+    """Runs functions at a time: :meth:`call_at` runs a function once at a given
     time, :meth:`every` runs one periodically. Each scheduled call has a
     key; scheduling a key again replaces its call, :meth:`discard` drops it.
 
     Thread-safe: any thread may schedule or discard. Calls run one after
-    the other on the monitor's daemon thread, which starts on first use and
+    the other on the scheduler's daemon thread, which starts on first use and
     again in a forked child (gunicorn ``--preload``, a Celery prefork
     pool), which inherits no threads. Its lock is made in the process
     that uses it, after a fork or gevent's patching. A call that raises is logged and the
-    monitor goes on.
+    scheduler goes on.
 
-    The thread holds the monitor weakly, and nothing else between two
-    calls: a monitor nobody holds any more (its app was dropped without a
+    The thread holds the scheduler weakly, and nothing else between two
+    calls: a scheduler nobody holds any more (its app was dropped without a
     shutdown) is collected with the calls it holds, and its thread ends.
     """
 
@@ -45,7 +45,7 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._stopped = False
-        # Wakes the thread when the monitor is collected, so that it ends.
+        # Wakes the thread when the scheduler is collected, so that it ends.
         weakref.finalize(self, _wake_up, self._wake_of).atexit = False
 
     @property
@@ -106,7 +106,7 @@ class Monitor:
             return
         self._pid = os.getpid()
         self._thread = threading.Thread(target=_run, args=(weakref.ref(self), self._wake),
-                                        name="jobify-monitor", daemon=True)
+                                        name="jobify-scheduler", daemon=True)
         self._thread.start()
 
     def _next(self) -> tuple[t.Callable[[], object] | None, float | None]:
@@ -139,16 +139,16 @@ class Monitor:
         return None
 
 
-def _run(ref: weakref.ref[Monitor], wake: threading.Condition) -> None:
-    """The monitor's thread: runs its calls as they fall due, until it is
+def _run(ref: weakref.ref[Scheduler], wake: threading.Condition) -> None:
+    """The scheduler's thread: runs its calls as they fall due, until it is
     stopped or collected. Holds it only while it looks at it or runs a call."""
     while True:
         with wake:
-            monitor = ref()
-            if monitor is None:
+            scheduler = ref()
+            if scheduler is None:
                 return
-            due, sleep = monitor._next()
-            del monitor  # never held while sleeping
+            due, sleep = scheduler._next()
+            del scheduler  # never held while sleeping
             if due is None:
                 if sleep is not None and sleep < 0:
                     return  # stopped
@@ -156,15 +156,20 @@ def _run(ref: weakref.ref[Monitor], wake: threading.Condition) -> None:
                 continue
         try:
             due()
-        except Exception:  # the monitor must outlive any one failure
-            logger.exception("Flask-Jobify monitor task failed")
+        except Exception:  # the scheduler must outlive any one failure
+            logger.exception("A Flask-Jobify scheduled call failed")
         finally:
             del due  # a call may hold its app
 
 
 def _wake_up(wake_of: PerProcess[threading.Condition]) -> None:
-    """Wake this process's monitor thread (its monitor was collected)."""
+    """Wake this process's scheduler thread (its scheduler was collected)."""
     wake = wake_of.made()
     if wake is not None:
         with wake:
             wake.notify_all()
+
+
+__all__ = [
+    "Key", "Scheduler",
+]
