@@ -27,9 +27,11 @@ the truth: a task whose job was cancelled, or already run, does nothing.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import typing as t
+import weakref
 
 from .capture import CapturedRequest
 from .errors import ExecutorError
@@ -39,7 +41,7 @@ from .options import JobOptions
 if t.TYPE_CHECKING:
     import celery
 
-__all__ = ["CeleryExecutor", "task_id", "task_name"]
+__all__ = ["CeleryExecutor", "start_in_worker_processes", "task_id", "task_name"]
 
 logger = logging.getLogger("flask_jobify")
 
@@ -151,3 +153,21 @@ class CeleryExecutor:
             self.celery_app.control.revoke(task_id(job_id, attempt))
         except Exception as exc:  # noqa: BLE001 - kombu's errors and kin; only a shortcut
             logger.warning("Could not revoke the Celery task of job %s: %s", job_id, exc)
+
+
+def start_in_worker_processes(start: t.Callable[[], None]) -> None:
+    """Call ``start`` in every Celery worker process as it boots (Celery's
+    ``worker_process_init``; ``worker_init`` for the solo and thread pools,
+    which run tasks in the worker itself). ``start`` is held weakly when it
+    is a bound method (the app's state), so this keeps no app alive."""
+    from celery import signals
+
+    ref = weakref.WeakMethod(start) if inspect.ismethod(start) else (lambda: start)
+
+    def on_boot(**kwargs: t.Any) -> None:
+        alive = ref()
+        if alive is not None:
+            alive()
+
+    signals.worker_process_init.connect(on_boot, weak=False)
+    signals.worker_init.connect(on_boot, weak=False)

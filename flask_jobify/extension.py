@@ -1,27 +1,19 @@
 """The :class:`Jobify` extension."""
 from __future__ import annotations
 
-import atexit
-import functools
 import typing as t
-import warnings
-import weakref
 
-from flask import Flask, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Response as WerkzeugResponse
+from flask import Flask, current_app
 
-from .accept import accept_if_asked
 from .access import AccessCheck, require_admin
 from .config import Settings
-from .errors import ConfigWarning, http_exception_response
+from .hooks import after_request, before_request, jobified
 from .models import Job
 from .openapi import add_spec_routes, register_api
-from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
-from .serving import at_uwsgi_exit
+from .options import JobOptions
+from .serving import shutdown_at_exit
 from .state import JobifyState, RequestFilter
 from .stores.base import JobStore
-from .trigger import VARY_HEADERS
 from .views import create_jobs_blueprint
 from .webhooks import SecretLoader
 
@@ -137,9 +129,9 @@ class Jobify:
         jobs_blueprint = create_jobs_blueprint()
         add_spec_routes(jobs_blueprint, settings)
         app.register_blueprint(jobs_blueprint, url_prefix=settings.url_prefix)
-        app.before_request(self._before_request)
-        app.after_request(self._after_request)
-        _shutdown_at_exit(state)
+        app.before_request(before_request)
+        app.after_request(after_request)
+        shutdown_at_exit(state)
         state.start_sweeps()
         state.on_stop_signals()
 
@@ -202,7 +194,7 @@ class Jobify:
                              backoff=backoff, retryable=retryable)
 
         def decorator(func: F) -> F:
-            return t.cast(F, self._wrap(func, options))
+            return t.cast(F, jobified(func, options))
 
         return decorator(view) if view is not None else decorator
 
@@ -232,7 +224,7 @@ class Jobify:
 
         .. versionadded:: 0.1
         """
-        from .celery_executor import CeleryExecutor
+        from .celery_executor import CeleryExecutor, start_in_worker_processes
 
         state = self.get_state(app)
         if state.settings.executor != "celery":
@@ -249,7 +241,7 @@ class Jobify:
             state.worker.run, celery_app, app_name=state.name, timeout_of=state.timeout_of,
             soft_margin=settings.cancel_check_interval + 1,
             hard_margin=settings.shutdown_grace + 1, queue=queue))
-        _start_in_worker_processes(state)
+        start_in_worker_processes(state.start)
 
     def request_filter(self, func: RequestFilter) -> RequestFilter:
         """Register a function that rewrites every captured request before a
@@ -416,108 +408,6 @@ class Jobify:
         .. versionadded:: 0.1
         """
         self.get_state(app).begin_shutdown()
-
-    # -- request handling --------------------------------------------------------
-    def _wrap(self, view: t.Callable[..., t.Any], options: JobOptions) -> t.Callable[..., t.Any]:
-        @functools.wraps(view)
-        def jobified(*args: t.Any, **kwargs: t.Any) -> t.Any:
-            g._jobify_vary = True
-            response = accept_if_asked(self.get_state(), options)
-            if response is not None:
-                return response
-            return current_app.ensure_sync(view)(*args, **kwargs)
-
-        setattr(jobified, OPTIONS_ATTR, options)
-        return jobified
-
-    def _before_request(self) -> WerkzeugResponse | None:
-        state = self.get_state()
-        routing_error = request.routing_exception
-        if routing_error is not None:
-            prefix = state.settings.url_prefix
-            # Under the jobs prefix every answer is JSON: an unknown path, a
-            # wrong method, a bad Host header, a redirect to a merged slash.
-            if isinstance(routing_error, HTTPException) and (
-                request.path == prefix or request.path.startswith(prefix.rstrip("/") + "/")
-            ):
-                return http_exception_response(routing_error)
-            return None
-        state.start()
-        if state.settings.all_views:
-            self._wrap_all_views(state)
-        return None
-
-    def _after_request(self, response: Response) -> Response:
-        if g.get("_jobify_vary"):
-            for header in VARY_HEADERS:
-                response.vary.add(header)
-        return response
-
-    def _wrap_all_views(self, state: JobifyState) -> None:
-        """Make every view jobifiable (``JOBIFY_ALL_VIEWS``), once per app.
-
-        Done at the first request: Flask refuses new routes after it, so
-        every view is known by then. The jobs blueprint and static files
-        are left alone, and so are views that look decorated
-        (:func:`~flask_jobify.options.looks_decorated`): a wrapper around a
-        ``@login_required`` view would accept a job before the guard runs,
-        so they stay synchronous, with one
-        :class:`~flask_jobify.errors.ConfigWarning` that names them.
-        """
-        if state.all_views_wrapped:
-            return
-        with state.wrap_lock:
-            if state.all_views_wrapped:
-                return
-            app = current_app._get_current_object()  # type: ignore[attr-defined]
-            options = JobOptions()
-            skipped = []
-            for endpoint, view in list(app.view_functions.items()):
-                if endpoint == "static" or endpoint.startswith("jobify.") or options_of(view):
-                    continue
-                if looks_decorated(view):
-                    skipped.append(endpoint)
-                    continue
-                app.view_functions[endpoint] = self._wrap(view, options)
-            state.all_views_wrapped = True
-        if skipped:
-            warnings.warn(
-                "JOBIFY_ALL_VIEWS leaves these decorated views synchronous, because their"
-                " decorators (a guard such as @login_required) must run before a job is"
-                f" accepted: {', '.join(sorted(skipped))}. Put @jobify.job below the"
-                " decorators of those that should run as jobs.",
-                ConfigWarning, stacklevel=2)
-
-
-def _start_in_worker_processes(state: JobifyState) -> None:
-    """Start ``state``'s background work in every Celery worker process as
-    it boots (Celery's ``worker_process_init``; ``worker_init`` for the
-    solo and thread pools, which run tasks in the worker itself)."""
-    from celery import signals
-
-    ref = weakref.ref(state)
-
-    def start(**kwargs: t.Any) -> None:
-        alive = ref()
-        if alive is not None:
-            alive.start()
-
-    signals.worker_process_init.connect(start, weak=False)
-    signals.worker_init.connect(start, weak=False)
-
-
-def _shutdown_at_exit(state: JobifyState) -> None:
-    """Wind ``state`` down at interpreter exit, and at uWSGI's worker
-    exit (``uwsgi.atexit``), without keeping it alive."""
-    at_uwsgi_exit(state)
-    ref = weakref.ref(state)
-
-    def shutdown() -> None:
-        alive = ref()
-        if alive is not None:
-            alive.shutdown()
-
-    atexit.register(shutdown)
 
 
 __all__ = [

@@ -14,6 +14,7 @@ installed here turns it into an orderly exit, as ``Ctrl-C`` is.
 """
 from __future__ import annotations
 
+import atexit
 import signal
 import sys
 import threading
@@ -202,7 +203,21 @@ def wait_while_serving(
             return current
 
 
+def shutdown_at_exit(state: Serving) -> None:
+    """Wind ``state`` down at interpreter exit, and at uWSGI's worker
+    exit (``uwsgi.atexit``), without keeping it alive."""
+    at_uwsgi_exit(state)
+    ref = weakref.ref(state)
+
+    def shutdown() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.shutdown()
+
+    atexit.register(shutdown)
+
+
 __all__ = [
     "STOP_CHECK_INTERVAL", "STOP_SIGNALS", "Serving", "at_uwsgi_exit", "max_wait",
-    "on_stop_signals", "serves_one_at_a_time", "wait_while_serving",
+    "on_stop_signals", "serves_one_at_a_time", "shutdown_at_exit", "wait_while_serving",
 ]

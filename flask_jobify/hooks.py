@@ -1,0 +1,108 @@
+"""The request hooks and the view wrapper: where a request meets the
+extension. A jobifiable view's wrapper hands a request that asks for a job
+to :mod:`flask_jobify.accept`; the hooks start the process's background
+work, answer routing errors under the jobs prefix in JSON, make every view
+jobifiable with ``JOBIFY_ALL_VIEWS``, and add ``Vary``."""
+from __future__ import annotations
+
+import functools
+import typing as t
+import warnings
+
+from flask import Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from .accept import accept_if_asked
+from .errors import ConfigWarning, http_exception_response
+from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
+from .state import JobifyState
+from .trigger import VARY_HEADERS
+
+__all__ = ["after_request", "before_request", "jobified"]
+
+View = t.Callable[..., t.Any]
+
+
+def _state() -> JobifyState:
+    return t.cast(JobifyState, current_app.extensions["jobify"])
+
+
+def jobified(view: View, options: JobOptions) -> View:
+    """``view``, run as a job of ``options`` when the request asks for one."""
+
+    @functools.wraps(view)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        g._jobify_vary = True
+        response = accept_if_asked(_state(), options)
+        if response is not None:
+            return response
+        return current_app.ensure_sync(view)(*args, **kwargs)
+
+    setattr(wrapper, OPTIONS_ATTR, options)
+    return wrapper
+
+
+def before_request() -> WerkzeugResponse | None:
+    """Start this process's background work (cheap once started); answer
+    a routing error under the jobs prefix in JSON; wrap every view at the
+    first request with ``JOBIFY_ALL_VIEWS``."""
+    state = _state()
+    routing_error = request.routing_exception
+    if routing_error is not None:
+        prefix = state.settings.url_prefix
+        # Under the jobs prefix every answer is JSON: an unknown path, a
+        # wrong method, a bad Host header, a redirect to a merged slash.
+        if isinstance(routing_error, HTTPException) and (
+            request.path == prefix or request.path.startswith(prefix.rstrip("/") + "/")
+        ):
+            return http_exception_response(routing_error)
+        return None
+    state.start()
+    if state.settings.all_views:
+        _wrap_all_views(state)
+    return None
+
+
+def after_request(response: Response) -> Response:
+    """Add ``Vary: X-Job-Flag, Prefer`` to the answers of jobifiable views."""
+    if g.get("_jobify_vary"):
+        for header in VARY_HEADERS:
+            response.vary.add(header)
+    return response
+
+
+def _wrap_all_views(state: JobifyState) -> None:
+    """Make every view jobifiable (``JOBIFY_ALL_VIEWS``), once per app.
+
+    Done at the first request: Flask refuses new routes after it, so
+    every view is known by then. The jobs blueprint and static files
+    are left alone, and so are views that look decorated
+    (:func:`~flask_jobify.options.looks_decorated`): a wrapper around a
+    ``@login_required`` view would accept a job before the guard runs,
+    so they stay synchronous, with one
+    :class:`~flask_jobify.errors.ConfigWarning` that names them.
+    """
+    if state.all_views_wrapped:
+        return
+    with state.wrap_lock:
+        if state.all_views_wrapped:
+            return
+        app = state.app
+        options = JobOptions()
+        skipped = []
+        for endpoint, view in list(app.view_functions.items()):
+            if endpoint == "static" or endpoint.startswith("jobify.") or options_of(view):
+                continue
+            if looks_decorated(view):
+                skipped.append(endpoint)
+                continue
+            app.view_functions[endpoint] = jobified(view, options)
+        state.all_views_wrapped = True
+    if skipped:
+        warnings.warn(
+            "JOBIFY_ALL_VIEWS leaves these decorated views synchronous, because their"
+            " decorators (a guard such as @login_required) must run before a job is"
+            f" accepted: {', '.join(sorted(skipped))}. Put @jobify.job below the"
+            " decorators of those that should run as jobs.",
+            ConfigWarning, stacklevel=3)
