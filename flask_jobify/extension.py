@@ -7,7 +7,7 @@ from flask import Flask, current_app
 
 from .access import AccessCheck, require_admin
 from .config import Settings
-from .hooks import after_request, before_request, jobified
+from .hooks import after_request, before_request, jobified, render_errors
 from .models import Job
 from .openapi import add_spec_routes, register_api
 from .options import JobOptions
@@ -131,6 +131,7 @@ class Jobify:
         app.register_blueprint(jobs_blueprint, url_prefix=settings.url_prefix)
         app.before_request(before_request)
         app.after_request(after_request)
+        render_errors(app)
         shutdown_at_exit(state)
         state.start_sweeps()
         state.on_stop_signals()

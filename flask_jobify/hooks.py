@@ -9,17 +9,17 @@ import functools
 import typing as t
 import warnings
 
-from flask import Response, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .accept import accept_if_asked
-from .errors import ConfigWarning, http_exception_response
+from .errors import ConfigWarning, JobifyHTTPError, http_exception_response
 from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
 from .state import JobifyState
 from .trigger import VARY_HEADERS
 
-__all__ = ["after_request", "before_request", "jobified"]
+__all__ = ["after_request", "before_request", "jobified", "render_errors"]
 
 View = t.Callable[..., t.Any]
 
@@ -41,6 +41,26 @@ def jobified(view: View, options: JobOptions) -> View:
 
     setattr(wrapper, OPTIONS_ATTR, options)
     return wrapper
+
+
+def render_errors(app: Flask) -> None:
+    """Render the :class:`~flask_jobify.errors.JobifyHTTPError` raised by
+    the acceptance in their JSON shape, unless the app has a handler for
+    that class already.
+
+    Flask looks for a handler by status code first, then along the
+    exception's classes: an app's handler for a code (``503``) or for a
+    subclass (``QueueFull``) restyles them, while a catch-all
+    ``HTTPException`` handler (flask-smorest's ``Api`` registers one) does
+    not reshape the errors that Flask-Jobify's clients read.
+    """
+    handlers = app.error_handler_spec[None][None]
+    if JobifyHTTPError not in handlers:
+        app.register_error_handler(JobifyHTTPError, _render)
+
+
+def _render(exc: JobifyHTTPError) -> WerkzeugResponse:
+    return exc.get_response()
 
 
 def before_request() -> WerkzeugResponse | None:
