@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .access import AccessCheck, require_admin
 from .capture import capture_request
+from .cli import jobs_cli
 from .context import job_of_request
 from .errors import (
     ConfigWarning,
@@ -172,6 +173,7 @@ class Jobify:
         jobs_blueprint = create_jobs_blueprint()
         add_spec_routes(jobs_blueprint, settings)
         app.register_blueprint(jobs_blueprint, url_prefix=settings.url_prefix)
+        app.cli.add_command(jobs_cli)  # flask jobs ...
         app.before_request(self._before_request)
         app.after_request(self._after_request)
         _shutdown_at_exit(state)

@@ -70,6 +70,8 @@ class Settings:
     store_retry_seconds: float
     spool_threshold: int
     max_saved_body: int
+    keep_failed_requests: bool
+    metrics: bool
     #: The coerced value of each key as read, by full key, before ``None``
     #: was worked out (``STORE``, ``EXPOSE_ERRORS``): what
     #: :meth:`changed_keys` compares the config with.

@@ -29,7 +29,7 @@ from .perprocess import PerProcess
 from .runner import Outcome, run_request
 from .serving import on_stop_signals
 from .settings import Settings
-from .signals import job_started
+from .signals import job_lost, job_retried, job_started
 from .stores import store_from_url
 from .stores.base import JobStore, of_app
 from .webhooks import SecretLoader, WebhookDispatcher
@@ -121,6 +121,7 @@ class JobifyState:
         self.require_admin = require_admin
         self.settings = settings
         self.store = store if store is not None else _open_store(settings)
+        self.store.keep_failed_requests = settings.keep_failed_requests  # for re-runs
         self.executor = ThreadExecutor(settings.max_workers, settings.max_queued)
         #: Set by :meth:`Jobify.init_celery`: jobs then run on Celery workers.
         self.celery: CeleryExecutor | None = None
@@ -244,7 +245,8 @@ class JobifyState:
 
     def _request_leaves_process(self, job: Job) -> bool:
         """Whether ``job``'s request goes to Celery or is saved in the store."""
-        return self.uses_celery or (job.max_attempts > 1 and self.store.shared_across_processes)
+        return self.uses_celery or (self.store.shared_across_processes and (
+            job.max_attempts > 1 or self.settings.keep_failed_requests))
 
     def submit(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
         """Store ``job`` and queue it to run; ``False`` (and nothing stored)
@@ -271,8 +273,11 @@ class JobifyState:
 
     def _save_request(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
         """Keep the request of a job that may run again in a shared store,
-        so that another process can run it if this one dies."""
-        if job.max_attempts < 2 or not self.store.shared_across_processes:
+        so that another process can run it if this one dies (of every job
+        with ``JOBIFY_KEEP_FAILED_REQUESTS``, so that a failed one can be
+        re-run)."""
+        if not self.store.shared_across_processes or (
+                job.max_attempts < 2 and not self.settings.keep_failed_requests):
             return False
         data = {"request": captured.to_dict(), "options": options.to_dict()}
         self.store.save_request(job.id, json.dumps(data).encode())
@@ -465,6 +470,7 @@ class JobifyState:
             return True  # ended cancelled (or otherwise) by the lifecycle
         logger.info("Job %s: run %d of %d failed (%s); next run in %.1f s",
                     job.id, attempt, job.max_attempts, error.type, delay)
+        job_retried.send(self.app, job=waiting)
         try:
             self._dispatch(job.id, captured, options, attempt=attempt + 1, saved=saved,
                            delay=delay, force=True)
@@ -597,6 +603,7 @@ class JobifyState:
                 lease_until=None if self.uses_celery else self._lease_until())
             if taken is not None:
                 logger.warning("Job %s was lost by its process; queued again here", job.id)
+                job_lost.send(self.app, job=job, requeued=True)
                 self._dispatch(job.id, captured, options, attempt=job.attempts + 1,
                                saved=True, force=True)
             return
@@ -606,6 +613,7 @@ class JobifyState:
         if self.lifecycle.fail(job.id, JobError("lost", message), only_if=[job.status],
                                expect=claim, patient=False):
             logger.warning("Job %s was lost by its process; failed", job.id)
+            job_lost.send(self.app, job=job, requeued=False)
 
     # -- stopping ----------------------------------------------------------
     def on_stop_signals(self) -> None:
