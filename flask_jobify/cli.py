@@ -10,6 +10,9 @@ shows that caller. A command does its work and exits: it starts no thread
 of its own (no heartbeats, no lost-job sweeps) and runs no job itself
 (``rerun`` hands the job to the serving processes or to Celery).
 
+A job id may start with ``-``: put ids after ``--`` in scripts
+(``flask jobs cancel -- ID...``), so that one is not read as an option.
+
 Exit codes: ``0`` done, ``1`` a job was not found or could not be acted
 on (the message says why), ``2`` bad arguments (click's).
 
@@ -24,7 +27,7 @@ import typing as t
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from .errors import JobifyHTTPError, StoreError
 from .models import FINAL_STATUSES, Job, JobStatus, is_valid_job_id, isoformat
@@ -65,6 +68,7 @@ owner_option = click.option(
 
 
 @click.group("jobs", cls=AppGroup)
+@with_appcontext
 def jobs_cli() -> None:
     """See and steer the app's background jobs."""
     state = _state()
