@@ -174,6 +174,10 @@ class Jobify:
         add_spec_routes(jobs_blueprint, settings)
         app.register_blueprint(jobs_blueprint, url_prefix=settings.url_prefix)
         app.cli.add_command(jobs_cli)  # flask jobs ...
+        if settings.metrics:  # {prefix}/metrics (prometheus_client, imported only then)
+            from .metrics import init_metrics
+
+            init_metrics(app, settings.url_prefix)
         app.before_request(self._before_request)
         app.after_request(self._after_request)
         _shutdown_at_exit(state)
