@@ -53,6 +53,7 @@ def rerun(state: JobifyState, job_id: str, *, hand_off: bool = False) -> Job:
         ``JOBIFY_MAX_SAVED_BODY`` and must leave the process.
     :raises StoreError: if the store fails.
     :raises ExecutorUnavailable: if Celery's broker refused the job.
+    :rtype: flask_jobify.models.Job
     """
     failed = state.store.get(job_id)
     if failed is None or not state.owns(failed):
