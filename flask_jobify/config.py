@@ -168,6 +168,19 @@ MAX_SAVED_BODY = Key(10 * 1024 * 1024, Int(min=0))
 #: cookie in a result is a credential: whoever fetches the result gets it.
 RESULT_COOKIES = Key("owner", Choice(choices=("owner", "always", "never")))
 
+#: Keep the request of a job that ends ``failed`` (with a shared store)
+#: until the job expires, so that ``flask jobs rerun`` and the dashboard
+#: can run it again as a new job. The request of every job is then saved
+#: in the store while it is active, not only of those that may be retried.
+#: A kept request may hold credentials: drop them with ``DROP_HEADERS``.
+KEEP_FAILED_REQUESTS = Key(False, Bool())
+
+#: Serve Prometheus metrics at ``{URL_PREFIX}/metrics``, to the callers
+#: ``Jobify.dashboard_access`` lets in (needs ``prometheus_client``:
+#: ``pip install 'Flask-Jobify[metrics]'``). See :mod:`flask_jobify.metrics`
+#: to register them in the app's own registry instead.
+METRICS = Key(False, Bool())
+
 #: Seconds a write on a background path (a job starting or ending, a
 #: timeout, a lost job) is retried while the store fails, with exponential
 #: backoff. A job whose end still cannot be stored is failed (error type
@@ -224,6 +237,8 @@ class Settings:
     store_retry_seconds: float
     spool_threshold: int
     max_saved_body: int
+    keep_failed_requests: bool
+    metrics: bool
     #: The coerced value of each key as read, by full key, before ``None``
     #: was worked out (``STORE``, ``EXPOSE_ERRORS``): what
     #: :meth:`changed_keys` compares the config with.

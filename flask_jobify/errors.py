@@ -250,6 +250,16 @@ class AccessDenied(JobifyHTTPError, Forbidden):
     error_code = "access_denied"
 
 
+class NotRerunnable(JobifyHTTPError, Conflict):
+    """A job cannot run again (:func:`flask_jobify.rerun.rerun`): it did
+    not fail, or its request was not kept.
+
+    .. versionadded:: 0.2
+    """
+
+    error_code = "not_rerunnable"
+
+
 class InvalidCallback(JobifyHTTPError, BadRequest):
     """A webhook URL (``X-Job-Callback``) was refused: not http(s), not
     public, or webhooks are off on this server."""
@@ -318,6 +328,7 @@ __all__ = [
     "JobifyError",
     "JobifyHTTPError",
     "NoResult",
+    "NotRerunnable",
     "QueueFull",
     "ShuttingDown",
     "StoreError",

@@ -6,6 +6,7 @@ import typing as t
 from flask import Flask, current_app
 
 from .access import AccessCheck, require_admin
+from .cli import jobs_cli
 from .config import Settings
 from .hooks import after_request, before_request, jobified, render_errors
 from .models import Job
@@ -129,6 +130,11 @@ class Jobify:
         jobs_blueprint = create_jobs_blueprint()
         add_spec_routes(jobs_blueprint, settings)
         app.register_blueprint(jobs_blueprint, url_prefix=settings.url_prefix)
+        app.cli.add_command(jobs_cli)  # flask jobs ...
+        if settings.metrics:  # {prefix}/metrics (prometheus_client, imported only then)
+            from .metrics import init_metrics
+
+            init_metrics(app, settings.url_prefix)
         app.before_request(before_request)
         app.after_request(after_request)
         render_errors(app)

@@ -24,6 +24,8 @@ import threading
 import time
 import typing as t
 
+from flask import Flask
+
 from .capture import CapturedRequest
 from .context import JobHandle
 from .errors import StoreError
@@ -33,6 +35,7 @@ from .models import ACTIVE_STATUSES, Job, JobError, JobStatus
 from .options import JobOptions
 from .perprocess import PerProcess
 from .scheduler import Scheduler
+from .signals import job_lost
 from .stores.base import JobStore
 
 __all__ = ["Held", "Leases", "Unwritten"]
@@ -85,6 +88,7 @@ class Leases:
 
     Thread-safe: the table of held jobs is guarded by a per-process lock.
 
+    :param app: the app, sender of :data:`~flask_jobify.signals.job_lost`.
     :param redispatch: hands a run of a job taken over from a dead process
         to the executor (past a full queue); ``False`` if refused.
     :param closed: whether this process stopped accepting jobs.
@@ -98,7 +102,7 @@ class Leases:
         lifecycle: Lifecycle,
         scheduler: Scheduler,
         *,
-        app_name: str,
+        app: Flask,
         lease_seconds: float,
         redispatch: t.Callable[[Run, bool], bool],
         closed: t.Callable[[], bool],
@@ -107,7 +111,8 @@ class Leases:
         self.store = store
         self.lifecycle = lifecycle
         self.scheduler = scheduler
-        self.app_name = app_name
+        self.app = app
+        self.app_name = app.name
         self.lease_seconds = lease_seconds
         self._redispatch = redispatch
         self._closed = closed
@@ -232,6 +237,7 @@ class Leases:
                                            lease_until=self.queued_lease_until())
             if taken is not None:
                 logger.warning("Job %s was lost by its process; queued again here", job.id)
+                job_lost.send(self.app, job=job, requeued=True)
                 self._redispatch(run, True)
             return
         message = ("The process holding the job stopped (it crashed, was killed, or hung)"
@@ -240,6 +246,7 @@ class Leases:
         if self.lifecycle.fail(job.id, JobError("lost", message), only_if=[job.status],
                                expect=claim, patient=False):
             logger.warning("Job %s was lost by its process; failed", job.id)
+            job_lost.send(self.app, job=job, requeued=False)
 
     def fail_when_store_is_back(
         self, job_id: str, unwritten: Unwritten, entry: Held | None = None

@@ -12,8 +12,22 @@ job_accepted = _signals.signal("job-accepted")
 job_started = _signals.signal("job-started")
 #: A job reached a final status (sent by whoever ended it).
 job_finished = _signals.signal("job-finished")
+#: A failed run will run again after a backoff (sent in the run's thread);
+#: ``job`` is the record back to ``pending``.
+job_retried = _signals.signal("job-retried")
+#: A job whose process died (its lease expired) was queued again or failed
+#: with error type ``lost`` (sent by the process that noticed); ``job`` is
+#: the record as it was found, ``requeued`` tells which. A job handed over
+#: on purpose (by a stopping process, or ``flask jobs rerun``) is queued
+#: the same way: its ``lease_until`` is then ``0``.
+job_lost = _signals.signal("job-lost")
+#: One attempt to deliver a job's webhook ended (sent in the webhook
+#: thread); ``job`` is the finished job, ``delivered`` whether the
+#: receiver took it, ``status`` its HTTP status (``None``: no answer).
+webhook_delivered = _signals.signal("webhook-delivered")
 
 
 __all__ = [
-    "job_accepted", "job_finished", "job_started",
+    "job_accepted", "job_finished", "job_lost", "job_retried", "job_started",
+    "webhook_delivered",
 ]

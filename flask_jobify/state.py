@@ -94,13 +94,14 @@ class JobifyState:
         self.require_admin = require_admin
         self.settings = settings
         self.store = store if store is not None else _open_store(settings)
+        self.store.keep_failed_requests = settings.keep_failed_requests  # for re-runs
         self.scheduler = Scheduler()
         #: Every change of a job's status goes through it.
         self.lifecycle = Lifecycle(app, self.store,
                                    store_retry_seconds=settings.store_retry_seconds)
         #: The jobs this process holds, and the recovery of lost ones.
         self.leases = Leases(
-            self.store, self.lifecycle, self.scheduler, app_name=app.name,
+            self.store, self.lifecycle, self.scheduler, app=app,
             lease_seconds=settings.lease_seconds, redispatch=self._redispatch,
             closed=lambda: self.closed, local=lambda: self.executor.local)
         #: Executes the runs of jobs, wherever the executor has them run.
@@ -214,8 +215,8 @@ class JobifyState:
 
     def _request_leaves_process(self, job: Job) -> bool:
         """Whether ``job``'s request goes to Celery or is saved in the store."""
-        return not self.executor.local or (
-            job.max_attempts > 1 and self.store.shared_across_processes)
+        return not self.executor.local or (self.store.shared_across_processes and (
+            job.max_attempts > 1 or self.settings.keep_failed_requests))
 
     def enqueue(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
         """Store ``job`` and dispatch its first run; ``False`` (and nothing
@@ -247,8 +248,11 @@ class JobifyState:
 
     def _save_request(self, job: Job, captured: CapturedRequest, options: JobOptions) -> bool:
         """Keep the request of a job that may run again in a shared store,
-        so that another process can run it if this one dies."""
-        if job.max_attempts < 2 or not self.store.shared_across_processes:
+        so that another process can run it if this one dies (of every job
+        with ``JOBIFY_KEEP_FAILED_REQUESTS``, so that a failed one can be
+        re-run)."""
+        if not self.store.shared_across_processes or (
+                job.max_attempts < 2 and not self.settings.keep_failed_requests):
             return False
         data = {"request": captured.to_dict(), "options": options.to_dict()}
         self.store.save_request(job.id, json.dumps(data).encode())

@@ -47,7 +47,7 @@ from .options import options_of
 from .perprocess import PerProcess
 from .protocol import CALLBACK_HEADER  # re-exported: defined here before
 from .schemas import JobSchema
-from .signals import job_finished
+from .signals import job_finished, webhook_delivered
 from .stores.base import JobStore
 from .threadpool import ThreadPool
 
@@ -272,6 +272,7 @@ class WebhookDispatcher:
             status, error, retry = self._attempt(hook["url"], body, job.id, secret)
             delivered = status is not None and 200 <= status < 300
             self._record(job.id, attempts, status, error, delivered)
+            webhook_delivered.send(self.app, job=job, delivered=delivered, status=status)
             if delivered or not retry:
                 return delivered
             if attempts < self.settings.webhook_max_attempts:

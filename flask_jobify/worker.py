@@ -28,7 +28,7 @@ from .models import Job, JobError, JobStatus
 from .options import JobOptions
 from .runner import Outcome, run_request
 from .scheduler import Scheduler
-from .signals import job_started
+from .signals import job_retried, job_started
 
 __all__ = ["Worker"]
 
@@ -164,6 +164,7 @@ class Worker:
             return True  # ended cancelled (or otherwise) by the lifecycle
         logger.info("Job %s: run %d of %d failed (%s); next run in %.1f s",
                     job.id, run.attempt, job.max_attempts, error.type, delay)
+        job_retried.send(self.app, job=waiting)
         try:
             self._dispatch(run.next(), delay, saved)
         except Exception as exc:  # the broker went away between two runs

@@ -103,6 +103,8 @@ BAD_VALUES: dict[str, tuple[list[t.Any], str]] = {
     "STORE_RETRY_SECONDS": ([-1, "soon"], "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "SPOOL_THRESHOLD": ([-1, "big", True, 1.5], "an integer >= 0"),
     "MAX_SAVED_BODY": ([-1, "10MB", False], "an integer >= 0"),
+    "KEEP_FAILED_REQUESTS": ([1, "sometimes"], "True or False"),
+    "METRICS": ([1, "sure"], "True or False"),
 }
 
 

@@ -734,3 +734,18 @@ def test_sqlite_store_migrates_a_version_1_file(tmp_path) -> None:
         indexes = {row[1] for row in db.execute("PRAGMA index_list(jobs)")}
         assert "jobs_leases" in indexes
     db.close()
+
+
+def test_store_keeps_a_failed_jobs_request_until_it_expires_when_asked(store: JobStore) -> None:
+    store.keep_failed_requests = True
+    failed, succeeded = (make_job(status=JobStatus.RUNNING, attempts=1, result_ttl=60)
+                         for _ in range(2))
+    for job in (failed, succeeded):
+        store.create(job)
+        store.save_request(job.id, job.id.encode())
+    store.update(failed.id, {"status": JobStatus.FAILED})
+    store.update(succeeded.id, {"status": JobStatus.SUCCEEDED})
+    assert store.load_request(failed.id) == failed.id.encode()  # for a re-run
+    assert store.load_request(succeeded.id) is None
+    assert store.purge_expired(now=time.time() + 120) == 2
+    assert store.load_request(failed.id) is None

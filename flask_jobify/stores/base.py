@@ -62,6 +62,18 @@ class JobStore(abc.ABC):
     #: True when a job written by one process is visible to every other.
     shared_across_processes: t.ClassVar[bool] = False
 
+    #: Keep the saved request of a job that ends ``failed`` until the job
+    #: expires, is deleted or purged, so that it can be re-run
+    #: (:func:`flask_jobify.rerun.rerun`); set from
+    #: ``JOBIFY_KEEP_FAILED_REQUESTS``. Requests of jobs that end otherwise
+    #: are forgotten as they end.
+    keep_failed_requests: bool = False
+
+    def forgets_request(self, job: Job) -> bool:
+        """Whether ``job``, which just became final, loses its saved request
+        in the step that ended it (see :attr:`keep_failed_requests`)."""
+        return not (self.keep_failed_requests and job.status is JobStatus.FAILED)
+
     @abc.abstractmethod
     def create(self, job: Job) -> None:
         """Insert a new job.
@@ -96,7 +108,8 @@ class JobStore(abc.ABC):
         ``finished_at`` defaults to now and ``expires_at`` becomes
         ``finished_at + result_ttl``; ``result``, if given, is saved in the
         same atomic step; when ``status`` becomes final, a request saved with
-        :meth:`save_request` is forgotten in that step too. Waiters in
+        :meth:`save_request` is forgotten in that step too (unless
+        :meth:`forgets_request` says otherwise: then it expires with the job). Waiters in
         :meth:`wait` are woken. Returns the job as it is after the change.
         """
 
@@ -137,7 +150,8 @@ class JobStore(abc.ABC):
         """Keep the captured request of an active job, so that another
         process can run the job again after a crash.
 
-        Forgotten when the job becomes final, is deleted or is purged.
+        Forgotten when the job becomes final (a ``failed`` one keeps it
+        with :attr:`keep_failed_requests`), is deleted or is purged.
         Nothing happens if the job is unknown.
         """
 

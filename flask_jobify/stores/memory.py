@@ -120,7 +120,7 @@ class MemoryStore(JobStore):
                 self._index(job)
             if result is not None:
                 self._results[job_id] = result
-            if job.is_final:
+            if job.is_final and self.forgets_request(job):
                 self._requests.pop(job_id, None)
             self._changed.notify_all()
             return _copy(job)

@@ -309,6 +309,7 @@ class RedisStore(JobStore):
         at_ms = math.ceil(job.expires_at * 1000)
         pipe.pexpireat(self._key("job", job.id), at_ms)
         pipe.pexpireat(self._key("result", job.id), at_ms)
+        pipe.pexpireat(self._key("request", job.id), at_ms)  # kept by a failed job
         pipe.zadd(self._expiry, {job.id: job.expires_at})
         pipe.hset(self._final, job.id, json.dumps(self._indexes(job)))
 
@@ -376,7 +377,7 @@ class RedisStore(JobStore):
                 pipe.zadd(self._leases, {job_id: lease})
             elif lease is None and leased is not None:
                 pipe.zrem(self._leases, job_id)
-            if job.is_final and not ended:
+            if job.is_final and not ended and self.forgets_request(job):
                 pipe.delete(self._key("request", job_id))
             if job.expires_at is not None:
                 self._expire(pipe, job)

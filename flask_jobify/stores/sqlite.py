@@ -391,7 +391,7 @@ class SQLiteStore(JobStore):
             if result is not None:
                 db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
                            (job_id, result.status, result.head_json(), result.body))
-            if job.is_final:
+            if job.is_final and self.forgets_request(job):
                 had_request = db.execute(
                     "DELETE FROM requests WHERE job_id = ?", (job_id,)).rowcount > 0
         self._notify()
