@@ -296,6 +296,7 @@ __all__ = [
     "JobStore",
     "NoOwner",
     "OwnerFilter",
+    "WaitForChange",
     "apply_changes",
     "is_expired",
     "of_app",
