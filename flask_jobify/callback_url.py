@@ -162,4 +162,12 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
-__all__ = ["MAX_URL_LENGTH", "embedded_ipv4", "is_public", "resolve_public", "split_callback"]
+__all__ = [
+    "MAX_HOST_LENGTH",
+    "MAX_URL_LENGTH",
+    "IPAddress",
+    "embedded_ipv4",
+    "is_public",
+    "resolve_public",
+    "split_callback",
+]

@@ -41,7 +41,9 @@ from .options import JobOptions
 if t.TYPE_CHECKING:
     import celery
 
-__all__ = ["CeleryExecutor", "start_in_worker_processes", "task_id", "task_name"]
+__all__ = [
+    "CeleryExecutor", "CeleryNotInitialised", "start_in_worker_processes", "task_id", "task_name",
+]
 
 logger = logging.getLogger("flask_jobify")
 
@@ -153,6 +155,29 @@ class CeleryExecutor:
             self.celery_app.control.revoke(task_id(job_id, attempt))
         except Exception as exc:  # noqa: BLE001 - kombu's errors and kin; only a shortcut
             logger.warning("Could not revoke the Celery task of job %s: %s", job_id, exc)
+
+
+class CeleryNotInitialised:
+    """The executor of an app configured for Celery before
+    :meth:`Jobify.init_celery` gave it one: refuses every run, loudly."""
+
+    local = False
+    closed = False
+
+    def dispatch(self, run: Run, *, countdown: float = 0.0, force: bool = False) -> bool:
+        raise RuntimeError(
+            "JOBIFY_EXECUTOR is 'celery' but no Celery app was given:"
+            " call jobify.init_celery(celery_app)."
+        )
+
+    def revoke(self, job_id: str, attempt: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def shutdown(self, grace: float) -> bool:
+        return True
 
 
 def start_in_worker_processes(start: t.Callable[[], None]) -> None:

@@ -38,7 +38,18 @@ from .stores.base import NO_OWNER, OwnerFilter
 if t.TYPE_CHECKING:
     from .state import JobifyState
 
-__all__ = ["jobs_cli"]
+__all__ = [
+    "DURATION",
+    "cancel_command",
+    "jobs_cli",
+    "list_command",
+    "owner_option",
+    "purge_command",
+    "rerun_command",
+    "show_command",
+    "stats_command",
+    "watch_command",
+]
 
 _STATUSES = [status.value for status in JobStatus]
 _FINAL = [status.value for status in JobStatus if status in FINAL_STATUSES]

@@ -79,4 +79,10 @@ def _serializer(secret_keys: t.Sequence[str | bytes]) -> URLSafeSerializer:
     return URLSafeSerializer(keys or [PUBLIC_KEY], salt=CURSOR_SALT)
 
 
-__all__ = ["CURSOR_SALT", "decode_cursor", "encode_cursor"]
+__all__ = [
+    "CURSOR_SALT",
+    "MAX_CURSOR_LENGTH",
+    "PUBLIC_KEY",
+    "decode_cursor",
+    "encode_cursor",
+]

@@ -314,9 +314,15 @@ class WebhookSignatureError(JobifyError):
 
 
 __all__ = [
+    "AccessDenied",
     "ConfigError",
     "ConfigWarning",
+    "ContentTooLarge",
+    "DuplicateJobId",
+    "ExecutorError",
+    "ExecutorUnavailable",
     "IdempotencyMismatch",
+    "IdempotencyUnavailable",
     "InvalidArgument",
     "InvalidCallback",
     "InvalidIdempotencyKey",
@@ -329,9 +335,15 @@ __all__ = [
     "JobifyHTTPError",
     "NoResult",
     "NotRerunnable",
+    "PreconditionFailed",
     "QueueFull",
     "ShuttingDown",
+    "StoreClosed",
     "StoreError",
+    "StoreUnavailable",
     "UnreadableBody",
     "WebhookSignatureError",
+    "error_response",
+    "http_exception_response",
+    "redact_url",
 ]

@@ -5,18 +5,16 @@ import typing as t
 
 from flask import Flask, current_app
 
-from .access import AccessCheck, require_admin
+from .callbacks import AppCallbacks, OwnerLoader
 from .cli import jobs_cli
 from .config import Settings
 from .hooks import after_request, before_request, jobified, render_errors
-from .models import Job
 from .openapi import add_spec_routes, register_api
 from .options import JobOptions
 from .serving import shutdown_at_exit
-from .state import JobifyState, RequestFilter
+from .state import JobifyState
 from .stores.base import JobStore
 from .views import create_jobs_blueprint
-from .webhooks import SecretLoader
 
 if t.TYPE_CHECKING:
     import celery
@@ -25,10 +23,9 @@ if t.TYPE_CHECKING:
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 #: Attribute a store instance carries once an app uses it: the app's name.
 _STORE_APP_ATTR = "_jobify_app_name"
-OwnerLoader = t.Callable[[], t.Optional[str]]
 
 
-class Jobify:
+class Jobify(AppCallbacks):
     """Run Flask views as background jobs when the client asks.
 
     A request to a jobifiable view (decorated with :meth:`job`, or any view
@@ -37,21 +34,8 @@ class Jobify:
     view runs in the background and its response is kept for
     ``GET /jobs/<id>/result``. Without the header the view runs as before.
 
-    Configuration keys, read once in :meth:`init_app` (defaults in
-    :mod:`flask_jobify.config`): ``JOBIFY_STORE``, ``JOBIFY_REDIS_PREFIX``,
-    ``JOBIFY_MAX_WORKERS``,
-    ``JOBIFY_MAX_QUEUED``, ``JOBIFY_MAX_WAIT``, ``JOBIFY_BLOCKING_MAX_WAIT``,
-    ``JOBIFY_RESULT_TTL``,
-    ``JOBIFY_DEFAULT_TIMEOUT``, ``JOBIFY_RETRY_AFTER``, ``JOBIFY_ALL_VIEWS``,
-    ``JOBIFY_URL_PREFIX``, ``JOBIFY_SHUTDOWN_GRACE``,
-    ``JOBIFY_CLEANUP_INTERVAL``, ``JOBIFY_CANCEL_CHECK_INTERVAL``,
-    ``JOBIFY_EXPOSE_ERRORS``, ``JOBIFY_DROP_HEADERS``, ``JOBIFY_EXECUTOR``,
-    ``JOBIFY_LEASE_SECONDS``, ``JOBIFY_RETRY_MAX_BACKOFF``, ``JOBIFY_SWAGGER_UI``,
-    ``JOBIFY_SWAGGER_UI_URL``, ``JOBIFY_WEBHOOK_SECRET``,
-    ``JOBIFY_WEBHOOK_MAX_ATTEMPTS``, ``JOBIFY_WEBHOOK_BACKOFF``,
-    ``JOBIFY_WEBHOOK_MAX_BACKOFF``, ``JOBIFY_WEBHOOK_TIMEOUT``,
-    ``JOBIFY_WEBHOOK_WORKERS``, ``JOBIFY_WEBHOOK_ALLOWED_HOSTS``,
-    ``JOBIFY_RESULT_COOKIES``, ``JOBIFY_STORE_RETRY_SECONDS``.
+    Configuration: the ``JOBIFY_*`` keys of :mod:`flask_jobify.config`
+    (each one's default and rule), read once in :meth:`init_app`.
     ``Idempotency-Key`` needs ``SECRET_KEY`` (see
     :mod:`flask_jobify.idempotency`).
 
@@ -73,10 +57,7 @@ class Jobify:
         self._store = store
         #: Name of the app that took ``store`` (it serves one app only).
         self._store_taken_by: str | None = None
-        self._owner_loader: OwnerLoader | None = None
-        self._callback_secret_loader: SecretLoader | None = None
-        self._request_filters: list[RequestFilter] = []
-        self._dashboard_access: AccessCheck | None = None
+        super().__init__()
         if app is not None:
             self.init_app(app)
 
@@ -249,104 +230,6 @@ class Jobify:
             soft_margin=settings.cancel_check_interval + 1,
             hard_margin=settings.shutdown_grace + 1, queue=queue))
         start_in_worker_processes(state.start)
-
-    def request_filter(self, func: RequestFilter) -> RequestFilter:
-        """Register a function that rewrites every captured request before a
-        job keeps it, to drop or re-derive credentials::
-
-            @jobify.request_filter
-            def short_lived_token(captured):
-                return captured.with_headers(Authorization=mint_token_for_job())
-
-        It gets and returns a :class:`~flask_jobify.capture.CapturedRequest`,
-        and runs in the request that submits the job (``request`` and
-        ``g`` are available). The job's run sees the filtered request,
-        whatever the executor; with the Celery executor, or for operations
-        that may be retried, the filtered request is what leaves the
-        process. ``JOBIFY_DROP_HEADERS`` is applied first.
-
-        .. versionadded:: 0.1
-        """
-        self._request_filters.append(func)
-        return func
-
-    def owner_loader(self, loader: OwnerLoader) -> OwnerLoader:
-        """Register the function that names the caller (``str`` or ``None``).
-
-        Jobs record their owner, and the jobs endpoints answer 404 to anyone
-        else (not 403, which would tell them the job exists); the list shows
-        each caller their own jobs. A caller the loader names ``None`` sees
-        only jobs started without an owner.
-
-        Without a loader, the job id is the capability: 128 random bits,
-        so whoever holds it (and only they) can read the result or cancel
-        the job. That suits jobs started by a single client or shared by
-        link; it does not survive ids leaking into logs or referrers, and
-        ``GET /jobs`` then lists every job: set a loader on a public API.
-        """
-        self._owner_loader = loader
-        return loader
-
-    def callback_secret_loader(self, loader: SecretLoader) -> SecretLoader:
-        """Register the function that names each webhook receiver's secret::
-
-            @jobify.callback_secret_loader
-            def receiver_secret(url, job):
-                client = Client.query.filter_by(webhook_url=url).first()
-                return client.webhook_secret if client else None
-
-        It gets the callback URL and the :class:`~flask_jobify.models.Job`,
-        and returns the secret to sign with (``str`` or ``bytes``), or
-        ``None`` to fall back to the operation's ``callback_secret``, then
-        to ``JOBIFY_WEBHOOK_SECRET``. A URL none of them covers is refused
-        at submission (``400 invalid_callback``). It runs at submission (in
-        the request) and at each delivery (in an app context, in the
-        process that ends the job), so it must give the same answer in
-        every process. Receivers check deliveries with their own secret
-        (:func:`flask_jobify.webhooks.verify`).
-
-        .. versionadded:: 0.1
-        """
-        self._callback_secret_loader = loader
-        return loader
-
-    def dashboard_access(self, check: AccessCheck) -> AccessCheck:
-        """Register the function that says whether the caller may use the
-        admin surfaces (the dashboard and the metrics endpoint)::
-
-            @jobify.dashboard_access
-            def is_admin():
-                return current_user.is_authenticated and current_user.is_admin
-
-        It takes no arguments, runs in the request, and returns a truth
-        value. Without one, they are open only to requests from this
-        machine to an app in debug mode; others get ``403 access_denied``.
-        They still show only the jobs the owner loader lets the caller see.
-
-        .. versionadded:: 0.2
-        """
-        self._dashboard_access = check
-        return check
-
-    def require_admin(self) -> None:
-        """Raise :class:`~flask_jobify.errors.AccessDenied` unless the
-        caller may use the admin surfaces (see :meth:`dashboard_access`)."""
-        require_admin(self._dashboard_access)
-
-    def load_callback_secret(self, url: str, job: Job) -> str | bytes | None:
-        """The receiver's secret from the callback secret loader, or ``None``."""
-        if self._callback_secret_loader is None:
-            return None
-        # ensure_sync runs an async loader too; either returns what SecretLoader says.
-        secret = current_app.ensure_sync(self._callback_secret_loader)(url, job)
-        return t.cast("str | bytes | None", secret)
-
-    def load_owner(self) -> str | None:
-        """The caller's identity from the owner loader, or ``None``."""
-        if self._owner_loader is None:
-            return None
-        owner = current_app.ensure_sync(self._owner_loader)()
-        return None if owner is None else str(owner)
 
     def register_api(self, api: Api, app: Flask | None = None) -> None:
         """Document the jobs endpoints in a flask-smorest ``Api``'s spec, and

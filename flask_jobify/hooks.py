@@ -19,7 +19,13 @@ from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
 from .state import JobifyState
 from .trigger import VARY_HEADERS
 
-__all__ = ["after_request", "before_request", "jobified", "render_errors"]
+__all__ = [
+    "View",
+    "after_request",
+    "before_request",
+    "jobified",
+    "render_errors",
+]
 
 View = t.Callable[..., t.Any]
 

@@ -169,4 +169,16 @@ def enqueue_once(
     return job, True
 
 
-__all__ = ["IDEMPOTENCY_HEADER", "enqueue_once", "fingerprint", "idempotency_key", "job_id_for_key"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "IDEMPOTENCY_HEADER",
+    "MAX_KEY_LENGTH",
+    "META_KEY",
+    "check_same_request",
+    "credentials_digest",
+    "enqueue_once",
+    "fingerprint",
+    "idempotency_key",
+    "job_id_for_key",
+    "secret_of",
+]

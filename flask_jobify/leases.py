@@ -38,7 +38,12 @@ from .scheduler import Scheduler
 from .signals import job_lost
 from .stores.base import JobStore
 
-__all__ = ["Held", "Leases", "Unwritten"]
+__all__ = [
+    "STORE_BACK_INTERVAL",
+    "Held",
+    "Leases",
+    "Unwritten",
+]
 
 logger = logging.getLogger("flask_jobify")
 

@@ -63,7 +63,18 @@ if t.TYPE_CHECKING:
 
     from .state import JobifyState
 
-__all__ = ["COUNT_CAP", "JobifyMetrics", "metrics_registry", "register_metrics"]
+__all__ = [
+    "BUCKETS",
+    "COUNT_CAP",
+    "EXTENSION_KEY",
+    "JobifyMetrics",
+    "StoreCollector",
+    "init_metrics",
+    "metrics_blueprint",
+    "metrics_registry",
+    "multiprocess_dir",
+    "register_metrics",
+]
 
 #: Where each app's :class:`JobifyMetrics` lives.
 EXTENSION_KEY = "jobify_metrics"

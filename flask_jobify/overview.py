@@ -17,7 +17,15 @@ import typing as t
 from .models import FINAL_STATUSES, Job, JobStatus
 from .stores.base import JobStore, OwnerFilter
 
-__all__ = ["Durations", "Stats", "iter_jobs", "parse_duration", "percentile", "stats"]
+__all__ = [
+    "PAGE",
+    "Durations",
+    "Stats",
+    "iter_jobs",
+    "parse_duration",
+    "percentile",
+    "stats",
+]
 
 #: Jobs read per store call when walking every job.
 PAGE = 500

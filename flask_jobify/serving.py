@@ -218,6 +218,14 @@ def shutdown_at_exit(state: Serving) -> None:
 
 
 __all__ = [
-    "STOP_CHECK_INTERVAL", "STOP_SIGNALS", "Serving", "at_uwsgi_exit", "max_wait",
-    "on_stop_signals", "serves_one_at_a_time", "shutdown_at_exit", "wait_while_serving",
+    "STOP_CHECK_INTERVAL",
+    "STOP_SIGNALS",
+    "Handler",
+    "Serving",
+    "at_uwsgi_exit",
+    "max_wait",
+    "on_stop_signals",
+    "serves_one_at_a_time",
+    "shutdown_at_exit",
+    "wait_while_serving",
 ]

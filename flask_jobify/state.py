@@ -22,6 +22,7 @@ from flask import Flask
 
 from .access import require_admin
 from .capture import CapturedRequest
+from .celery_executor import CeleryNotInitialised
 from .config import Settings
 from .errors import ConfigError, ContentTooLarge, StoreError, redact_url
 from .executor import Executor, Run
@@ -44,29 +45,6 @@ logger = logging.getLogger("flask_jobify")
 #: Called on every captured request before a job keeps it: returns the
 #: request to keep (``Jobify.request_filter``).
 RequestFilter = t.Callable[[CapturedRequest], CapturedRequest]
-
-
-class _CeleryNotInitialised:
-    """The executor of an app configured for Celery before
-    :meth:`Jobify.init_celery` gave it one: refuses every run, loudly."""
-
-    local = False
-    closed = False
-
-    def dispatch(self, run: Run, *, countdown: float = 0.0, force: bool = False) -> bool:
-        raise RuntimeError(
-            "JOBIFY_EXECUTOR is 'celery' but no Celery app was given:"
-            " call jobify.init_celery(celery_app)."
-        )
-
-    def revoke(self, job_id: str, attempt: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def shutdown(self, grace: float) -> bool:
-        return True
 
 
 class JobifyState:
@@ -112,7 +90,7 @@ class JobifyState:
         self.executor: Executor = (
             ThreadExecutor(self.worker.run, self.scheduler, max_workers=settings.max_workers,
                            max_queued=settings.max_queued, refused=self.leases.let_go_run)
-            if settings.executor == "thread" else _CeleryNotInitialised())
+            if settings.executor == "thread" else CeleryNotInitialised())
         #: Guards the one-time wrapping of every view (``JOBIFY_ALL_VIEWS``).
         self.wrap_lock = threading.Lock()
         self.all_views_wrapped = False

@@ -371,4 +371,13 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
-__all__ = ["CALLBACK_HEADER", "SIGNATURE_HEADER", "WebhookDispatcher", "sign", "verify"]
+__all__ = [
+    "CALLBACK_HEADER",
+    "META_KEY",
+    "SIGNATURE_HEADER",
+    "SecretLoader",
+    "WebhookDispatcher",
+    "callback_meta",
+    "sign",
+    "verify",
+]

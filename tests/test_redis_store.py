@@ -21,8 +21,8 @@ from conftest import REDIS_URL, drop_redis_keys, require_redis
 
 from flask_jobify.models import Job, JobProgress, JobStatus, StoredResponse, new_job_id
 from flask_jobify.stores import NO_OWNER, store_from_url
-from flask_jobify.stores import redis as redis_module
 from flask_jobify.stores.redis import RedisStore
+from flask_jobify.stores.redis import listener as redis_listener
 
 SPAWN = multiprocessing.get_context("spawn")
 #: Generous: a spawned interpreter imports Flask before it starts.
@@ -167,7 +167,7 @@ def _update_when_told(prefix: str, job_id: str, go: t.Any, done: t.Any) -> None:
 def test_redis_store_wait_wakes_when_another_process_updates(
     store: RedisStore, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_module, "_SAFETY_POLL", 3600.0)  # only a notice can wake it
+    monkeypatch.setattr(redis_listener, "_SAFETY_POLL", 3600.0)  # only a notice can wake it
     job = _job()
     store.create(job)
     go, done = SPAWN.Event(), SPAWN.Queue()
@@ -203,7 +203,7 @@ def test_redis_store_watching_misses_no_change_and_reads_once_per_wake(
     """``watching`` listens from before the caller's read: a change made by
     another process between that read and the wait still wakes the wait,
     which then reads once (``wait`` reads before it sleeps, then again)."""
-    monkeypatch.setattr(redis_module, "_SAFETY_POLL", 3600.0)  # only a notice can wake it
+    monkeypatch.setattr(redis_listener, "_SAFETY_POLL", 3600.0)  # only a notice can wake it
     job = _job()
     store.create(job)
     other = _open(prefix)  # another process's store
@@ -225,7 +225,7 @@ def test_redis_store_watching_misses_no_change_and_reads_once_per_wake(
     assert not watcher.is_alive(), "the change between the read and the wait was missed"
     assert got[0].version == job.version + 1 and got[0].progress.message == "between"
     assert len(reads) == 2  # the caller's read, and one after the notice
-    assert store._waiters == {}  # nothing left behind
+    assert store._listener.waiters == {}  # nothing left behind
 
 
 def test_redis_store_update_starts_from_the_record_it_wrote(
@@ -260,7 +260,7 @@ def test_redis_store_update_starts_from_the_record_it_wrote(
 def test_redis_store_64_waiters_share_one_listener(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_module, "_SAFETY_POLL", 3600.0)  # only a notice can wake them
+    monkeypatch.setattr(redis_listener, "_SAFETY_POLL", 3600.0)  # only a notice can wake them
     jobs = [_job() for _ in range(8)]
     for job in jobs:
         store.create(job)

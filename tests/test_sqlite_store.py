@@ -21,7 +21,8 @@ from flask_jobify.errors import StoreError
 from flask_jobify.models import Job, JobProgress, JobStatus, StoredResponse, new_job_id
 from flask_jobify.stores import NO_OWNER, store_from_url
 from flask_jobify.stores import sqlite as sqlite_store
-from flask_jobify.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+from flask_jobify.stores.sqlite import SCHEMA_VERSION, SQLiteStore, connections, schema
+from flask_jobify.stores.sqlite import store as store_module
 
 WORKERS = 4
 JOBS_PER_WORKER = 250
@@ -475,9 +476,9 @@ def test_retryable_job_credentials_leave_the_file_and_wal_when_it_ends(path) -> 
 
 def test_file_and_wal_shrink_after_a_purge(store, path, monkeypatch) -> None:
     # Small steps, so that the sweep's loops take several turns.
-    monkeypatch.setattr(sqlite_store, "PURGE_BATCH", 64)
-    monkeypatch.setattr(sqlite_store, "VACUUM_STEP", 256)
-    monkeypatch.setattr(sqlite_store, "WAL_BURST_LIMIT", 1024 * 1024)
+    monkeypatch.setattr(store_module, "PURGE_BATCH", 64)
+    monkeypatch.setattr(connections, "VACUUM_STEP", 256)
+    monkeypatch.setattr(connections, "WAL_BURST_LIMIT", 1024 * 1024)
     body = os.urandom(10 * 1024)
     jobs = [_job(status=JobStatus.RUNNING, attempts=1, result_ttl=0.0) for _ in range(300)]
     for job in jobs:
@@ -526,7 +527,7 @@ def test_small_file_without_auto_vacuum_is_converted_on_opening(path) -> None:
 
 def test_large_file_without_auto_vacuum_is_left_with_a_warning(path, monkeypatch, caplog) -> None:
     _file_without_auto_vacuum(path)
-    monkeypatch.setattr(sqlite_store, "VACUUM_ON_OPEN_LIMIT", 0)
+    monkeypatch.setattr(schema, "VACUUM_ON_OPEN_LIMIT", 0)
     with caplog.at_level("WARNING", logger="flask_jobify"):
         store = SQLiteStore(path)
     try:

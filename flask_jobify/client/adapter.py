@@ -282,4 +282,11 @@ class JobAdapter(HTTPAdapter):
                          cookie_sink=getattr(request, COOKIES_ATTRIBUTE, None), **kwargs)
 
 
-__all__ = ["AUTH_ATTRIBUTE", "COOKIES_ATTRIBUTE", "JobAdapter", "copy_request", "is_job_response"]
+__all__ = [
+    "AUTH_ATTRIBUTE",
+    "COOKIES_ATTRIBUTE",
+    "RETRYABLE_SUBMISSION_ERRORS",
+    "JobAdapter",
+    "copy_request",
+    "is_job_response",
+]

@@ -12,13 +12,30 @@ import requests
 from ..protocol import JobProgress, JobStatus
 from .exceptions import JobRecord
 from .outcome import client_timeout, fetch_result, unexpected_answer
-from .policy import count, delay
-from .progress import ProgressBar, progress_from_record
+from .policy import PollPolicy, count, delay
+from .progress import ProgressBar, ProgressCallback, progress_from_record
 from .record import accepted_body, job_record
 from .transport import LongPollCut, Transport, sleep_within
 
-if t.TYPE_CHECKING:
-    from .adapter import JobAdapter
+
+class AdapterOptions(t.Protocol):
+    """What a :class:`Job` reads of the adapter that follows it: the options
+    of a :class:`~flask_jobify.client.JobAdapter`, which has them all. (A
+    protocol, so that this module does not import the adapter's, which
+    imports it.)"""
+
+    @property
+    def poll(self) -> PollPolicy: ...
+    @property
+    def on_progress(self) -> ProgressCallback | None: ...
+    @property
+    def progress_bar(self) -> bool: ...
+    @property
+    def raise_on_failure(self) -> bool: ...
+    @property
+    def cancel_on_timeout(self) -> bool: ...
+    @property
+    def cancel_on_interrupt(self) -> bool: ...
 
 
 class Job:
@@ -44,7 +61,7 @@ class Job:
 
     def __init__(
         self,
-        adapter: JobAdapter,
+        adapter: AdapterOptions,
         transport: Transport,
         status_url: str,
         *,
@@ -370,4 +387,4 @@ class Job:
             return self._last_status
 
 
-__all__ = ["Job"]
+__all__ = ["AdapterOptions", "Job"]

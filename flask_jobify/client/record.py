@@ -121,4 +121,4 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-__all__ = ["STATUSES", "accepted_body", "job_record", "json_object", "record_problem"]
+__all__ = ["STATUSES", "URL_FIELDS", "accepted_body", "job_record", "json_object", "record_problem"]

@@ -351,6 +351,7 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "Auth",
     "LongPollCut",
+    "SendFunc",
     "Transport",
     "clip_timeout",
     "cookies_for_other_origin",

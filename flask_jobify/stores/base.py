@@ -310,6 +310,7 @@ __all__ = [
     "JobStore",
     "NoOwner",
     "OwnerFilter",
+    "WaitForChange",
     "apply_changes",
     "is_expired",
     "of_app",

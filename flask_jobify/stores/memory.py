@@ -235,3 +235,6 @@ class MemoryStore(JobStore):
                     if (kept := [key for key in keys if key[1] in self._jobs])}
                 self._changed.notify_all()
             return len(expired)
+
+
+__all__ = ["MemoryStore"]

@@ -1,19 +1,21 @@
-"""A job store in one SQLite file, shared by every process on a machine."""
+"""The SQLite job store: its queries.
+
+:class:`SQLiteStore` is thread-safe and safe across the processes of one
+machine (see the class). Its connections and the upkeep of the WAL are in
+:mod:`.connections`, its tables in :mod:`.schema`.
+"""
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import sqlite3
-import threading
 import time
 import typing as t
 from urllib.parse import unquote, urlsplit
 
-from ..errors import StoreClosed, StoreError
-from ..models import Job, JobStatus, StoredResponse
-from .base import (
+from ...errors import StoreError
+from ...models import Job, JobStatus, StoredResponse
+from ..base import (
     NO_OWNER,
     Cursor,
     JobStore,
@@ -22,51 +24,13 @@ from .base import (
     is_expired,
     status_allowed,
 )
+from .connections import SQLiteFile
+from .schema import migrate, use_incremental_vacuum, use_wal
 
-logger = logging.getLogger("flask_jobify")
-
-#: Bytes the WAL is cut back to each time it starts over after a checkpoint
-#: (``PRAGMA journal_size_limit``): a burst may grow it, but not for good.
-WAL_SIZE_LIMIT = 8 * 1024 * 1024
-#: A WAL past this many bytes after a commit is checkpointed by the writer
-#: that saw it: readers that never all pause at once (long-polls) keep
-#: SQLite's own checkpoints from starting the WAL over, and it would grow
-#: for as long as a burst lasts.
-WAL_BURST_LIMIT = 64 * 1024 * 1024
 #: Expired jobs deleted per transaction by a sweep (SQLite's default limit
 #: of bound parameters is 32,766).
 PURGE_BATCH = 500
-#: Pages a sweep gives back to the file system per transaction (16 MiB).
-VACUUM_STEP = 4096
-#: Seconds a checkpoint waits for other connections' reads and writes to
-#: end; then it gives up until the next sweep, rather than hold its caller.
-CHECKPOINT_PATIENCE = 0.25
-#: A file made without ``auto_vacuum`` (before Flask-Jobify set it) is
-#: converted with ``VACUUM`` on opening when it is at most this many bytes;
-#: a larger one is left as it is, with a warning, as a ``VACUUM`` copies it.
-VACUUM_ON_OPEN_LIMIT = 32 * 1024 * 1024
 
-#: Layout of the tables, kept in the file's ``PRAGMA user_version``. Version 2
-#: added ``jobs.lease_until``, its index and the ``requests`` table.
-SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, status TEXT NOT NULL, operation TEXT NOT NULL, owner TEXT,
-    created_at REAL NOT NULL, expires_at REAL, version INTEGER NOT NULL, data TEXT NOT NULL,
-    lease_until REAL
-);
--- Listing: newest first by (created_at, id), for everyone or for one owner
--- (or for none: "owner IS NULL" is a lookup in jobs_owner too).
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
-CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created_at, id);
-CREATE INDEX IF NOT EXISTS jobs_expires ON jobs (expires_at) WHERE expires_at IS NOT NULL;
--- Lost jobs: only active jobs held by a process have a lease_until here.
-CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_until) WHERE lease_until IS NOT NULL;
-CREATE TABLE IF NOT EXISTS results (
-    job_id TEXT PRIMARY KEY, status INTEGER NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS requests (job_id TEXT PRIMARY KEY, data BLOB NOT NULL)
-"""
 #: SQL twin of :func:`~flask_jobify.stores.base.is_expired`, for listing and purging.
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _GET = "SELECT data FROM jobs WHERE id = ?"
@@ -99,37 +63,7 @@ def _forget(db: sqlite3.Connection, job_id: str) -> tuple[bool, bool]:
     return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0, had_request
 
 
-class _Process:
-    """What one process owns of a store: a forked child gets its own."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
-        self.generation = 0  # counts changes made here, so no wake-up is missed
-        self.local = threading.local()
-
-
-class _Connection:
-    """A thread's connection, kept in that thread's local storage: closed
-    when the thread ends and its local storage goes, never by another
-    thread while its own thread may still use it. (Asking whether a
-    thread is alive is no answer: at interpreter exit the main thread is
-    already marked stopped while it runs ``atexit`` handlers.)"""
-
-    __slots__ = ("db",)
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __del__(self) -> None:
-        # At interpreter exit: nothing to tell, and contextlib may be gone.
-        try:  # noqa: SIM105
-            self.db.close()
-        except Exception:  # noqa: BLE001
-            pass
-
-
-class SQLiteStore(JobStore):
+class SQLiteStore(SQLiteFile, JobStore):
     """Jobs in one SQLite file in WAL mode, shared by the processes of one machine.
 
     Safe to share between threads: each thread uses its own connection,
@@ -174,12 +108,8 @@ class SQLiteStore(JobStore):
     ) -> None:
         if not path or path == ":memory:" or path.startswith("file:"):
             raise StoreError(f"SQLiteStore needs a file path, not {path!r} (use memory://).")
-        self.path = os.path.abspath(path)
-        self._wal = self.path + "-wal"
+        super().__init__(os.path.abspath(path), busy_timeout)
         self.poll_interval = poll_interval
-        self.busy_timeout = busy_timeout
-        self._processes: dict[int, _Process] = {}
-        self._closed = False
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         with self._errors():
             self._create_schema()
@@ -194,157 +124,12 @@ class SQLiteStore(JobStore):
             raise StoreError(f"Not an SQLite URL: {url!r}; use sqlite:///path/to/jobs.db")
         return cls(path, **kwargs)
 
-    # -- connections and transactions ------------------------------------------
-    def _process(self) -> _Process:
-        pid = os.getpid()
-        process = self._processes.get(pid)
-        if process is None:  # first call here, maybe in a forked child
-            # setdefault is atomic: threads racing here share one state. The
-            # parent's state stays referenced, so its connections are never
-            # closed (nor garbage-collected) in the child.
-            process = self._processes.setdefault(pid, _Process())
-        return process
-
-    def _connection(self) -> sqlite3.Connection:
-        process = self._process()
-        held: _Connection | None = getattr(process.local, "db", None)
-        if self._closed:  # close() left this thread's connection to this thread
-            if held is not None:
-                del process.local.db
-                held.db.close()
-            raise StoreClosed(f"SQLite job store {self.path} is closed.")
-        if held is None:
-            db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA secure_delete = ON")
-            db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
-            held = process.local.db = _Connection(db)
-        return held.db
-
-    @contextlib.contextmanager
-    def _errors(self) -> t.Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite job store {self.path}: {exc}") from exc
-
-    @contextlib.contextmanager
-    def _transaction(self) -> t.Iterator[sqlite3.Connection]:
-        """A write transaction, atomic across processes: ``BEGIN IMMEDIATE``
-        takes the write lock before the first read."""
-        with self._errors():
-            db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            finally:
-                if db.in_transaction:  # an exception, or COMMIT failed
-                    db.execute("ROLLBACK")
-        self._bound_wal()
-
-    def _bound_wal(self) -> None:
-        """Checkpoint a WAL past :data:`WAL_BURST_LIMIT`; a ``stat`` otherwise."""
-        with contextlib.suppress(OSError):
-            if os.path.getsize(self._wal) > WAL_BURST_LIMIT:
-                self._checkpoint()
-
-    def _fetch(self, sql: str, *params: t.Any) -> list[t.Any]:
-        with self._errors():
-            return self._connection().execute(sql, params).fetchall()
-
-    def _notify(self) -> None:
-        process = self._process()
-        with process.lock:
-            process.generation += 1
-            process.changed.notify_all()
-
-    def _checkpoint(self) -> bool:
-        """Copy the WAL into the file and truncate it to nothing, waiting up
-        to :data:`CHECKPOINT_PATIENCE` for other connections. Return whether
-        it was done; never raise (the caller's write is committed already)."""
-        db = self._connection()
-        try:
-            db.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_PATIENCE * 1000)}")
-            try:
-                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            finally:
-                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        except sqlite3.Error as exc:
-            logger.debug("SQLite job store %s: checkpoint failed: %s", self.path, exc)
-            return False
-        return not busy
-
-    def _vacuum(self) -> None:
-        """Give the file's free pages back to the file system,
-        :data:`VACUUM_STEP` pages per transaction: each freed page goes
-        through the WAL, which :meth:`_bound_wal` checkpoints between two.
-        Scripts, because ``incremental_vacuum`` frees one page per step and
-        a script steps it to the end."""
-        db = self._connection()
-        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
-            return  # a file left without auto_vacuum (see _use_incremental_vacuum)
-        free = db.execute("PRAGMA freelist_count").fetchone()[0]
-        while free:
-            try:
-                db.executescript(
-                    f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum({VACUUM_STEP}); COMMIT")
-            finally:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-            self._bound_wal()
-            left = db.execute("PRAGMA freelist_count").fetchone()[0]
-            free = left if left < free else 0  # none freed: another process is at it
-
-    def _use_incremental_vacuum(self, db: sqlite3.Connection) -> None:
-        """Convert a file made without ``auto_vacuum``, if it is small enough
-        to copy at once (:data:`VACUUM_ON_OPEN_LIMIT`); else warn."""
-        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 0:
-            return
-        size = (db.execute("PRAGMA page_count").fetchone()[0]
-                * db.execute("PRAGMA page_size").fetchone()[0])
-        if size > VACUUM_ON_OPEN_LIMIT:
-            logger.warning(
-                "SQLite job store %s was made without auto_vacuum: it will not shrink"
-                " after purges. With the app stopped, run: sqlite3 %s"
-                " 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;'", self.path, self.path)
-            return
-        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        db.execute("VACUUM")  # takes the write lock; another process may do it too
-        self._checkpoint()
-
     def _create_schema(self) -> None:
-        db = self._connection()
-        # Only a file without tables takes it; an older file is converted below.
-        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        # WAL is a property of the file. Switching takes an exclusive lock
-        # without waiting for it, so processes starting at once retry.
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.005)
-        if mode.lower() != "wal":
-            raise StoreError(f"SQLite job store {self.path}: cannot use WAL (mode {mode!r}).")
+        use_wal(self._connection(), self.path, self.busy_timeout)
         with self._transaction() as db:
-            found = db.execute("PRAGMA user_version").fetchone()[0]
-            if found > SCHEMA_VERSION:
-                raise StoreError(f"SQLite job store {self.path} has schema {found}, newer than"
-                                 f" this Flask-Jobify's {SCHEMA_VERSION}: upgrade Flask-Jobify.")
-            # Version 1 to 2. The write lock is held: of processes opening the
-            # file at once, the first migrates and the others find it done.
-            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
-            if columns and "lease_until" not in columns:
-                db.execute("ALTER TABLE jobs ADD COLUMN lease_until REAL")
-            for statement in _SCHEMA.split(";"):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._use_incremental_vacuum(db)
+            migrate(db, self.path)
+        if use_incremental_vacuum(db, self.path):
+            self._checkpoint()
 
     # -- the contract --------------------------------------------------------------
     def create(self, job: Job) -> None:
@@ -534,15 +319,5 @@ class SQLiteStore(JobStore):
         self._checkpoint()
         return purged
 
-    def close(self) -> None:
-        """Close the store: this thread's connection now; another thread's
-        when that thread next uses the store (which raises
-        :class:`~flask_jobify.errors.StoreClosed`) or ends. A connection is
-        never closed under a thread that may be using it (SQLite may crash
-        the process). A parent's connections stay open in a forked child."""
-        self._closed = True
-        process = self._processes.get(os.getpid())
-        held: _Connection | None = getattr(process.local, "db", None) if process else None
-        if process is not None and held is not None:
-            del process.local.db
-            held.db.close()
+
+__all__ = ["PURGE_BATCH", "SQLiteStore"]
