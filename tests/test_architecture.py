@@ -149,6 +149,77 @@ def test_architecture_client_imports_no_flask() -> None:
     assert done.returncode == 0, done.stderr
 
 
+#: The layers of the data path, from the request's entry down to what every
+#: layer uses (see docs/architecture.rst). A module may import modules of its
+#: own layer or below, never one above it: whoever calls is above whoever is
+#: called, and the data types flow down to everyone. Every module is in a
+#: layer, so a new module is placed on purpose. The client is apart: it may
+#: import only itself and the Flask-free protocol core.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    # 9: the extension, what an app imports
+    ("flask_jobify", "extension"),
+    # 8: wiring into Flask: hooks, the app's callbacks, CLI, metrics, spec
+    ("hooks", "callbacks", "cli", "metrics", "openapi"),
+    # 7: request -> job (acceptance), job -> response (the jobs API)
+    ("accept", "idempotency", "views", "rerun"),
+    # 6: one app's runtime, putting the pieces together
+    ("state",),
+    # 5: running jobs, holding them, telling receivers
+    ("worker", "leases", "webhooks"),
+    # 4: executors, the state machine, replay, the server's life
+    ("thread_executor", "celery_executor", "lifecycle", "replay", "serving"),
+    # 3: what those use: the run of a request, the executor protocol, timers
+    ("runner", "executor", "scheduler", "threadpool", "overview", "access"),
+    # 2: the job's data: stores, the captured request, options, config
+    ("stores", "stores.*", "context", "capture", "trigger", "options", "config",
+     "schemas", "cursor", "callback_url"),
+    # 1: the vocabulary: records, errors, rules and small tools
+    ("models", "errors", "rules", "backoff", "keys", "perprocess", "signals"),
+    # 0: the Flask-free protocol core, shared with the client
+    ("protocol",),
+)
+
+
+def _layer_of(module: str) -> int | None:
+    short = "flask_jobify" if module == "flask_jobify" else module.removeprefix("flask_jobify.")
+    for depth, names in enumerate(reversed(LAYERS)):
+        for name in names:
+            if short == name or (name.endswith(".*") and short.startswith(name[:-1])):
+                return depth
+    return None
+
+
+def test_architecture_data_runs_one_way() -> None:
+    graph = import_graph()
+    server = [name for name in graph if not name.startswith("flask_jobify.client")]
+    unplaced = sorted(name for name in server if _layer_of(name) is None)
+    assert not unplaced, f"put these modules in a layer of LAYERS: {unplaced}"
+    upward = sorted(
+        f"{name} (layer {_layer_of(name)}) imports {target} (layer {_layer_of(target)})"
+        for name in server for target in graph[name]
+        if not target.startswith("flask_jobify.client")
+        and t.cast(int, _layer_of(target)) > t.cast(int, _layer_of(name)))
+    assert not upward, "imports against the data path:\n" + "\n".join(upward)
+
+
+def test_architecture_the_client_stands_apart() -> None:
+    graph = import_graph()
+    for name, targets in graph.items():
+        if name.startswith("flask_jobify.client"):
+            outside = {target for target in targets
+                       if not target.startswith("flask_jobify.client")}
+            assert outside <= {"flask_jobify.protocol"}, (name, outside)
+        elif name != "flask_jobify":
+            assert not any(target.startswith("flask_jobify.client") for target in targets), name
+
+
+def test_architecture_an_upward_import_is_caught() -> None:
+    """The check can fail: a store importing the state is refused."""
+    assert t.cast(int, _layer_of("flask_jobify.state")) > t.cast(
+        int, _layer_of("flask_jobify.stores.sqlite.store"))
+    assert _layer_of("flask_jobify.made_up") is None
+
+
 def _lines(path: pathlib.Path) -> int:
     return len(path.read_text(encoding="utf-8").splitlines())
 
