@@ -111,8 +111,8 @@ class JobHandle:
             job = self._store.update(
                 t.cast(str, self.id),
                 {"progress": progress},
-                only_if=[JobStatus.RUNNING],
-                expect={"attempts": self.attempt},
+                if_status=[JobStatus.RUNNING],
+                if_fields={"attempts": self.attempt},
             )
         except StoreError as exc:  # progress is for people: the work goes on
             logger.warning("Job %s could not publish its progress: %s", self.id, exc)

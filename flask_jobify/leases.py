@@ -57,8 +57,8 @@ class Unwritten:
     """A ``failed`` the store refused: written as soon as it takes it."""
 
     error: JobError
-    only_if: tuple[JobStatus, ...]
-    expect: t.Mapping[str, t.Any]
+    if_status: tuple[JobStatus, ...]
+    if_fields: t.Mapping[str, t.Any]
 
 
 @dataclasses.dataclass
@@ -248,8 +248,8 @@ class Leases:
         message = ("The process holding the job stopped (it crashed, was killed, or hung)"
                    " before the job finished.")
         claim = {"attempts": job.attempts, "lease_until": job.lease_until}
-        if self.lifecycle.fail(job.id, JobError("lost", message), only_if=[job.status],
-                               expect=claim, patient=False):
+        if self.lifecycle.fail(job.id, JobError("lost", message), if_status=[job.status],
+                               if_fields=claim, patient=False):
             logger.warning("Job %s was lost by its process; failed", job.id)
             job_lost.send(self.app, job=job, requeued=False)
 
@@ -261,12 +261,12 @@ class Leases:
         meanwhile: its lease is renewed, and it is never taken for lost."""
         first_try = entry is None
         if entry is None:
-            entry = Held(attempts=unwritten.expect["attempts"], unwritten=unwritten)
+            entry = Held(attempts=unwritten.if_fields["attempts"], unwritten=unwritten)
             self.hold(job_id, entry)
         try:
             # Patient in the run's thread; the scheduler's later tries fail fast.
-            self.lifecycle.fail(job_id, unwritten.error, only_if=unwritten.only_if,
-                                expect=unwritten.expect, patient=first_try)
+            self.lifecycle.fail(job_id, unwritten.error, if_status=unwritten.if_status,
+                                if_fields=unwritten.if_fields, patient=first_try)
         except StoreError:
             if not self._closed():
                 self.scheduler.call_at(
@@ -298,8 +298,8 @@ class Leases:
                     job_id, entry):
                 continue
             try:
-                if self.lifecycle.fail(job_id, shutdown_error(), only_if=ACTIVE_STATUSES,
-                                       expect={"attempts": entry.attempts}, patient=False):
+                if self.lifecycle.fail(job_id, shutdown_error(), if_status=ACTIVE_STATUSES,
+                                       if_fields={"attempts": entry.attempts}, patient=False):
                     entry.handle.request_cancel()
             except StoreError:
                 logger.exception("Job %s could not be failed at shutdown", job_id)
@@ -345,7 +345,7 @@ class Leases:
         if entry.saved and self.store.renew_lease(job_id, entry.attempts, 0.0):
             return  # another process will run it
         try:
-            self.lifecycle.fail(job_id, shutdown_error(), only_if=[JobStatus.PENDING],
-                                expect={"attempts": entry.attempts}, patient=False)
+            self.lifecycle.fail(job_id, shutdown_error(), if_status=[JobStatus.PENDING],
+                                if_fields={"attempts": entry.attempts}, patient=False)
         except StoreError:
             logger.exception("Job %s could not be failed at shutdown", job_id)

@@ -13,7 +13,7 @@
 :data:`TRANSITIONS` lists the allowed moves; :class:`Lifecycle` is the only
 code that writes a job's ``status``, and :func:`ending_of` the one place
 that decides how a run ended. Every write is a compare-and-set in the store
-(``only_if`` on the status, ``expect`` on the run number), so the runner,
+(``if_status`` on the status, ``if_fields`` on the run number), so the runner,
 the timeout monitor, a cancelling client and another process's lease
 sweep agree on who ends a job: the first one to write.
 
@@ -145,21 +145,21 @@ class Lifecycle:
         job_id: str,
         to: JobStatus,
         *,
-        only_if: t.Iterable[JobStatus],
-        expect: t.Mapping[str, t.Any] | None = None,
+        if_status: t.Iterable[JobStatus],
+        if_fields: t.Mapping[str, t.Any] | None = None,
         result: StoredResponse | None = None,
         patient: bool = True,
         **changes: t.Any,
     ) -> Job | None:
-        """Move a job whose status is one of ``only_if`` (and whose fields
-        match ``expect``) to ``to``, with ``changes``; ``None`` if it was
+        """Move a job whose status is one of ``if_status`` (and whose fields
+        match ``if_fields``) to ``to``, with ``changes``; ``None`` if it was
         not in that state. ``patient`` retries while the store fails.
 
         :raises IllegalTransition: for a move :data:`TRANSITIONS` forbids.
         :raises StoreError: if the store still failed after
             ``store_retry_seconds`` (or at once, unless ``patient``).
         """
-        sources = frozenset(only_if)
+        sources = frozenset(if_status)
         for source in sources:
             if to not in TRANSITIONS.get(source, frozenset()):
                 raise IllegalTransition(f"A job may not move from {source} to {to}.")
@@ -167,8 +167,8 @@ class Lifecycle:
         if to.is_final:
             fields["lease_until"] = None
         job = self._write(
-            lambda: self.store.update(job_id, fields, only_if=sources, result=result,
-                                      expect=expect),
+            lambda: self.store.update(job_id, fields, if_status=sources, result=result,
+                                      if_fields=if_fields),
             patient=patient,
         )
         if job is not None and to.is_final:
@@ -193,7 +193,7 @@ class Lifecycle:
               lease_until: float | None) -> Job | None:
         """``pending -> running`` for run number ``attempt``; ``None`` if the
         job was cancelled, deleted or taken over while it waited."""
-        return self.move(job_id, R, only_if=[P], expect={"attempts": attempt - 1},
+        return self.move(job_id, R, if_status=[P], if_fields={"attempts": attempt - 1},
                          started_at=now, attempts=attempt, progress=JobProgress(),
                          lease_until=lease_until)
 
@@ -207,13 +207,13 @@ class Lifecycle:
         was taken over by another run.
         """
         if ending.status is not C:
-            job = self.move(job_id, ending.status, only_if=[R],
-                            expect={"attempts": attempt, "cancel_requested": False},
+            job = self.move(job_id, ending.status, if_status=[R],
+                            if_fields={"attempts": attempt, "cancel_requested": False},
                             result=ending.response, error=ending.error,
                             http_status=None if ending.response is None else ending.response.status)
             if job is not None:
                 return job
-        return self.move(job_id, C, only_if=[R], expect={"attempts": attempt},
+        return self.move(job_id, C, if_status=[R], if_fields={"attempts": attempt},
                          error=cancelled_error(), http_status=None)
 
     def wait_for_retry(self, job_id: str, attempt: int, error: JobError, *,
@@ -221,8 +221,8 @@ class Lifecycle:
         """``running -> pending`` after a failed run that will run again;
         ``None`` if the job was cancelled meanwhile (then it ends
         ``cancelled``) or ended otherwise."""
-        job = self.move(job_id, P, only_if=[R],
-                        expect={"attempts": attempt, "cancel_requested": False},
+        job = self.move(job_id, P, if_status=[R],
+                        if_fields={"attempts": attempt, "cancel_requested": False},
                         error=error, http_status=None, lease_until=lease_until)
         if job is None:
             self.end(job_id, attempt, Ending(C, cancelled_error()))
@@ -231,25 +231,25 @@ class Lifecycle:
     def time_out(self, job_id: str, attempt: int) -> Job | None:
         """``running -> timed_out``: run number ``attempt`` ran past its
         limit. Fails fast (it runs on the scheduler thread)."""
-        return self.move(job_id, T, only_if=[R], expect={"attempts": attempt}, patient=False,
+        return self.move(job_id, T, if_status=[R], if_fields={"attempts": attempt}, patient=False,
                          cancel_requested=True, error=timeout_error())
 
     # -- from outside the run ---------------------------------------------------
     def cancel_pending(self, job_id: str) -> Job | None:
         """``pending -> cancelled`` (a ``DELETE``); fails fast."""
-        return self.move(job_id, C, only_if=[P], patient=False,
+        return self.move(job_id, C, if_status=[P], patient=False,
                          cancel_requested=True, error=cancelled_error())
 
     def request_cancel(self, job_id: str) -> Job | None:
         """Ask a running job to stop (a ``DELETE``): it stays ``running``
         with ``cancel_requested`` until its run ends, then ends ``cancelled``."""
-        return self.store.update(job_id, {"cancel_requested": True}, only_if=[R])
+        return self.store.update(job_id, {"cancel_requested": True}, if_status=[R])
 
-    def fail(self, job_id: str, error: JobError, *, only_if: t.Iterable[JobStatus] = (R,),
-             expect: t.Mapping[str, t.Any] | None = None, patient: bool = True) -> Job | None:
+    def fail(self, job_id: str, error: JobError, *, if_status: t.Iterable[JobStatus] = (R,),
+             if_fields: t.Mapping[str, t.Any] | None = None, patient: bool = True) -> Job | None:
         """``active -> failed`` for a reason outside the view: ``lost``,
         ``shutdown``, ``executor_unavailable``, ``store_error``."""
-        return self.move(job_id, F, only_if=only_if, expect=expect, error=error,
+        return self.move(job_id, F, if_status=if_status, if_fields=if_fields, error=error,
                          patient=patient)
 
     def release(self, job_id: str, attempt: int, error: JobError) -> Job | None:
@@ -260,16 +260,16 @@ class Lifecycle:
         number, so the given-up run's later writes (progress, its end) are
         refused; ``None`` if the job had ended, was taken over, or its
         cancellation was requested. Fails fast (the process is stopping)."""
-        return self.move(job_id, P, only_if=[R], patient=False,
-                         expect={"attempts": attempt, "cancel_requested": False},
+        return self.move(job_id, P, if_status=[R], patient=False,
+                         if_fields={"attempts": attempt, "cancel_requested": False},
                          error=error, http_status=None, lease_until=0.0)
 
     def requeue(self, job: Job, error: JobError | None, *, lease_until: float | None) -> Job | None:
         """``active -> pending`` for a job whose process died (claimed by
         its attempt number and lease, so that one process wins). Fails fast
         (it runs on the scheduler thread)."""
-        return self.move(job.id, P, only_if=[job.status], patient=False,
-                         expect={"attempts": job.attempts, "lease_until": job.lease_until},
+        return self.move(job.id, P, if_status=[job.status], patient=False,
+                         if_fields={"attempts": job.attempts, "lease_until": job.lease_until},
                          error=error, lease_until=lease_until)
 
 

@@ -322,7 +322,7 @@ class WebhookDispatcher:
                 **meta.get(META_KEY, {}), "attempts": attempts, "lastStatus": status,
                 "lastError": error, "delivered": delivered,
             }
-            if self.store.update(job_id, {"meta": meta}, only_if=[job.status]) is not None:
+            if self.store.update(job_id, {"meta": meta}, if_status=[job.status]) is not None:
                 return True
         return False
 

@@ -171,7 +171,7 @@ class Worker:
             logger.exception("Job %s could not be queued again", job.id)
             self.lifecycle.fail(
                 job.id, JobError("executor_unavailable", f"Could not queue a retry: {exc}"),
-                only_if=[JobStatus.PENDING], expect={"attempts": run.attempt})
+                if_status=[JobStatus.PENDING], if_fields={"attempts": run.attempt})
         return True
 
     def on_deadline(self, job_id: str, attempt: int) -> None:

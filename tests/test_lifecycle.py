@@ -367,9 +367,9 @@ def test_transitions_leave_final_statuses_alone():
     assert set(TRANSITIONS) == {JobStatus.PENDING, JobStatus.RUNNING}
     lifecycle = Lifecycle(Flask(__name__), store_from_url("memory://"), store_retry_seconds=0)
     with pytest.raises(IllegalTransition):
-        lifecycle.move("x" * 22, JobStatus.RUNNING, only_if=[JobStatus.SUCCEEDED])
+        lifecycle.move("x" * 22, JobStatus.RUNNING, if_status=[JobStatus.SUCCEEDED])
     with pytest.raises(IllegalTransition):
-        lifecycle.move("x" * 22, JobStatus.SUCCEEDED, only_if=[JobStatus.PENDING])
+        lifecycle.move("x" * 22, JobStatus.SUCCEEDED, if_status=[JobStatus.PENDING])
 
 
 def test_release_is_fenced_by_the_run_number(store):

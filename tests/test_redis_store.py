@@ -245,9 +245,9 @@ def test_redis_store_update_starts_from_the_record_it_wrote(
     other.update(job.id, {"status": JobStatus.RUNNING, "attempts": 1})
     # What this store wrote says pending; the record says running.
     assert store.update(job.id, {"status": JobStatus.CANCELLED},
-                        only_if=[JobStatus.PENDING]) is None
+                        if_status=[JobStatus.PENDING]) is None
     done = store.update(job.id, {"progress": JobProgress(50, "after")},
-                        only_if=[JobStatus.RUNNING], expect={"attempts": 1})
+                        if_status=[JobStatus.RUNNING], if_fields={"attempts": 1})
     assert done is not None and (done.status, done.attempts, done.version) == (
         JobStatus.RUNNING, 1, job.version + 3)
     assert other.get(job.id) == done
@@ -298,7 +298,7 @@ def _race(prefix: str, job_ids: list[str], shared_id: str, worker: int,
     store = _open(prefix)
     barrier.wait(LONG)
     won = [job_id for job_id in job_ids if store.update(
-        job_id, {"status": JobStatus.RUNNING, "attempts": worker}, only_if=[JobStatus.PENDING])]
+        job_id, {"status": JobStatus.RUNNING, "attempts": worker}, if_status=[JobStatus.PENDING])]
     for n in range(50):
         store.update(shared_id, {"progress": JobProgress(n, f"worker {worker}")})
     results.put((worker, won))

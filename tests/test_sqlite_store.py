@@ -60,7 +60,7 @@ def _create_and_race(path: str, worker: int, contested: list[str], start, queue)
         if n < len(contested):  # interleave the races with the creations
             job_id = contested[n]
             if store.update(job_id, {"status": JobStatus.RUNNING, "attempts": worker},
-                            only_if=[JobStatus.PENDING]):
+                            if_status=[JobStatus.PENDING]):
                 won.append(job_id)
             store.update(job_id, {"progress": JobProgress(worker)})  # no condition: never lost
     queue.put((worker, created, won))
@@ -167,7 +167,7 @@ def test_wait_wakes_for_a_change_in_this_process_without_polling(path, monkeypat
 def _use_inherited_store(store: SQLiteStore, job_id: str) -> None:
     job = _job(id=job_id)
     store.create(job)
-    assert store.update(job_id, {"status": JobStatus.RUNNING}, only_if=[JobStatus.PENDING])
+    assert store.update(job_id, {"status": JobStatus.RUNNING}, if_status=[JobStatus.PENDING])
     store.close()
 
 

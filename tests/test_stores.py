@@ -8,7 +8,7 @@ import typing as t
 
 import pytest
 
-from flask_jobify.errors import StoreError
+from flask_jobify.errors import DuplicateJobId, StoreError
 from flask_jobify.models import Job, JobError, JobProgress, JobStatus, StoredResponse, new_job_id
 from flask_jobify.stores import store_from_url
 from flask_jobify.stores.base import NO_OWNER, JobStore
@@ -33,8 +33,9 @@ def test_store_create_and_get_roundtrip(store: JobStore) -> None:
 def test_store_create_refuses_duplicate_id(store: JobStore) -> None:
     job = make_job()
     store.create(job)
-    with pytest.raises(StoreError):
+    with pytest.raises(DuplicateJobId):  # its own exception, a StoreError
         store.create(job)
+    assert issubclass(DuplicateJobId, StoreError)
 
 
 def test_store_get_unknown_is_none(store: JobStore) -> None:
@@ -64,8 +65,9 @@ def test_store_update_bumps_version_and_keeps_fields(store: JobStore) -> None:
 def test_store_update_only_if_is_compare_and_set(store: JobStore) -> None:
     job = make_job()
     store.create(job)
-    assert store.update(job.id, {"status": JobStatus.RUNNING}, only_if=[JobStatus.PENDING])
-    assert store.update(job.id, {"status": JobStatus.RUNNING}, only_if=[JobStatus.PENDING]) is None
+    assert store.update(job.id, {"status": JobStatus.RUNNING}, if_status=[JobStatus.PENDING])
+    running = {"status": JobStatus.RUNNING}
+    assert store.update(job.id, running, if_status=[JobStatus.PENDING]) is None
     assert store.get(job.id).status is JobStatus.RUNNING
 
 
@@ -334,7 +336,7 @@ def test_store_concurrent_compare_and_set_has_one_winner(store: JobStore) -> Non
     def race(n):
         barrier.wait()
         if store.update(job.id, {"status": JobStatus.RUNNING, "attempts": n},
-                        only_if=[JobStatus.PENDING]):
+                        if_status=[JobStatus.PENDING]):
             winners.append(n)
 
     threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
@@ -369,16 +371,16 @@ def test_store_from_url_rejects_unknown_scheme() -> None:
         store_from_url("mongodb://x")
 
 
-# -- expect=, leases and saved requests ------------------------------------------------
+# -- if_fields=, leases and saved requests ------------------------------------------------
 def test_store_update_expect_is_a_condition(store: JobStore) -> None:
     job = make_job(status=JobStatus.RUNNING, attempts=1)
     store.create(job)
-    assert store.update(job.id, {"status": JobStatus.FAILED}, expect={"attempts": 2}) is None
-    assert store.update(job.id, {"status": JobStatus.FAILED}, only_if=[JobStatus.PENDING],
-                        expect={"attempts": 1}) is None
+    assert store.update(job.id, {"status": JobStatus.FAILED}, if_fields={"attempts": 2}) is None
+    assert store.update(job.id, {"status": JobStatus.FAILED}, if_status=[JobStatus.PENDING],
+                        if_fields={"attempts": 1}) is None
     assert store.get(job.id) == job  # unchanged: same status, same version
-    done = store.update(job.id, {"status": JobStatus.SUCCEEDED}, only_if=[JobStatus.RUNNING],
-                        expect={"attempts": 1, "cancel_requested": False})
+    done = store.update(job.id, {"status": JobStatus.SUCCEEDED}, if_status=[JobStatus.RUNNING],
+                        if_fields={"attempts": 1, "cancel_requested": False})
     assert done is not None and done.status is JobStatus.SUCCEEDED
     assert store.get(job.id).version == job.version + 1
 
@@ -619,7 +621,7 @@ def test_store_renewals_never_revive_a_job_ended_meanwhile(store: JobStore) -> N
         barrier.wait()
         renewed.wait(10)  # end it while the renewals go on
         ended.append(store.update(job.id, {"status": JobStatus.TIMED_OUT, "lease_until": None},
-                                  only_if=[JobStatus.RUNNING], expect={"attempts": 1}))
+                                  if_status=[JobStatus.RUNNING], if_fields={"attempts": 1}))
 
     threads = [threading.Thread(target=renew, args=(n,)) for n in range(8)]
     threads.append(threading.Thread(target=end))

@@ -14,13 +14,12 @@ from .exceptions import (
     JobTimedOut,
     JobWasCancelled,
 )
-from .job import Job
+from .job import RemoteJob
 from .policy import PollPolicy
 from .progress import ProgressBar
 from .session import JobSession
 
 __all__ = [
-    "Job",
     "JobAdapter",
     "JobClientError",
     "JobConnectionError",
@@ -32,5 +31,6 @@ __all__ = [
     "JobWasCancelled",
     "PollPolicy",
     "ProgressBar",
+    "RemoteJob",
     "is_job_response",
 ]

@@ -11,7 +11,7 @@ from requests.adapters import HTTPAdapter
 
 from ..protocol import JOB_FLAG_HEADER, JOB_ID_HEADER, parse_prefer
 from .exceptions import JobClientError, JobTimedOut
-from .job import Job
+from .job import RemoteJob
 from .policy import PollPolicy, PollPolicyLike, count, delay
 from .progress import ProgressCallback
 from .record import accepted_body
@@ -250,8 +250,8 @@ class JobAdapter(HTTPAdapter):
             again.prepare_auth(auth)
         return again
 
-    def job_for(self, accepted: requests.Response, **kwargs: t.Any) -> Job:
-        """The :class:`Job` a ``202 Accepted`` started. Its follow-ups carry
+    def job_for(self, accepted: requests.Response, **kwargs: t.Any) -> RemoteJob:
+        """The :class:`RemoteJob` a ``202 Accepted`` started. Its follow-ups carry
         the cookies the ``202`` set.
 
         :param kwargs: ``timeout``, ``verify``, ``cert`` and ``proxies``
@@ -268,13 +268,13 @@ class JobAdapter(HTTPAdapter):
         status_url = urljoin(request.url, t.cast(str, location))
         transport = self._transport(request, **kwargs)
         transport.take_cookies(accepted)  # a load balancer's affinity cookie, say
-        return Job(self, transport, status_url, accepted=accepted)
+        return RemoteJob(self, transport, status_url, accepted=accepted)
 
-    def job_at(self, request: requests.PreparedRequest, **kwargs: t.Any) -> Job:
-        """A :class:`Job` for the status URL ``request`` points to, with its
+    def job_at(self, request: requests.PreparedRequest, **kwargs: t.Any) -> RemoteJob:
+        """A :class:`RemoteJob` for the status URL ``request`` points to, with its
         headers, auth and cookies for the follow-ups."""
         assert request.url is not None
-        return Job(self, self._transport(request, **kwargs), request.url)
+        return RemoteJob(self, self._transport(request, **kwargs), request.url)
 
     def _transport(self, request: requests.PreparedRequest, **kwargs: t.Any) -> Transport:
         auth = getattr(request, AUTH_ATTRIBUTE, None) or self.auth

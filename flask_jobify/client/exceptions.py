@@ -77,7 +77,7 @@ class JobWasCancelled(JobClientError):
 class JobTimedOut(JobClientError, requests.Timeout):
     """The job ran out of time: on the server (its status is ``timed_out``)
     or on the client (the ``timeout`` given to the adapter or to
-    :meth:`~flask_jobify.client.Job.result` passed while it was active; its
+    :meth:`~flask_jobify.client.RemoteJob.result` passed while it was active; its
     status is then still ``pending`` or ``running``, unless
     ``cancel_on_timeout`` cancelled it). The client's ``timeout`` may also
     pass before the submission is answered (``job`` is then ``None``), or

@@ -1,4 +1,4 @@
-"""The :class:`Job` handle: one server-side job, seen from the client."""
+"""The :class:`RemoteJob` handle: one server-side job, seen from the client."""
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +19,7 @@ from .transport import LongPollCut, Transport, sleep_within
 
 
 class AdapterOptions(t.Protocol):
-    """What a :class:`Job` reads of the adapter that follows it: the options
+    """What a :class:`RemoteJob` reads of the adapter that follows it: the options
     of a :class:`~flask_jobify.client.JobAdapter`, which has them all. (A
     protocol, so that this module does not import the adapter's, which
     imports it.)"""
@@ -38,7 +38,7 @@ class AdapterOptions(t.Protocol):
     def cancel_on_interrupt(self) -> bool: ...
 
 
-class Job:
+class RemoteJob:
     """A handle on one job: its status, progress, result, and cancellation.
 
     :meth:`JobSession.submit <flask_jobify.client.JobSession.submit>` and
@@ -96,7 +96,7 @@ class Job:
                 self._result_url = urljoin(status_url, body["resultUrl"])
 
     def __repr__(self) -> str:
-        return f"<Job {self.id} [{self.record.get('status', 'pending')}]>"
+        return f"<RemoteJob {self.id} [{self.record.get('status', 'pending')}]>"
 
     # -- what is known --------------------------------------------------------
     @property
@@ -387,4 +387,4 @@ class Job:
             return self._last_status
 
 
-__all__ = ["AdapterOptions", "Job"]
+__all__ = ["AdapterOptions", "RemoteJob"]

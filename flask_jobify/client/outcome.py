@@ -116,8 +116,8 @@ def client_timeout(record: JobRecord, status_url: str, *, cancelled: bool,
     state = record.get("status")
     if state not in (None, "pending", "running"):
         return JobTimedOut(
-            f"Job {job_id} ended ({state}) but its result did not arrive in"
-            f" time; fetch it from {result_url or status_url} (Job.result()) before it expires.",
+            f"Job {job_id} ended ({state}) but its result did not arrive in time; fetch"
+            f" it from {result_url or status_url} (RemoteJob.result()) before it expires.",
             job=record or None, response=last_status,
         )
     advice = "; it was cancelled." if cancelled else (

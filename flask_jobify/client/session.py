@@ -11,7 +11,7 @@ from requests.sessions import merge_setting
 
 from .adapter import AUTH_ATTRIBUTE, COOKIES_ATTRIBUTE, JobAdapter, is_job_response
 from .exceptions import JobNotAccepted
-from .job import Job
+from .job import RemoteJob
 
 
 class JobSession(requests.Session):
@@ -58,7 +58,7 @@ class JobSession(requests.Session):
         setattr(prepared, COOKIES_ATTRIBUTE, self.cookies)
         return prepared
 
-    def submit(self, method: str, url: str, **kwargs: t.Any) -> Job:
+    def submit(self, method: str, url: str, **kwargs: t.Any) -> RemoteJob:
         """Start a job and return its handle at once, without waiting.
 
         :param kwargs: as for ``Session.request`` (``params``, ``json``,
@@ -92,9 +92,9 @@ class JobSession(requests.Session):
             )
         return adapter.job_for(accepted, **send_kwargs)
 
-    def resume(self, status_url: str, **kwargs: t.Any) -> Job:
+    def resume(self, status_url: str, **kwargs: t.Any) -> RemoteJob:
         """A handle on a job started elsewhere, from its status URL
-        (:attr:`Job.status_url`, or a ``Location`` header), with its record
+        (:attr:`RemoteJob.status_url`, or a ``Location`` header), with its record
         already fetched.
 
         :param kwargs: ``headers``, ``auth``, ``cookies`` (to be allowed to

@@ -71,7 +71,7 @@ if t.TYPE_CHECKING:
 
 class LongPollCut(Exception):
     """A long-poll failed after the server had held it: a gateway or proxy
-    ends requests sooner than the wait asked. Internal: :class:`~flask_jobify.client.Job`
+    ends requests sooner than the wait asked. Internal: :class:`~flask_jobify.client.RemoteJob`
     shortens its wait and polls again.
 
     :param elapsed: seconds the long-poll lasted.

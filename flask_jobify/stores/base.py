@@ -4,7 +4,7 @@ A store keeps job records (:class:`~flask_jobify.models.Job`) and the
 responses of finished jobs (:class:`~flask_jobify.models.StoredResponse`).
 Every method is atomic: two threads, or two processes for stores that say
 so, never see half of an update, and a compare-and-set on the status
-(``only_if``) is how the executor, the timeout monitor and a cancelling
+(``if_status``) is how the executor, the timeout monitor and a cancelling
 client agree on who ends a job.
 
 A job's ``meta`` must be JSON-serialisable: the SQLite and Redis stores
@@ -19,7 +19,7 @@ import functools
 import time
 import typing as t
 
-from ..errors import StoreError
+from ..errors import DuplicateJobId, StoreError
 from ..models import ACTIVE_STATUSES, Job, JobStatus, StoredResponse
 
 #: A listing cursor: ``(created_at, id)`` of the last job of the previous page.
@@ -78,7 +78,9 @@ class JobStore(abc.ABC):
     def create(self, job: Job) -> None:
         """Insert a new job.
 
-        :raises StoreError: if a job with this id exists already.
+        :raises DuplicateJobId: if a job with this id exists already (a
+            :class:`~flask_jobify.errors.StoreError`).
+        :raises StoreError: if the store fails.
         """
 
     @abc.abstractmethod
@@ -94,15 +96,15 @@ class JobStore(abc.ABC):
         job_id: str,
         changes: t.Mapping[str, t.Any],
         *,
-        only_if: t.Iterable[JobStatus] | None = None,
+        if_status: t.Iterable[JobStatus] | None = None,
         result: StoredResponse | None = None,
-        expect: t.Mapping[str, t.Any] | None = None,
+        if_fields: t.Mapping[str, t.Any] | None = None,
     ) -> Job | None:
         """Apply ``changes`` (``Job`` field names to new values) atomically.
 
         Nothing happens, and ``None`` is returned, if the job is unknown or
-        expired, if ``only_if`` is given and the job's status is not one of
-        them, or if ``expect`` is given and one of its fields differs from
+        expired, if ``if_status`` is given and the job's status is not one of
+        them, or if ``if_fields`` is given and one of its fields differs from
         the job's (``{"attempts": 2}``: a run fences its writes with its
         attempt number). Otherwise ``version`` grows by one; if ``status`` becomes final,
         ``finished_at`` defaults to now and ``expires_at`` becomes
@@ -246,7 +248,7 @@ class JobStore(abc.ABC):
             try:
                 self.create(job)
                 return None
-            except StoreError:
+            except DuplicateJobId:
                 existing = self.get(job.id)
                 if existing is not None:
                     return existing
@@ -276,16 +278,16 @@ def apply_changes(job: Job, changes: t.Mapping[str, t.Any], now: float | None = 
     job.version += 1
 
 
-def status_allowed(
+def conditions_hold(
     job: Job,
-    only_if: t.Iterable[JobStatus] | None,
-    expect: t.Mapping[str, t.Any] | None = None,
+    if_status: t.Iterable[JobStatus] | None,
+    if_fields: t.Mapping[str, t.Any] | None = None,
 ) -> bool:
-    """Tell whether ``job`` passes the ``only_if`` and ``expect`` conditions
+    """Tell whether ``job`` passes the ``if_status`` and ``if_fields`` conditions
     of :meth:`JobStore.update`."""
-    if only_if is not None and job.status not in set(only_if):
+    if if_status is not None and job.status not in set(if_status):
         return False
-    return not expect or all(getattr(job, name) == value for name, value in expect.items())
+    return not if_fields or all(getattr(job, name) == value for name, value in if_fields.items())
 
 
 def of_app(job: Job, app: str | None) -> bool:
@@ -312,7 +314,7 @@ __all__ = [
     "OwnerFilter",
     "WaitForChange",
     "apply_changes",
+    "conditions_hold",
     "is_expired",
     "of_app",
-    "status_allowed",
 ]

@@ -8,7 +8,7 @@ import threading
 import time
 import typing as t
 
-from ..errors import StoreError
+from ..errors import DuplicateJobId
 from ..models import Job, JobStatus, StoredResponse
 from ..perprocess import PerProcess
 from .base import (
@@ -17,9 +17,9 @@ from .base import (
     JobStore,
     OwnerFilter,
     apply_changes,
+    conditions_hold,
     is_expired,
     of_app,
-    status_allowed,
 )
 
 #: A job's place in the listing order: ``(created_at, id)``.
@@ -91,7 +91,7 @@ class MemoryStore(JobStore):
     def create(self, job: Job) -> None:
         with self._lock:
             if job.id in self._jobs:
-                raise StoreError(f"A job with id {job.id!r} exists already.")
+                raise DuplicateJobId(f"A job with id {job.id!r} exists already.")
             self._jobs[job.id] = _copy(job)
             self._index(job)
 
@@ -105,13 +105,13 @@ class MemoryStore(JobStore):
         job_id: str,
         changes: t.Mapping[str, t.Any],
         *,
-        only_if: t.Iterable[JobStatus] | None = None,
+        if_status: t.Iterable[JobStatus] | None = None,
         result: StoredResponse | None = None,
-        expect: t.Mapping[str, t.Any] | None = None,
+        if_fields: t.Mapping[str, t.Any] | None = None,
     ) -> Job | None:
         with self._lock:
             job = self._live(job_id)
-            if job is None or not status_allowed(job, only_if, expect):
+            if job is None or not conditions_hold(job, if_status, if_fields):
                 return None
             key, owner = (job.created_at, job.id), job.owner
             apply_changes(job, changes)

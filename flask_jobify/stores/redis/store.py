@@ -16,7 +16,7 @@ import typing as t
 
 import redis
 
-from ...errors import StoreError
+from ...errors import DuplicateJobId, StoreError
 from ...models import Job, JobStatus, StoredResponse
 from ..base import (
     NO_OWNER,
@@ -25,8 +25,8 @@ from ..base import (
     OwnerFilter,
     WaitForChange,
     apply_changes,
+    conditions_hold,
     of_app,
-    status_allowed,
 )
 from .connect import client_from_url, reported
 from .keys import Keys, lease_score, load
@@ -45,7 +45,7 @@ class RedisStore(JobStore):
     lock guards the waiters. Safe to share between processes and machines:
     :meth:`update` reads the record, then writes it, its index entries and
     its notice with one Lua compare-and-set that applies only if the record
-    is still the one read (retried otherwise), so ``only_if`` has one winner
+    is still the one read (retried otherwise), so ``if_status`` has one winner
     and no update is lost, in two round trips; in one when the record is
     still the one this store last wrote, which it tries first (a worker's
     progress and end after its claim); :meth:`delete` is a
@@ -117,7 +117,7 @@ class RedisStore(JobStore):
         args = [record, repr(float(job.created_at)), job.id,
                 "" if lease is None else repr(float(lease))]
         if not self._scripts.create(keys=keys, args=args):
-            raise StoreError(f"A job with id {job.id!r} exists already.")
+            raise DuplicateJobId(f"A job with id {job.id!r} exists already.")
         self._written.put(job.id, record)
         if job.expires_at is not None:  # created finished: unusual, not atomic
             pipe = self._db.pipeline()
@@ -134,9 +134,9 @@ class RedisStore(JobStore):
         job_id: str,
         changes: t.Mapping[str, t.Any],
         *,
-        only_if: t.Iterable[JobStatus] | None = None,
+        if_status: t.Iterable[JobStatus] | None = None,
         result: StoredResponse | None = None,
-        expect: t.Mapping[str, t.Any] | None = None,
+        if_fields: t.Mapping[str, t.Any] | None = None,
     ) -> Job | None:
         key = self._keys.key("job", job_id)
         raw = self._written.get(job_id)  # what we wrote last: it may still be current
@@ -145,7 +145,7 @@ class RedisStore(JobStore):
             if read:
                 raw = self._db.get(key)
             job = load(raw)
-            if job is None or not status_allowed(job, only_if, expect):
+            if job is None or not conditions_hold(job, if_status, if_fields):
                 if not read:  # decided on what we wrote: the record may have moved on
                     read = True
                     continue

@@ -13,7 +13,7 @@ import time
 import typing as t
 from urllib.parse import unquote, urlsplit
 
-from ...errors import StoreError
+from ...errors import DuplicateJobId, StoreError
 from ...models import Job, JobStatus, StoredResponse
 from ..base import (
     NO_OWNER,
@@ -21,8 +21,8 @@ from ..base import (
     JobStore,
     OwnerFilter,
     apply_changes,
+    conditions_hold,
     is_expired,
-    status_allowed,
 )
 from .connections import SQLiteFile
 from .schema import migrate, use_incremental_vacuum, use_wal
@@ -70,7 +70,7 @@ class SQLiteStore(SQLiteFile, JobStore):
     opened at its first call and closed when the thread ends. Safe to share
     between processes on the same machine, such as gunicorn workers, the file being on a local disk:
     every write is one ``BEGIN IMMEDIATE`` transaction, which takes the
-    file's write lock before reading, so a compare-and-set (``only_if``) has
+    file's write lock before reading, so a compare-and-set (``if_status``) has
     exactly one winner among all processes, and a committed job is visible
     to every process at once. A process forked after using the store (gunicorn
     ``--preload``) opens connections of its own and never touches its
@@ -137,7 +137,7 @@ class SQLiteStore(SQLiteFile, JobStore):
             try:
                 db.execute(_INSERT, _row(job))
             except sqlite3.IntegrityError:
-                raise StoreError(f"A job with id {job.id!r} exists already.") from None
+                raise DuplicateJobId(f"A job with id {job.id!r} exists already.") from None
 
     def create_once(self, job: Job) -> Job | None:
         """One transaction: return the live job holding the id, or replace an
@@ -158,16 +158,16 @@ class SQLiteStore(SQLiteFile, JobStore):
         job_id: str,
         changes: t.Mapping[str, t.Any],
         *,
-        only_if: t.Iterable[JobStatus] | None = None,
+        if_status: t.Iterable[JobStatus] | None = None,
         result: StoredResponse | None = None,
-        expect: t.Mapping[str, t.Any] | None = None,
+        if_fields: t.Mapping[str, t.Any] | None = None,
     ) -> Job | None:
         """One transaction. When the job ends with a saved request, the
         request's row is zeroed and the WAL checkpointed (see the class)."""
         had_request = False
         with self._transaction() as db:
             job = _live(db.execute(_GET, (job_id,)).fetchall())
-            if job is None or not status_allowed(job, only_if, expect):
+            if job is None or not conditions_hold(job, if_status, if_fields):
                 return None
             apply_changes(job, changes)
             db.execute("UPDATE jobs SET status = ?, operation = ?, owner = ?, created_at = ?,"
