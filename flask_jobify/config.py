@@ -175,6 +175,19 @@ RESULT_COOKIES = Key("owner", Choice(choices=("owner", "always", "never")))
 STORE_RETRY_SECONDS = Key(15.0, Seconds(min=0))
 
 
+#: Answer ``GET {URL_PREFIX}/<id>`` of a succeeded job with ``303 See
+#: Other`` to its result (``Location``), the job record as the body, instead
+#: of ``200``. Off by default, so that clients that read the status JSON
+#: keep working. Per operation: ``@jobify.job(see_other=True)``.
+SEE_OTHER = Key(False, Bool())
+
+#: Put the jobs endpoints and the job parameters in the app's flask-smorest
+#: ``Api`` spec by themselves, without ``Jobify.register_api``: done at the
+#: first app context pushed after both exist. ``False``: only
+#: ``register_api`` does it.
+AUTO_REGISTER_API = Key(True, Bool())
+
+
 # -- reading the keys ---------------------------------------------------------
 #: Prefix of every config key of the extension.
 PREFIX = "JOBIFY_"
@@ -224,6 +237,8 @@ class Settings:
     store_retry_seconds: float
     spool_threshold: int
     max_saved_body: int
+    see_other: bool
+    auto_register_api: bool
     #: The coerced value of each key as read, by full key, before ``None``
     #: was worked out (``STORE``, ``EXPOSE_ERRORS``): what
     #: :meth:`changed_keys` compares the config with.
@@ -319,12 +334,43 @@ def _caller_stacklevel() -> int:
 
 
 __all__ = [
-    "ALL_VIEWS", "BLOCKING_MAX_WAIT", "CANCEL_CHECK_INTERVAL", "CLEANUP_INTERVAL",
-    "DEFAULT_TIMEOUT", "DROP_HEADERS", "EXECUTOR", "EXPOSE_ERRORS", "KEYS", "LEASE_SECONDS",
-    "MAX_QUEUED", "MAX_SAVED_BODY", "MAX_WAIT", "MAX_WORKERS", "PREFIX", "REDIS_PREFIX",
-    "RESULT_COOKIES", "RESULT_TTL", "RETRY_AFTER", "RETRY_MAX_BACKOFF", "SHUTDOWN_GRACE",
-    "SPOOL_THRESHOLD", "STORE", "STORE_RETRY_SECONDS", "STORE_SCHEMES", "SWAGGER_UI",
-    "SWAGGER_UI_URL", "URL_PREFIX", "WEBHOOK_ALLOWED_HOSTS", "WEBHOOK_BACKOFF",
-    "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_MAX_BACKOFF", "WEBHOOK_SECRET", "WEBHOOK_TIMEOUT",
-    "WEBHOOK_WORKERS", "Settings", "unknown_keys",
+    "ALL_VIEWS",
+    "AUTO_REGISTER_API",
+    "BLOCKING_MAX_WAIT",
+    "CANCEL_CHECK_INTERVAL",
+    "CLEANUP_INTERVAL",
+    "DEFAULT_TIMEOUT",
+    "DROP_HEADERS",
+    "EXECUTOR",
+    "EXPOSE_ERRORS",
+    "KEYS",
+    "LEASE_SECONDS",
+    "MAX_QUEUED",
+    "MAX_SAVED_BODY",
+    "MAX_WAIT",
+    "MAX_WORKERS",
+    "PREFIX",
+    "REDIS_PREFIX",
+    "RESULT_COOKIES",
+    "RESULT_TTL",
+    "RETRY_AFTER",
+    "RETRY_MAX_BACKOFF",
+    "SEE_OTHER",
+    "SHUTDOWN_GRACE",
+    "SPOOL_THRESHOLD",
+    "STORE",
+    "STORE_RETRY_SECONDS",
+    "STORE_SCHEMES",
+    "SWAGGER_UI",
+    "SWAGGER_UI_URL",
+    "URL_PREFIX",
+    "WEBHOOK_ALLOWED_HOSTS",
+    "WEBHOOK_BACKOFF",
+    "WEBHOOK_MAX_ATTEMPTS",
+    "WEBHOOK_MAX_BACKOFF",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_TIMEOUT",
+    "WEBHOOK_WORKERS",
+    "Settings",
+    "unknown_keys",
 ]

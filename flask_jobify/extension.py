@@ -50,7 +50,8 @@ class Jobify:
     ``JOBIFY_WEBHOOK_MAX_ATTEMPTS``, ``JOBIFY_WEBHOOK_BACKOFF``,
     ``JOBIFY_WEBHOOK_MAX_BACKOFF``, ``JOBIFY_WEBHOOK_TIMEOUT``,
     ``JOBIFY_WEBHOOK_WORKERS``, ``JOBIFY_WEBHOOK_ALLOWED_HOSTS``,
-    ``JOBIFY_RESULT_COOKIES``, ``JOBIFY_STORE_RETRY_SECONDS``.
+    ``JOBIFY_RESULT_COOKIES``, ``JOBIFY_STORE_RETRY_SECONDS``, ``JOBIFY_SEE_OTHER``,
+    ``JOBIFY_AUTO_REGISTER_API``.
     ``Idempotency-Key`` needs ``SECRET_KEY`` (see
     :mod:`flask_jobify.idempotency`).
 
@@ -145,6 +146,7 @@ class Jobify:
         result_ttl: float | None = None, callback: str | None = None,
         callback_secret: str | bytes | None = None,
         retries: int = 0, backoff: float = 1.0, retryable: bool | None = None,
+        see_other: bool | None = None,
     ) -> t.Callable[[F], F]: ...
 
     def job(
@@ -158,6 +160,7 @@ class Jobify:
         retries: int = 0,
         backoff: float = 1.0,
         retryable: bool | None = None,
+        see_other: bool | None = None,
     ) -> t.Any:
         """Make a view jobifiable: it runs as a job when the client asks.
 
@@ -188,10 +191,15 @@ class Jobify:
             By default only idempotent methods (``GET``, ``PUT``,
             ``DELETE``...) are retried: a ``POST`` that creates something
             is not run twice unless you say so with ``retryable=True``.
+        :param see_other: answer ``GET /jobs/<id>`` of a succeeded job with
+            ``303 See Other`` to its result (``JOBIFY_SEE_OTHER``).
+
+        The client may shorten ``timeout``, pick a ``result_ttl`` within
+        bounds and name a callback (see :mod:`flask_jobify.client_options`).
         """
         options = JobOptions(timeout=timeout, result_ttl=result_ttl, callback=callback,
                              callback_secret=callback_secret, retries=retries,
-                             backoff=backoff, retryable=retryable)
+                             backoff=backoff, retryable=retryable, see_other=see_other)
 
         def decorator(func: F) -> F:
             return t.cast(F, jobified(func, options))

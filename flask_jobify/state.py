@@ -24,6 +24,7 @@ from .access import require_admin
 from .capture import CapturedRequest
 from .config import Settings
 from .errors import ConfigError, ContentTooLarge, StoreError, redact_url
+from .estimates import Estimator
 from .executor import Executor, Run
 from .leases import Held, Leases
 from .lifecycle import Lifecycle
@@ -127,6 +128,8 @@ class JobifyState:
         #: Sends webhooks when jobs end (see :mod:`flask_jobify.webhooks`).
         self.webhooks = WebhookDispatcher(app, self.store, settings,
                                           load_secret=load_callback_secret)
+        #: ``estimatedCompletionAt`` and ``queuePosition`` of records.
+        self.estimates = Estimator(app, self.store, slots=settings.max_workers)
         #: Applied to every captured request (``Jobify.request_filter``).
         self.request_filters: list[RequestFilter] = []
         self._started_pid: int | None = None
