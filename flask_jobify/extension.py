@@ -9,7 +9,7 @@ from .access import AccessCheck, require_admin
 from .config import Settings
 from .hooks import after_request, before_request, jobified
 from .models import Job
-from .openapi import add_spec_routes, register_api
+from .openapi import add_spec_routes, register_api, watch_for_api
 from .options import JobOptions
 from .serving import shutdown_at_exit
 from .state import JobifyState, RequestFilter
@@ -130,6 +130,7 @@ class Jobify:
         jobs_blueprint = create_jobs_blueprint()
         add_spec_routes(jobs_blueprint, settings)
         app.register_blueprint(jobs_blueprint, url_prefix=settings.url_prefix)
+        watch_for_api(app)  # a flask-smorest Api, now or later (JOBIFY_AUTO_REGISTER_API)
         app.before_request(before_request)
         app.after_request(after_request)
         shutdown_at_exit(state)
@@ -362,7 +363,9 @@ class Jobify:
             api.register_blueprint(reports)
 
         Without an ``Api``, the spec is served at
-        ``{JOBIFY_URL_PREFIX}/openapi.json``.
+        ``{JOBIFY_URL_PREFIX}/openapi.json``. With one, this happens by
+        itself at the next app context pushed (``JOBIFY_AUTO_REGISTER_API``,
+        on by default): call it to register at once, or with that key off.
 
         :param api: an ``Api`` already registered with the app.
         :param app: the Api's app (default: the one it was initialised with).

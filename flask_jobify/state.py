@@ -113,7 +113,8 @@ class JobifyState:
             ThreadExecutor(self.worker.run, self.scheduler, max_workers=settings.max_workers,
                            max_queued=settings.max_queued, refused=self.leases.let_go_run)
             if settings.executor == "thread" else _CeleryNotInitialised())
-        #: Guards the one-time wrapping of every view (``JOBIFY_ALL_VIEWS``).
+        #: Guards the one-time wrapping of every view (``JOBIFY_ALL_VIEWS``)
+        #: and the registration with the app's flask-smorest ``Api``.
         self.wrap_lock = threading.Lock()
         self.all_views_wrapped = False
         #: Set by :meth:`begin_shutdown`, from a signal handler: new jobs are
