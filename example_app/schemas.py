@@ -57,7 +57,8 @@ class ImportResultSchema(Schema):
 class OrdersArgsSchema(Schema):
     """JSON body of ``POST /reports/orders`` (a form works too)."""
 
-    month = fields.String(load_default="2024-03", validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$"),
+    month = fields.String(load_default="2024-03",
+                          validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$"),
                           metadata={"description": "YYYY-MM"})
     delay = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=1),
                          metadata={"description": "seconds per day, for demos"})
