@@ -19,6 +19,7 @@ import os
 import typing as t
 
 from flask import Flask
+from flask_smorest import Api
 
 from . import db
 from .extensions import jobify
@@ -43,8 +44,14 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
             app.config[name] = _decode(value)
     if os.environ.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = os.environ["SECRET_KEY"]  # a string, never decoded
+    app.config.update(
+        API_TITLE="Flask-Jobify demo", API_VERSION="1", OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/", OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+    )
     app.config.update(config or {})
 
+    api = Api(app)  # its spec (/openapi.json, Swagger UI at /docs) gets the jobs API too
     jobify.init_app(app)
     if app.config.get("JOBIFY_EXECUTOR") == "celery":
         _init_celery(app)
@@ -52,9 +59,9 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
 
     from . import pets, reports, status
 
-    app.register_blueprint(status.bp)
-    app.register_blueprint(pets.bp)
-    app.register_blueprint(reports.bp)
+    api.register_blueprint(status.bp)
+    api.register_blueprint(pets.bp)
+    api.register_blueprint(reports.bp)
     return app
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import typing as t
 
@@ -46,8 +47,18 @@ def make_session(**options: t.Any) -> JobSession:
     return JobSession(cancel_on_interrupt=True, **options)
 
 
+def plain_text(rest: str) -> str:
+    """``rest`` (reST) as plain text for ``--help``: no roles, no inline
+    literals' backquotes, no ``::`` before a literal block."""
+    text = re.sub(r":[a-z:]+:`~?([^`]+)`", r"\1", rest)
+    text = text.replace("``", "")
+    text = re.sub(r"^[ \t]*::[ \t]*\n", "", text, flags=re.M)
+    return re.sub(r"::$", ":", text, flags=re.M)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m example_app.client", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m example_app.client",
+                                     description=plain_text(__doc__ or ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=DEFAULT_URL, help="the demo's base URL")
     parser.add_argument("--callback", help="webhook URL called when the job ends")

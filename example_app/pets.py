@@ -5,28 +5,32 @@ import csv
 import io
 import time
 
-from flask import Blueprint, abort, request
+from flask import request
+from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from flask_jobify import current_job
 
 from . import db
 from .extensions import jobify
-from .schemas import PetSchema
+from .schemas import ImportResultSchema, ImportSchema, PetListSchema, PetSchema
 
-bp = Blueprint("pets", __name__, url_prefix="/pets")
+bp = Blueprint("pets", __name__, url_prefix="/pets", description="The pets, and their import.")
 pet_schema = PetSchema()
 
 
-@bp.get("")
+@bp.route("", methods=["GET"])
+@bp.response(200, PetListSchema)
 def list_pets():
     """Every pet, oldest first: a plain view, never a job."""
     return {"pets": db.all_pets()}
 
 
-@bp.post("/import")
+@bp.route("/import", methods=["POST"])
+@bp.arguments(ImportSchema, location="files")
+@bp.response(200, ImportResultSchema)
 @jobify.job(timeout=600, result_ttl=24 * 3600)
-def import_pets():
+def import_pets(files):
     """Import a CSV of pets (multipart field ``file``: ``name,species,age``).
 
     Each row is validated on its own: good rows are created, bad rows are
@@ -34,9 +38,7 @@ def import_pets():
     progress per row and stops between rows once cancelled. The form field
     ``delay`` (seconds per row, at most 1) slows it down for demos.
     """
-    upload = request.files.get("file")
-    if upload is None:
-        abort(400, "Send the CSV as the multipart field 'file'.")
+    upload = files["file"]
     delay = min(max(request.form.get("delay", 0.0, type=float) or 0.0, 0.0), 1.0)
     rows = list(csv.DictReader(io.StringIO(upload.read().decode("utf-8-sig"))))
     created, errors = [], []

@@ -7,13 +7,15 @@ import random
 import re
 import time
 
-from flask import Blueprint, abort, request, send_file
+from flask import abort, request, send_file
+from flask_smorest import Blueprint
 
 from flask_jobify import current_job
 
 from .extensions import jobify
+from .schemas import OrdersArgsSchema
 
-bp = Blueprint("reports", __name__, url_prefix="/reports")
+bp = Blueprint("reports", __name__, url_prefix="/reports", description="Reports, as files.")
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -27,12 +29,14 @@ def order_rows(month: str, days: int = 28):
                    rng.choice(["food", "toy", "leash", "cage"]), f"{rng.uniform(2, 90):.2f}"]
 
 
-@bp.post("/orders")
+@bp.route("/orders", methods=["POST"])
+@bp.arguments(OrdersArgsSchema, location="json", required=False)
+@bp.response(200, content_type="text/csv", description="The month's orders, as a CSV file")
 @jobify.job(timeout=300)
-def orders_report():
+def orders_report(args):
     """Build the CSV report of one month's orders (JSON ``{"month": "2024-03"}``
     or form field ``month``), sent as a file download."""
-    data = request.get_json(silent=True) or request.form
+    data = args if request.is_json else request.form  # a form works too
     month = str(data.get("month", "2024-03"))
     if not MONTH.match(month):
         abort(400, "month must look like 2024-03.")

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, abort, request
+from flask_smorest import Blueprint
 
 from flask_jobify import current_job
 
 from .extensions import jobify
+from .schemas import LongPingArgsSchema, LongPingSchema
 
-bp = Blueprint("status", __name__, url_prefix="/status")
+bp = Blueprint("status", __name__, url_prefix="/status", description="The long ping.")
 
 #: Longest ping a client may ask for, in seconds.
 MAX_SECONDS = 300.0
@@ -19,17 +20,17 @@ TIMEOUT = 60.0
 STEPS = [(0.0, 10, "ping sent"), (0.5, 50, "half way"), (1.0, 95, "pong received")]
 
 
-@bp.post("/long")
+@bp.route("/long", methods=["POST"])
+@bp.arguments(LongPingArgsSchema, location="query")
+@bp.response(200, LongPingSchema)
 @jobify.job(timeout=TIMEOUT)
-def long_ping():
+def long_ping(args):
     """Sleep ``?seconds=`` (default 2) in small steps and say how long it took.
 
     As a job it publishes progress 10, 50, 95 and 100, and stops early once
     cancelled or past its timeout.
     """
-    seconds = request.args.get("seconds", 2.0, type=float)
-    if seconds is None or not 0 <= seconds <= MAX_SECONDS:
-        abort(400, f"seconds must be a number within 0..{MAX_SECONDS:g}.")
+    seconds = args["seconds"]  # 0..MAX_SECONDS, else 422 before any job
     started = time.monotonic()
     for share, percent, message in STEPS:
         while time.monotonic() - started < seconds * share:

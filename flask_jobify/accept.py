@@ -46,6 +46,7 @@ from .idempotency import (
 )
 from .models import Job, JobStatus, new_job_id
 from .options import JobOptions
+from .preferences import AppliedOptions, apply_options, asked_options
 from .replay import replay_response
 from .schemas import AcceptedJobSchema
 from .serving import max_wait, wait_while_serving
@@ -87,10 +88,14 @@ def accept(state: JobifyState, trigger: JobTrigger, options: JobOptions) -> Werk
         cannot keep (its body, callback or ``Idempotency-Key``).
     """
     retry_after = {"Retry-After": str(state.settings.retry_after)}
+    applied = apply_options(asked_options(request.headers), options,  # client-set options
+                            default_timeout=state.settings.default_timeout,
+                            default_result_ttl=state.settings.result_ttl)
+    options = applied.options
     if state.closed:
         raise ShuttingDown(headers=retry_after)
     try:
-        job, created = _store_and_dispatch(state, options, retry_after)
+        job, created = _store_and_dispatch(state, options, retry_after, applied)
     except StoreError:
         current_app.logger.exception("Flask-Jobify could not store a job")
         raise StoreUnavailable(headers=retry_after) from None
@@ -106,14 +111,16 @@ def accept(state: JobifyState, trigger: JobTrigger, options: JobOptions) -> Werk
             return replay_response(stored, request.environ,
                                    response_class=current_app.response_class,
                                    head_only=job.method == "HEAD")
-    response = _accepted_response(job, trigger, retry_after, replayed=not created)
+    response = _accepted_response(job, trigger, retry_after, replayed=not created,
+                                  applied=applied)
     if capped and trigger.wait and trigger.wait > longest:
         response.headers[MAX_WAIT_HEADER] = f"{longest:g}"
     return response
 
 
 def _store_and_dispatch(
-    state: JobifyState, options: JobOptions, retry_after: dict[str, str]
+    state: JobifyState, options: JobOptions, retry_after: dict[str, str],
+    applied: AppliedOptions,
 ) -> tuple[Job, bool]:
     """Make the job of the current request, store it and dispatch its first
     run. Return it, and whether this request made it (``False``: an
@@ -128,6 +135,9 @@ def _store_and_dispatch(
         ) from None
     callback = request.headers.get(CALLBACK_HEADER) or options.callback
     meta = callback_meta(callback, request.url_root)
+    meta["options"] = applied.record()
+    if options.see_other if options.see_other is not None else state.settings.see_other:
+        meta["seeOther"] = True  # GET /jobs/<id> answers 303 once it succeeded
     key = idempotency_key(request.headers)
     job_id = new_job_id() if key is None else job_id_for_key(
         secret_of(current_app.secret_key), owner, key,
@@ -174,7 +184,8 @@ def _wait_until_final(state: JobifyState, job: Job, seconds: float) -> bool:
 
 
 def _accepted_response(
-    job: Job, trigger: JobTrigger, headers: dict[str, str], *, replayed: bool = False
+    job: Job, trigger: JobTrigger, headers: dict[str, str], *, replayed: bool = False,
+    applied: AppliedOptions | None = None,
 ) -> Response:
     # A replayed Idempotency-Key gets the very body the first request got.
     body = _ACCEPTED_SCHEMA.dump(job if not replayed else dataclasses.replace(
@@ -184,8 +195,10 @@ def _accepted_response(
     response.headers["Location"] = url_for("jobify.job_status", job_id=job.id)
     response.headers[JOB_FLAG_HEADER] = "ON"
     response.headers[JOB_ID_HEADER] = job.id
-    if trigger.via == "prefer":
-        response.headers["Preference-Applied"] = "respond-async"
+    honoured = ["respond-async"] if trigger.via == "prefer" else []
+    honoured += applied.preferences_applied() if applied is not None else []
+    if honoured:  # RFC 7240 section 3: exactly the preferences honoured
+        response.headers["Preference-Applied"] = ", ".join(honoured)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response

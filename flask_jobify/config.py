@@ -188,6 +188,19 @@ METRICS = Key(False, Bool())
 STORE_RETRY_SECONDS = Key(15.0, Seconds(min=0))
 
 
+#: Answer ``GET {URL_PREFIX}/<id>`` of a succeeded job with ``303 See
+#: Other`` to its result (``Location``), the job record as the body, instead
+#: of ``200``. Off by default, so that clients that read the status JSON
+#: keep working. Per operation: ``@jobify.job(see_other=True)``.
+SEE_OTHER = Key(False, Bool())
+
+#: Put the jobs endpoints and the job parameters in the app's flask-smorest
+#: ``Api`` spec by themselves, without ``Jobify.register_api``: done at the
+#: first app context pushed after both exist. ``False``: only
+#: ``register_api`` does it.
+AUTO_REGISTER_API = Key(True, Bool())
+
+
 # -- reading the keys ---------------------------------------------------------
 #: Prefix of every config key of the extension.
 PREFIX = "JOBIFY_"
@@ -239,6 +252,8 @@ class Settings:
     max_saved_body: int
     keep_failed_requests: bool
     metrics: bool
+    see_other: bool
+    auto_register_api: bool
     #: The coerced value of each key as read, by full key, before ``None``
     #: was worked out (``STORE``, ``EXPOSE_ERRORS``): what
     #: :meth:`changed_keys` compares the config with.
@@ -335,6 +350,7 @@ def _caller_stacklevel() -> int:
 
 __all__ = [
     "ALL_VIEWS",
+    "AUTO_REGISTER_API",
     "BLOCKING_MAX_WAIT",
     "CANCEL_CHECK_INTERVAL",
     "CLEANUP_INTERVAL",
@@ -356,6 +372,7 @@ __all__ = [
     "RESULT_TTL",
     "RETRY_AFTER",
     "RETRY_MAX_BACKOFF",
+    "SEE_OTHER",
     "SHUTDOWN_GRACE",
     "SPOOL_THRESHOLD",
     "STORE",

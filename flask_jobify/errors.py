@@ -165,6 +165,16 @@ class InvalidJobFlag(JobifyHTTPError, BadRequest):
     error_code = "invalid_job_flag"
 
 
+class InvalidJobPreference(JobifyHTTPError, BadRequest):
+    """A job option the client set (``Prefer: job-timeout=N`` or
+    ``job-ttl=N``) is not a number of seconds.
+
+    .. versionadded:: 0.2
+    """
+
+    error_code = "invalid_job_preference"
+
+
 class InvalidJobId(JobifyHTTPError, BadRequest):
     """A job id in the URL does not have the shape of a job id."""
 
@@ -328,6 +338,7 @@ __all__ = [
     "InvalidIdempotencyKey",
     "InvalidJobFlag",
     "InvalidJobId",
+    "InvalidJobPreference",
     "JobCancelled",
     "JobNotFinished",
     "JobNotFound",

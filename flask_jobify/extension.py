@@ -5,11 +5,12 @@ import typing as t
 
 from flask import Flask, current_app
 
+from .apidocs import add_spec_routes, watch_for_api
 from .callbacks import AppCallbacks, OwnerLoader
 from .cli import jobs_cli
 from .config import Settings
 from .hooks import after_request, before_request, jobified, render_errors
-from .openapi import add_spec_routes, register_api
+from .openapi import register_api
 from .options import JobOptions
 from .serving import shutdown_at_exit
 from .state import JobifyState
@@ -116,6 +117,7 @@ class Jobify(AppCallbacks):
             from .metrics import init_metrics
 
             init_metrics(app, settings.url_prefix)
+        watch_for_api(app)  # a flask-smorest Api, now or later (JOBIFY_AUTO_REGISTER_API)
         app.before_request(before_request)
         app.after_request(after_request)
         render_errors(app)
@@ -133,6 +135,7 @@ class Jobify(AppCallbacks):
         result_ttl: float | None = None, callback: str | None = None,
         callback_secret: str | bytes | None = None,
         retries: int = 0, backoff: float = 1.0, retryable: bool | None = None,
+        see_other: bool | None = None,
     ) -> t.Callable[[F], F]: ...
 
     def job(
@@ -146,6 +149,7 @@ class Jobify(AppCallbacks):
         retries: int = 0,
         backoff: float = 1.0,
         retryable: bool | None = None,
+        see_other: bool | None = None,
     ) -> t.Any:
         """Make a view jobifiable: it runs as a job when the client asks.
 
@@ -176,10 +180,15 @@ class Jobify(AppCallbacks):
             By default only idempotent methods (``GET``, ``PUT``,
             ``DELETE``...) are retried: a ``POST`` that creates something
             is not run twice unless you say so with ``retryable=True``.
+        :param see_other: answer ``GET /jobs/<id>`` of a succeeded job with
+            ``303 See Other`` to its result (``JOBIFY_SEE_OTHER``).
+
+        The client may shorten ``timeout``, pick a ``result_ttl`` within
+        bounds and name a callback (see :mod:`flask_jobify.preferences`).
         """
         options = JobOptions(timeout=timeout, result_ttl=result_ttl, callback=callback,
                              callback_secret=callback_secret, retries=retries,
-                             backoff=backoff, retryable=retryable)
+                             backoff=backoff, retryable=retryable, see_other=see_other)
 
         def decorator(func: F) -> F:
             return t.cast(F, jobified(func, options))
@@ -244,7 +253,9 @@ class Jobify(AppCallbacks):
             api.register_blueprint(reports)
 
         Without an ``Api``, the spec is served at
-        ``{JOBIFY_URL_PREFIX}/openapi.json``.
+        ``{JOBIFY_URL_PREFIX}/openapi.json``. With one, this happens by
+        itself at the next app context pushed (``JOBIFY_AUTO_REGISTER_API``,
+        on by default): call it to register at once, or with that key off.
 
         :param api: an ``Api`` already registered with the app.
         :param app: the Api's app (default: the one it was initialised with).

@@ -11,6 +11,15 @@ Two ways in, one description:
   jobs endpoints and every jobifiable operation, and, with
   ``JOBIFY_SWAGGER_UI``, ``{JOBIFY_URL_PREFIX}/docs`` a Swagger UI page.
 
+When the app has a flask-smorest ``Api`` (created before or after
+:class:`~flask_jobify.Jobify`), the first app context pushed once both
+exist registers the jobs endpoints in its spec as ``register_api`` would
+(``JOBIFY_AUTO_REGISTER_API``); every request and ``flask openapi``
+command pushes one.
+
+Jobifiability is per endpoint *and method*: a ``MethodView`` whose
+``post`` carries ``@jobify.job`` documents ``post`` as a job, not ``get``.
+
 Error bodies are :class:`~flask_jobify.schemas.ErrorSchema` everywhere
 (component ``JobifyError``).
 """
@@ -18,15 +27,15 @@ from __future__ import annotations
 
 import typing as t
 
-import flask
 from apispec import APISpec, BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Flask, current_app, render_template_string, url_for
+from flask import Flask
 from flask_smorest.spec.plugins import FlaskPlugin
 from flask_smorest.utils import load_info_from_docstring
 
 from .idempotency import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH
 from .options import looks_decorated, options_of
+from .preferences import MIN_RESULT_TTL, MIN_TIMEOUT
 from .schemas import (
     AcceptedJobSchema,
     ErrorDetailSchema,
@@ -70,31 +79,41 @@ OPERATION_IDS = {
     "cancel_job": "cancelJob",
 }
 
-_SWAGGER_UI_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>{{ title }}</title>
-  <link rel="stylesheet" href="{{ assets }}swagger-ui.css">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="{{ assets }}swagger-ui-bundle.js"></script>
-  <script>
-    SwaggerUIBundle({url: {{ spec_url|tojson }}, dom_id: "#swagger-ui"});
-  </script>
-</body>
-</html>
-"""
+
+
+def jobifiable_methods(app: Flask, endpoint: str, methods: t.Iterable[str], *,
+                       all_views: bool) -> set[str]:
+    """The HTTP ``methods`` (upper case) of ``endpoint`` whose requests may
+    run as jobs: all of them for a decorated view (or a plain one with
+    ``JOBIFY_ALL_VIEWS``); for a class-based view (``View.as_view``),
+    those whose method carries ``@jobify.job`` (``HEAD`` follows ``GET``
+    when the class has no ``head``)."""
+    methods = {method.upper() for method in methods}
+    if endpoint == "static" or endpoint.startswith(_BLUEPRINT + "."):
+        return set()
+    view = app.view_functions.get(endpoint)
+    if view is None:
+        return set()
+    if options_of(view) is not None or (all_views and not looks_decorated(view)):
+        return methods
+    view_class = getattr(view, "view_class", None)
+    if view_class is None:
+        return set()
+    found = set()
+    for method in methods:
+        handler = getattr(view_class, method.lower(), None)
+        if handler is None and method == "HEAD":
+            handler = getattr(view_class, "get", None)
+        if handler is not None and options_of(handler) is not None:
+            found.add(method)
+    return found
 
 
 def is_jobifiable(app: Flask, endpoint: str, *, all_views: bool) -> bool:
-    """Whether requests to ``endpoint`` may run as jobs."""
-    if endpoint == "static" or endpoint.startswith(_BLUEPRINT + "."):
-        return False
-    view = app.view_functions.get(endpoint)
-    return view is not None and (
-        options_of(view) is not None or (all_views and not looks_decorated(view)))
+    """Whether requests to ``endpoint`` may run as jobs, for some method."""
+    rules = app.url_map.iter_rules(endpoint) if endpoint in app.view_functions else ()
+    methods = {method for rule in rules for method in rule.methods or ()}
+    return bool(jobifiable_methods(app, endpoint, methods, all_views=all_views))
 
 
 def register_components(spec: APISpec, settings: Settings) -> None:
@@ -105,6 +124,8 @@ def register_components(spec: APISpec, settings: Settings) -> None:
         return
     for name, schema_class in SCHEMAS:
         components.schema(name, schema=schema_class)
+        if spec.openapi_version.major == 3 and spec.openapi_version.minor == 0:
+            _nullable_refs(components.schemas[name])
     headers = (
         ("JobFlag", JOB_FLAG_HEADER, {"type": "string", "enum": ["ON", "OFF"]},
          ("ON: run the request as a background job and answer 202 at once."
@@ -112,7 +133,10 @@ def register_components(spec: APISpec, settings: Settings) -> None:
         ("Prefer", "Prefer", {"type": "string", "example": "respond-async, wait=10"},
          ("RFC 7240. respond-async runs the request as a job; wait=N waits up to N"
           f" seconds (at most {settings.max_wait:g}) for it to end and then answers"
-          " with its own response.")),
+          " with its own response. With a job, job-timeout=N asks for a shorter time"
+          f" limit (at least {MIN_TIMEOUT:g} s, never longer than the operation's) and"
+          f" job-ttl=N for how long the finished job is kept (at least {MIN_RESULT_TTL:g} s,"
+          " at most the operation's); Preference-Applied answers what was applied.")),
         ("JobCallback", CALLBACK_HEADER, {"type": "string", "format": "uri"},
          ("With a job: a public http(s) URL that gets the job record, signed, when"
           " the job ends.")),
@@ -128,6 +152,10 @@ def register_components(spec: APISpec, settings: Settings) -> None:
     components.response("JobAccepted", {
         "description": "Accepted as a job: poll Location, then fetch resultUrl",
         "headers": {
+            "Preference-Applied": {
+                "description": "RFC 7240: the preferences honoured, with the values applied"
+                               " (respond-async, job-timeout=30, job-ttl=600)",
+                "required": False, "schema": {"type": "string"}},
             "Location": {"description": "The job's status URL", "required": True,
                          "schema": {"type": "string"}},
             "Retry-After": {"description": "Seconds to wait before polling", "required": True,
@@ -153,6 +181,19 @@ def register_components(spec: APISpec, settings: Settings) -> None:
         ("JobifyDefaultError", "An error, in Flask-Jobify's error shape"),
     ):
         components.response(name, _error_response(spec, description), lazy=True)
+
+
+def _nullable_refs(schema: dict[str, t.Any]) -> None:
+    """Write a nullable nested schema as OpenAPI 3.0 says it,
+    ``{"allOf": [ref], "nullable": true}``, not as apispec does,
+    ``{"anyOf": [ref, {"type": "object", "nullable": true}]}``, in which
+    client generators see a second, empty object type."""
+    for prop in (schema.get("properties") or {}).values():
+        options = prop.get("anyOf")
+        if (isinstance(options, list) and len(options) == 2 and "$ref" in options[0]
+                and options[1] == {"type": "object", "nullable": True}):
+            del prop["anyOf"]
+            prop["allOf"], prop["nullable"] = [options[0]], True
 
 
 def _ref(spec: APISpec, kind: str, name: str) -> dict[str, str]:
@@ -200,6 +241,8 @@ class JobifyPlugin(BasePlugin):
         super().__init__()
         self.app = app
         self.settings = settings
+        #: Whether it was registered by itself (:func:`watch_for_api`).
+        self.auto = False
 
     def operation_helper(self, path: t.Any = None, operations: t.Any = None,
                          **kwargs: t.Any) -> None:
@@ -213,10 +256,11 @@ class JobifyPlugin(BasePlugin):
                 if operation_id is not None:
                     operation.setdefault("operationId", operation_id)
             return
-        if is_jobifiable(self.app, rule.endpoint, all_views=self.settings.all_views):
-            for method, operation in operations.items():
-                if method.upper() in rule.methods:
-                    document_job_operation(operation)
+        methods = jobifiable_methods(self.app, rule.endpoint, rule.methods or (),
+                                     all_views=self.settings.all_views)
+        for method, operation in operations.items():
+            if method.upper() in methods:
+                document_job_operation(operation)
 
 
 class _Rule:
@@ -251,27 +295,36 @@ def _document_jobs_blueprint(app: Flask, spec: APISpec, config: t.Any = None) ->
     spec.tag({"name": _BLUEPRINT, "description": blueprint.description})  # type: ignore[attr-defined]
 
 
-def register_api(app: Flask, state: JobifyState, api: Api) -> None:
+def register_api(app: Flask, state: JobifyState, api: Api, *, auto: bool = False) -> None:
     """Document the jobs endpoints and jobifiable operations in ``api``'s
-    spec; see :meth:`flask_jobify.Jobify.register_api`."""
+    spec; see :meth:`flask_jobify.Jobify.register_api`.
+
+    :param auto: registered by itself (:func:`watch_for_api`): a later
+        explicit call then does nothing.
+    :raises RuntimeError: if ``register_api`` was called for ``api`` before.
+    """
     spec = api.spec
     assert spec is not None, "call Api.init_app(app) before register_api(api)"
-    if any(isinstance(plugin, JobifyPlugin) for plugin in spec.plugins):
-        raise RuntimeError("The jobs endpoints are already in this Api's spec.")
+    for existing in spec.plugins:
+        if isinstance(existing, JobifyPlugin):
+            if existing.auto or auto:
+                return
+            raise RuntimeError("The jobs endpoints are already in this Api's spec.")
     register_components(spec, state.settings)
     plugin = JobifyPlugin(app, state.settings)
+    plugin.auto = auto
     plugin.init_spec(spec)
     spec.plugins.append(plugin)
     _document_jobs_blueprint(app, spec, api.config)
     # Operations the Api documented before this call.
     paths = spec.to_dict().get("paths", {})
     for rule in app.url_map.iter_rules():
-        if not is_jobifiable(app, rule.endpoint, all_views=state.settings.all_views):
-            continue
+        methods = jobifiable_methods(app, rule.endpoint, rule.methods or (),
+                                     all_views=state.settings.all_views)
         documented = paths.get(FlaskPlugin.flaskpath2openapi(rule.rule), {})
         operations = {
             method: operation for method, operation in documented.items()
-            if method.upper() in (rule.methods or ()) and isinstance(operation, dict)
+            if method.upper() in methods and isinstance(operation, dict)
             and "responses" in operation
         }
         if operations:
@@ -290,49 +343,27 @@ def build_spec(app: Flask, state: JobifyState) -> dict[str, t.Any]:
     register_components(spec, settings)
     _document_jobs_blueprint(app, spec)
     for rule in app.url_map.iter_rules():
-        if not is_jobifiable(app, rule.endpoint, all_views=settings.all_views):
+        methods = jobifiable_methods(app, rule.endpoint, rule.methods or (),
+                                     all_views=settings.all_views)
+        if not methods - {"HEAD", "OPTIONS"}:
             continue
         view = app.view_functions[rule.endpoint]
-        info = load_info_from_docstring(view.__doc__ or "")
+        view_class = getattr(view, "view_class", None)
         operations = {
             method.lower(): {
-                **info,
+                **load_info_from_docstring(
+                    getattr(getattr(view_class, method.lower(), None), "__doc__", None)
+                    or view.__doc__ or ""),
                 "responses": {"default": {"description": "The view's own response"}},
             }
-            for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+            for method in sorted(methods - {"HEAD", "OPTIONS"})
         }
         spec.path(rule=_Rule(rule), operations=operations)
     return spec.to_dict()
 
 
-def add_spec_routes(blueprint: flask.Blueprint, settings: Settings) -> None:
-    """Serve the spec (and Swagger UI, when enabled) from the jobs blueprint.
-
-    Added with Flask's own ``add_url_rule`` so that these routes stay out of
-    the spec. Static rules: Werkzeug matches them before ``/<job_id>``.
-    """
-    add_rule = flask.Blueprint.add_url_rule
-    add_rule(blueprint, "/openapi.json", "openapi_json", _openapi_json)
-    if settings.swagger_ui:
-        add_rule(blueprint, "/docs", "swagger_ui", _swagger_ui)
-
-
-def _openapi_json() -> t.Any:
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    return flask.jsonify(build_spec(app, app.extensions["jobify"]))
-
-
-def _swagger_ui() -> str:
-    state = current_app.extensions["jobify"]
-    return render_template_string(
-        _SWAGGER_UI_PAGE,
-        title=f"{current_app.name}: jobs API",
-        assets=state.settings.swagger_ui_url.rstrip("/") + "/",
-        spec_url=url_for(f"{_BLUEPRINT}.openapi_json"),
-    )
-
-
 __all__ = [
-    "OPENAPI_VERSION", "OPERATION_IDS", "SCHEMAS", "JobifyPlugin", "add_spec_routes", "build_spec",
-    "document_job_operation", "is_jobifiable", "register_api", "register_components",
+    "OPENAPI_VERSION", "OPERATION_IDS", "SCHEMAS", "JobifyPlugin", "build_spec",
+    "document_job_operation", "is_jobifiable", "jobifiable_methods", "register_api",
+    "register_components",
 ]

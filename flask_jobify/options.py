@@ -47,6 +47,9 @@ class JobOptions:
     #: methods (``GET``, ``PUT``, ``DELETE``...), so that a failed ``POST``
     #: never runs twice unless the operation says it may.
     retryable: bool | None = None
+    #: Whether ``GET /jobs/<id>`` of a succeeded job answers ``303 See
+    #: Other`` to its result. ``None``: ``JOBIFY_SEE_OTHER``.
+    see_other: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout", "result_ttl", "retries", "backoff"):

@@ -28,6 +28,12 @@ CALLBACK_HEADER = "X-Job-Callback"
 #: Header making a submission idempotent (IETF draft
 #: ``draft-ietf-httpapi-idempotency-key-header``).
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: ``Prefer`` preference a client sends to ask for a shorter time limit than
+#: the operation's, in seconds (``Prefer: respond-async, job-timeout=30``).
+PREFER_JOB_TIMEOUT = "job-timeout"
+#: ``Prefer`` preference a client sends to choose how long the finished job
+#: is kept, in seconds, within the operation's bounds.
+PREFER_JOB_TTL = "job-ttl"
 #: Headers whose value decides whether a response is a job: sent in ``Vary``.
 VARY_HEADERS = ("Prefer", JOB_FLAG_HEADER)
 
@@ -154,6 +160,8 @@ __all__ = [
     "JOB_ID_HEADER",
     "MAX_DELTA_SECONDS",
     "MAX_WAIT_HEADER",
+    "PREFER_JOB_TIMEOUT",
+    "PREFER_JOB_TTL",
     "VARY_HEADERS",
     "JobProgress",
     "JobStatus",

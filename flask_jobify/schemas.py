@@ -5,11 +5,12 @@ import re
 import typing as t
 from datetime import datetime, timezone
 
-from flask import url_for
+from flask import current_app, has_app_context, url_for
 from marshmallow import Schema, fields, validate
 
 from .cursor import MAX_CURSOR_LENGTH
-from .models import JobStatus
+from .estimates import Estimate
+from .models import Job, JobStatus
 
 STATUS_VALUES = [status.value for status in JobStatus]
 #: Largest ``?version=``: versions are 64-bit signed integers in every store.
@@ -70,6 +71,49 @@ class JobUrl(fields.String):
         return url_for(self.endpoint, job_id=value)
 
 
+def _estimate_of(job: t.Any) -> Estimate:
+    """The estimate of ``job`` by its app's estimator (none outside an app)."""
+    state = current_app.extensions.get("jobify") if has_app_context() else None
+    if not isinstance(job, Job) or job.is_final or state is None:
+        return Estimate()
+    return t.cast(Estimate, state.estimates.of(job))
+
+
+class EstimatedCompletion(Timestamp):
+    """When the job should end: an estimate (see :mod:`flask_jobify.estimates`)."""
+
+    def __init__(self, **kwargs: t.Any) -> None:
+        super().__init__(attribute="id", dump_only=True, allow_none=True, **kwargs)
+
+    def _serialize(self, value: t.Any, attr: t.Any, obj: t.Any, **kwargs: t.Any) -> t.Any:
+        return super()._serialize(_estimate_of(obj).completion_at, attr, obj, **kwargs)
+
+
+class QueuePosition(fields.Integer):
+    """1 for the next pending job to start; ``null`` unless pending."""
+
+    def __init__(self, **kwargs: t.Any) -> None:
+        super().__init__(attribute="id", dump_only=True, allow_none=True, **kwargs)
+
+    def _serialize(self, value: t.Any, attr: t.Any, obj: t.Any, **kwargs: t.Any) -> t.Any:
+        return _estimate_of(obj).queue_position
+
+
+class AppliedOptionsSchema(Schema):
+    """The options a job runs with, after the client's were clamped."""
+
+    timeout = fields.Float(
+        allow_none=True, required=True,
+        metadata={"description": "seconds each run may take; null: no limit"})
+    resultTtl = fields.Float(
+        required=True, metadata={"description": "seconds the finished job is kept"})
+    fromClient = fields.List(
+        fields.String(validate=validate.OneOf(["timeout", "resultTtl", "callback"])),
+        required=True,
+        metadata={"description": "what the client set: Prefer job-timeout, job-ttl;"
+                  " X-Job-Callback"})
+
+
 class ProgressSchema(Schema):
     percent = fields.Float(allow_none=True, metadata={"description": "0 to 100"})
     message = fields.String(allow_none=True)
@@ -82,7 +126,8 @@ class JobErrorSchema(Schema):
                   "cancelled, shutdown, lost"},
     )
     message = fields.String(required=True)
-    traceback = fields.String(metadata={"description": "only when errors are exposed"})
+    traceback = fields.String(
+        allow_none=True, metadata={"description": "only when errors are exposed"})
 
 
 class WebhookSchema(Schema):
@@ -125,6 +170,18 @@ class JobSchema(Schema):
         WebhookSchema, attribute="meta.webhook",
         metadata={"description": "only when a callback was asked: its deliveries"},
     )
+    options = fields.Nested(
+        AppliedOptionsSchema, attribute="meta.options",
+        metadata={"description": "the options applied (the client's, clamped to the"
+                  " operation's bounds)"},
+    )
+    estimatedCompletionAt = EstimatedCompletion(metadata={
+        "description": "an estimate of when the job ends (ISO 8601 UTC): from the progress"
+        " rate when running, from the queue and recent durations of the operation when"
+        " pending; null when unknown or finished"})
+    queuePosition = QueuePosition(metadata={
+        "description": "pending jobs only: 1 for the next to start; an estimate (null"
+        " otherwise)"})
 
 
 class AcceptedJobSchema(Schema):
@@ -181,8 +238,24 @@ class ListArgsSchema(Schema):
 
 
 __all__ = [
-    "MAX_OPERATION_LENGTH", "MAX_VERSION", "STATUS_VALUES", "AcceptedJobSchema", "AsciiFloat",
-    "AsciiInteger", "ErrorDetailSchema", "ErrorSchema", "JobErrorSchema", "JobPageSchema",
-    "JobSchema", "JobUrl", "ListArgsSchema", "ProgressSchema", "Timestamp", "WaitArgsSchema",
+    "MAX_OPERATION_LENGTH",
+    "MAX_VERSION",
+    "STATUS_VALUES",
+    "AcceptedJobSchema",
+    "AppliedOptionsSchema",
+    "AsciiFloat",
+    "AsciiInteger",
+    "ErrorDetailSchema",
+    "ErrorSchema",
+    "EstimatedCompletion",
+    "JobErrorSchema",
+    "JobPageSchema",
+    "JobSchema",
+    "JobUrl",
+    "ListArgsSchema",
+    "ProgressSchema",
+    "QueuePosition",
+    "Timestamp",
+    "WaitArgsSchema",
     "WebhookSchema",
 ]

@@ -25,6 +25,7 @@ from .capture import CapturedRequest
 from .celery_executor import CeleryNotInitialised
 from .config import Settings
 from .errors import ConfigError, ContentTooLarge, StoreError, redact_url
+from .estimates import Estimator
 from .executor import Executor, Run
 from .leases import Held, Leases
 from .lifecycle import Lifecycle
@@ -91,7 +92,8 @@ class JobifyState:
             ThreadExecutor(self.worker.run, self.scheduler, max_workers=settings.max_workers,
                            max_queued=settings.max_queued, refused=self.leases.let_go_run)
             if settings.executor == "thread" else CeleryNotInitialised())
-        #: Guards the one-time wrapping of every view (``JOBIFY_ALL_VIEWS``).
+        #: Guards the one-time wrapping of every view (``JOBIFY_ALL_VIEWS``)
+        #: and the registration with the app's flask-smorest ``Api``.
         self.wrap_lock = threading.Lock()
         self.all_views_wrapped = False
         #: Set by :meth:`begin_shutdown`, from a signal handler: new jobs are
@@ -106,6 +108,8 @@ class JobifyState:
         #: Sends webhooks when jobs end (see :mod:`flask_jobify.webhooks`).
         self.webhooks = WebhookDispatcher(app, self.store, settings,
                                           load_secret=load_callback_secret)
+        #: ``estimatedCompletionAt`` and ``queuePosition`` of records.
+        self.estimates = Estimator(app, self.store, slots=settings.max_workers)
         #: Applied to every captured request (``Jobify.request_filter``).
         self.request_filters: list[RequestFilter] = []
         self._started_pid: int | None = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typing as t
 
-from flask import Response, current_app, request
+from flask import Response, current_app, request, url_for
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -29,6 +29,8 @@ if t.TYPE_CHECKING:
     from .state import JobifyState
 
 _View = t.Callable[..., t.Any]
+_SEE_OTHER_HEADERS = {"Location": {"description": "The job's result URL", "required": True,
+                                   "schema": {"type": "string"}}}
 
 
 class _DocumentingBlueprint(t.Protocol):
@@ -91,13 +93,18 @@ def _retry_after(job: Job) -> dict[str, str]:
     return {} if job.is_final else {"Retry-After": str(_state().settings.retry_after)}
 
 
-def _status_headers(job: Job, capped: bool, longest: float) -> dict[str, str]:
-    """``Retry-After`` for an unfinished job, and the longest wait this
-    server allows when it capped the one asked (one request at a time)."""
+def _status_answer(job: Job, capped: bool, longest: float) -> tuple[Job, int, dict[str, str]]:
+    """The record with ``Retry-After`` for an unfinished job, and the
+    longest wait this server allows when it capped the one asked (one
+    request at a time); ``303 See Other`` to the result for a succeeded job
+    of an operation with ``see_other`` (``JOBIFY_SEE_OTHER``)."""
     headers = _retry_after(job)
     if capped:
         headers[MAX_WAIT_HEADER] = f"{longest:g}"
-    return headers
+    if job.status is JobStatus.SUCCEEDED and job.meta.get("seeOther"):
+        headers["Location"] = url_for("jobify.job_result", job_id=job.id)
+        return job, 303, headers
+    return job, 200, headers
 
 
 def _secret_keys() -> list[str | bytes]:
@@ -144,6 +151,9 @@ def create_jobs_blueprint() -> Blueprint:
     @bp.route("/<job_id>", methods=["GET"])
     @bp.arguments(WaitArgsSchema, location="query", as_kwargs=True)
     @bp.response(200, JobSchema)
+    @bp.alt_response(303, schema=JobSchema, headers=_SEE_OTHER_HEADERS, description=(
+        "The job succeeded and its operation answers with See Other (JOBIFY_SEE_OTHER):"
+        " its result is at Location; the body is the job's record"))
     @bp.alt_response(404, schema=ErrorSchema, description=errors[404])
     @bp.alt_response(400, schema=ErrorSchema, description=errors[400])
     @bp.alt_response(422, schema=ErrorSchema, description="Invalid query argument")
@@ -157,15 +167,16 @@ def create_jobs_blueprint() -> Blueprint:
         ``X-Job-Max-Wait`` then tells). With ``&version=N`` (the version
         the client last saw), a job already past ``N`` is answered at
         once, so no change between two polls goes unseen. A process that
-        stops answers its long-polls at once, with the job as it is.
+        stops answers its long-polls at once, with the job as it is. A
+        succeeded job answers ``303 See Other`` to its result when its
+        operation asks for it (``JOBIFY_SEE_OTHER``).
         """
         state = _state()
         longest, capped = max_wait(state, request.environ)
         capped = capped and wait > longest
         wait = min(wait, longest)
         if wait <= 0 or state.stopping:
-            job = _visible_job(job_id)
-            return job, 200, _status_headers(job, capped, longest)
+            return _status_answer(_visible_job(job_id), capped, longest)
         # Watched before the read: the wait sleeps without reading again.
         with state.store.watching(_job_id(job_id)) as wait_for_change:
             job = _visible(state.store.get(job_id))
@@ -175,7 +186,7 @@ def create_jobs_blueprint() -> Blueprint:
                 if changed is None:
                     raise JobNotFound()
                 job = changed
-        return job, 200, _status_headers(job, capped, longest)
+        return _status_answer(job, capped, longest)
 
     @bp.route("/<job_id>/result", methods=["GET"])
     @bp.response(200, description="The view's own response, replayed: status, headers, body")

@@ -159,7 +159,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 9: the extension, what an app imports
     ("flask_jobify", "extension"),
     # 8: wiring into Flask: hooks, the app's callbacks, CLI, metrics, spec
-    ("hooks", "callbacks", "cli", "metrics", "openapi"),
+    ("hooks", "callbacks", "cli", "metrics", "apidocs", "openapi"),
     # 7: request -> job (acceptance), job -> response (the jobs API)
     ("accept", "idempotency", "views", "rerun"),
     # 6: one app's runtime, putting the pieces together
@@ -171,8 +171,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 3: what those use: the run of a request, the executor protocol, timers
     ("runner", "executor", "scheduler", "threadpool", "overview", "access"),
     # 2: the job's data: stores, the captured request, options, config
-    ("stores", "stores.*", "context", "capture", "trigger", "options", "config",
-     "schemas", "cursor", "callback_url"),
+    ("stores", "stores.*", "context", "capture", "trigger", "options", "preferences", "config",
+     "schemas", "cursor", "callback_url", "estimates"),
     # 1: the vocabulary: records, errors, rules and small tools
     ("models", "errors", "rules", "backoff", "keys", "perprocess", "signals"),
     # 0: the Flask-free protocol core, shared with the client

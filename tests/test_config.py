@@ -88,6 +88,8 @@ BAD_VALUES: dict[str, tuple[list[t.Any], str]] = {
     "RETRY_MAX_BACKOFF": ([-1, "forever"],
                           "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "SWAGGER_UI": ([1, "sure"], "True or False"),
+    "SEE_OTHER": ([1, "sure"], "True or False"),
+    "AUTO_REGISTER_API": ([0, "maybe"], "True or False"),
     "SWAGGER_UI_URL": (["cdn.example.com/swagger", "ftp://example.com/", "//cdn.example.com/",
                         None], "a URL starting with https:// or http://, or a path"),
     "WEBHOOK_SECRET": ([123, b"bytes"], "a non-empty string, or None"),

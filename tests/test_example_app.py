@@ -134,3 +134,17 @@ def test_example_app_import_calls_the_webhook_when_done(demo_url):
     assert job["status"] == "succeeded"
     assert job["resultUrl"].startswith(demo_url)
     assert requests.get(job["resultUrl"], timeout=30).json() == r.json()
+
+
+def test_example_app_client_help_is_plain_text_from_anywhere(tmp_path):
+    import subprocess
+    import sys
+
+    # Another working directory: the demo is importable once installed.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "example_app.client", "--help"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert "python -m example_app.client long --seconds 5" in done.stdout
+    assert "``" not in done.stdout and ":mod:" not in done.stdout
+    assert "\n::" not in done.stdout

@@ -136,7 +136,7 @@ def assert_components(spec: dict[str, t.Any]) -> None:
     assert accepted["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/AcceptedJob"
     }
-    assert set(accepted["headers"]) == {"Location", "Retry-After", "X-Job-Id"}
+    assert set(accepted["headers"]) == {"Location", "Retry-After", "X-Job-Id", "Preference-Applied"}
     assert accepted["links"]["GetJob"] == {
         "operationId": "getJob", "parameters": {"job_id": "$response.body#/jobId"}
     }
@@ -145,7 +145,8 @@ def assert_components(spec: dict[str, t.Any]) -> None:
         if path.startswith("/jobs") for operation in item.values() if "operationId" in operation
     }
     assert operation_ids == {"listJobs", "getJob", "getJobResult", "cancelJob"}
-    assert all(header["required"] for header in accepted["headers"].values())
+    assert all(header["required"] for name, header in accepted["headers"].items()
+               if name != "Preference-Applied")
     for name in ("InvalidJobHeader", "IdempotencyKeyReused", "JobQueueFull"):
         assert components["responses"][name]["content"]["application/json"]["schema"] == ERROR_REF
 
@@ -312,3 +313,115 @@ def test_openapi_api_all_views_documents_undecorated_and_marked_operations():
     # The jobs endpoints themselves are never jobifiable.
     assert not any(p in JOB_PARAMS for p in spec["paths"]["/jobs"]["get"]["parameters"])
     assert "202" not in spec["paths"]["/jobs"]["get"]["responses"]
+
+
+def smorest_app(*, api_first: bool, **config: t.Any) -> tuple[Flask, Jobify, Api]:
+    app = Flask(__name__)
+    app.config.update(
+        JOBIFY_STORE="memory://", API_TITLE="T", API_VERSION="1", OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/", **config,
+    )
+    if api_first:
+        api = Api(app)
+        jobify = Jobify(app)
+    else:
+        jobify = Jobify(app)
+        api = Api(app)
+    return app, jobify, api
+
+
+def method_view_blueprint(jobify: Jobify) -> Blueprint:
+    from flask.views import MethodView
+
+    blp = Blueprint("things", __name__, url_prefix="/things")
+
+    @blp.route("")
+    class Things(MethodView):
+        @blp.response(200, ReportSchema)
+        def get(self) -> dict[str, int]:
+            """List things."""
+            return {"year": 1}
+
+        @blp.arguments(ReportSchema)
+        @blp.response(201, ReportSchema)
+        @jobify.job
+        def post(self, data: dict[str, int]) -> dict[str, int]:
+            """Make a thing."""
+            return data
+
+    return blp
+
+
+@pytest.mark.parametrize("api_first", [True, False], ids=["api-first", "jobify-first"])
+def test_openapi_api_found_without_register_api(api_first):
+    app, jobify, api = smorest_app(api_first=api_first)
+    api.register_blueprint(method_view_blueprint(jobify))
+    spec = get_spec(app, "/openapi.json")
+    assert_jobs_endpoints(spec)
+    assert "JobAccepted" in spec["components"]["responses"]
+    # Per method: the decorated post is a job, the get is not.
+    post = spec["paths"]["/things"]["post"]
+    assert post["parameters"] == JOB_PARAMS
+    assert post["responses"]["202"] == JOB_RESPONSES["202"]
+    assert "requestBody" in post
+    get = spec["paths"]["/things"]["get"]
+    assert "parameters" not in get and "202" not in get["responses"]
+    # ...and it runs as one.
+    client = app.test_client()
+    assert client.post("/things", json={"year": 5}, headers={"X-Job-Flag": "ON"}).status_code == 202
+    assert client.get("/things", headers={"X-Job-Flag": "ON"}).status_code == 200
+    # An explicit register_api after the automatic one changes nothing.
+    jobify.register_api(api)
+    assert get_spec(app, "/openapi.json") == spec
+
+
+def test_openapi_api_auto_registration_can_be_turned_off():
+    app, jobify, api = smorest_app(api_first=True, JOBIFY_AUTO_REGISTER_API=False)
+    api.register_blueprint(method_view_blueprint(jobify))
+    spec = get_spec(app, "/openapi.json")
+    assert "/jobs" not in spec["paths"]
+    jobify.register_api(api)
+    spec = get_spec(app, "/openapi.json")
+    assert_jobs_endpoints(spec)
+    assert spec["paths"]["/things"]["post"]["parameters"] == JOB_PARAMS
+
+
+def test_openapi_method_view_without_api():
+    from flask.views import MethodView
+
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE="memory://")
+    jobify = Jobify(app)
+
+    class Things(MethodView):
+        def get(self) -> str:
+            return "list"
+
+        @jobify.job
+        def put(self) -> str:
+            """Replace things."""
+            return "done"
+
+    app.add_url_rule("/things", view_func=Things.as_view("things"))
+    spec = get_spec(app, "/jobs/openapi.json")
+    assert set(spec["paths"]["/things"]) == {"put"}
+    assert spec["paths"]["/things"]["put"]["summary"] == "Replace things."
+
+
+def test_openapi_nullable_nested_is_one_type():
+    app, _ = plain_app()
+    spec = get_spec(app, "/jobs/openapi.json")
+    error = spec["components"]["schemas"]["Job"]["properties"]["error"]
+    assert error["allOf"] == [{"$ref": "#/components/schemas/JobError"}]
+    assert error["nullable"] is True and "anyOf" not in error
+
+
+def test_openapi_documents_see_other():
+    app, _ = plain_app()
+    spec = get_spec(app, "/jobs/openapi.json")
+    see_other = spec["paths"]["/jobs/{job_id}"]["get"]["responses"]["303"]
+    assert see_other["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Job"}
+    assert see_other["headers"]["Location"]["required"] is True
+    job = spec["components"]["schemas"]["Job"]["properties"]
+    assert {"estimatedCompletionAt", "queuePosition", "options"} <= set(job)

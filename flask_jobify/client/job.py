@@ -326,7 +326,7 @@ class RemoteJob:
             return None
         if wait is None:
             self._round_trip = time.monotonic() - started
-        if response.status_code != 200:
+        if response.status_code not in (200, 303):  # 303: succeeded, JOBIFY_SEE_OTHER
             raise unexpected_answer(self.record, response, job_id=self.id)
         return response, self._take(response)
 

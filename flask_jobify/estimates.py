@@ -1,0 +1,191 @@
+"""Estimates in the job record: ``estimatedCompletionAt`` and ``queuePosition``.
+
+They are estimates, nothing more:
+
+- A **running** job with progress ``p`` percent after ``e`` seconds is
+  expected to take ``e * 100 / p`` in all (:func:`running_completion`);
+  without progress yet, the median of the operation's recent durations,
+  while that lies ahead.
+- A **pending** job's ``queuePosition`` is 1 + the pending jobs of the app
+  accepted before it (counted up to :data:`QUEUE_BOUND`). It should start
+  after ``(position - 1) // JOBIFY_MAX_WORKERS`` runs of the operation's
+  median duration, and end one median later (:func:`pending_completion`):
+  it assumes one process's threads and jobs like this one ahead.
+- A finished job, or an operation with no recent success, has ``null``.
+
+Cost on the read path: recent durations are a per-process cache per
+operation (:data:`SAMPLES` durations), fed by the jobs this process ends
+and refreshed from the store with one bounded listing (``limit=SAMPLES``)
+at most every :data:`REFRESH_SECONDS`; a pending job's position is one
+listing bounded by :data:`QUEUE_BOUND`. Nothing scans the store.
+
+.. versionadded:: 0.2
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import statistics
+import threading
+import time
+import typing as t
+
+from .errors import StoreError
+from .models import Job, JobStatus
+from .signals import job_finished
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+
+    from .stores.base import JobStore
+
+#: Recent durations kept per operation.
+SAMPLES = 20
+#: Seconds before an operation's durations are read again from the store.
+REFRESH_SECONDS = 60.0
+#: Most pending jobs counted ahead of one: past it, the position says so.
+QUEUE_BOUND = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """What the record says about a job's future."""
+
+    #: POSIX seconds the job is expected to end at, or ``None``: unknown.
+    completion_at: float | None = None
+    #: 1 for the next pending job to start; ``None`` unless pending.
+    queue_position: int | None = None
+
+
+def running_completion(started_at: float, percent: float | None, now: float,
+                       typical: float | None = None) -> float | None:
+    """When a running job should end: from its progress rate when it has
+    progress (``started_at + elapsed * 100 / percent``), else from the
+    ``typical`` duration while that lies ahead; ``None`` otherwise.
+
+    >>> running_completion(100.0, 25.0, 110.0)   # 10 s for 25 %: 40 s in all
+    140.0
+    >>> running_completion(100.0, None, 110.0, typical=30.0)
+    130.0
+    >>> running_completion(100.0, None, 140.0, typical=30.0) is None  # overdue
+    True
+    """
+    elapsed = max(now - started_at, 0.0)
+    if percent is not None and 0 < percent <= 100:
+        return started_at + elapsed * 100.0 / percent
+    if typical is not None and started_at + typical > now:
+        return started_at + typical
+    return None
+
+
+def pending_completion(position: int, typical: float | None, slots: int,
+                       now: float) -> float | None:
+    """When a pending job at queue ``position`` (1: next) should end, with
+    ``slots`` jobs running at once and each taking ``typical`` seconds.
+
+    >>> pending_completion(1, 10.0, 4, 0.0)   # starts at once: one run
+    10.0
+    >>> pending_completion(9, 10.0, 4, 0.0)   # 8 ahead on 4 threads: two waves first
+    30.0
+    >>> pending_completion(1, None, 4, 0.0) is None
+    True
+    """
+    if typical is None:
+        return None
+    waves = (position - 1) // max(slots, 1)
+    return now + (waves + 1) * typical
+
+
+class Estimator:
+    """The estimates of one app's jobs, in one process.
+
+    Thread-safe: the cache of durations is behind a lock; store reads
+    happen outside it. Each process has its own cache.
+
+    :param slots: jobs that run at once (``JOBIFY_MAX_WORKERS``).
+    """
+
+    def __init__(self, app: Flask, store: JobStore, *, slots: int,
+                 clock: t.Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._app_name = app.name
+        self._slots = slots
+        self._clock = clock
+        self._lock = threading.Lock()
+        #: operation -> (monotonic time read from the store, durations).
+        self._durations: dict[str, tuple[float, collections.deque[float]]] = {}
+        self._last = threading.local()
+        job_finished.connect(self._on_finished, sender=app)
+
+    def _on_finished(self, sender: t.Any, job: Job, **_: t.Any) -> None:
+        duration = _duration(job)
+        if duration is None:
+            return
+        with self._lock:
+            entry = self._durations.get(job.operation)
+            if entry is not None:
+                entry[1].append(duration)
+
+    def typical_duration(self, operation: str) -> float | None:
+        """The median of the operation's recent successful durations, in
+        seconds; ``None`` when none is known."""
+        now = time.monotonic()
+        with self._lock:
+            entry = self._durations.get(operation)
+        if entry is None or now - entry[0] > REFRESH_SECONDS:
+            recent = self._store.list(status=JobStatus.SUCCEEDED, operation=operation,
+                                      limit=SAMPLES, app=self._app_name)
+            samples = collections.deque(
+                (d for d in map(_duration, reversed(recent)) if d is not None), maxlen=SAMPLES)
+            entry = (now, samples)
+            with self._lock:
+                self._durations[operation] = entry
+        with self._lock:
+            durations = list(entry[1])
+        return statistics.median(durations) if durations else None
+
+    def queue_position(self, job: Job) -> int:
+        """1 + the pending jobs of the app accepted before ``job`` (at
+        most :data:`QUEUE_BOUND` counted)."""
+        ahead = self._store.list(status=JobStatus.PENDING, after=(job.created_at, job.id),
+                                 limit=QUEUE_BOUND, app=self._app_name)
+        return len(ahead) + 1
+
+    def of(self, job: Job) -> Estimate:
+        """The estimate of ``job`` now; the last one again for the same
+        job version in this thread (a record dumps two fields from it)."""
+        last = getattr(self._last, "value", None)
+        if last is not None and last[0] == (job.id, job.version):
+            return t.cast(Estimate, last[1])
+        try:
+            estimate = self._estimate(job)
+        except StoreError:  # an estimate never fails the record
+            estimate = Estimate()
+        self._last.value = ((job.id, job.version), estimate)
+        return estimate
+
+    def _estimate(self, job: Job) -> Estimate:
+        now = self._clock()
+        if job.status is JobStatus.RUNNING and job.started_at is not None:
+            percent = job.progress.percent
+            typical = None if percent else self.typical_duration(job.operation)
+            return Estimate(running_completion(job.started_at, percent, now, typical))
+        if job.status is JobStatus.PENDING:
+            position = self.queue_position(job)
+            typical = self.typical_duration(job.operation)
+            return Estimate(pending_completion(position, typical, self._slots, now), position)
+        return Estimate()
+
+
+def _duration(job: Job) -> float | None:
+    """Seconds the last run of a succeeded ``job`` took, or ``None``."""
+    if job.status is not JobStatus.SUCCEEDED or job.started_at is None \
+            or job.finished_at is None:
+        return None
+    return max(job.finished_at - job.started_at, 0.0)
+
+
+__all__ = [
+    "QUEUE_BOUND", "REFRESH_SECONDS", "SAMPLES", "Estimate", "Estimator", "pending_completion",
+    "running_completion",
+]
