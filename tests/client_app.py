@@ -1,5 +1,5 @@
 """The app the client tests drive; gunicorn runs it too
-(``client_app:create_app()``, ``JOBIFY_STORE`` from the environment)."""
+(``client_app:create_app(url)``)."""
 from __future__ import annotations
 
 import collections
@@ -78,11 +78,12 @@ class Requests:
             )
 
 
-def create_app(**config: t.Any) -> Flask:
-    """The test app. ``spy=True`` uses a :class:`SpyStore` (one process)."""
+def create_app(store: str = "memory://", **config: t.Any) -> Flask:
+    """The test app on the store URL ``store``, with extra ``config``.
+    ``spy=True`` uses a :class:`SpyStore` instead (memory, one process)."""
     spy = config.pop("spy", False)
     app = Flask(__name__)
-    app.config.update({"JOBIFY_STORE": os.environ.get("JOBIFY_STORE", "memory://"), **config})
+    app.config.update({"JOBIFY_STORE": store, **config})
     store = SpyStore() if spy else None
     jobify = Jobify(app, store=store)
     gates = app.extensions["gates"] = Gates()

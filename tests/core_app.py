@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import os
 import threading
 import typing as t
 
@@ -21,10 +20,11 @@ class Gates:
         self.ran: list[str] = []
 
 
-def create_app(**config: t.Any) -> Flask:
+def create_app(store: str = "memory://", **config: t.Any) -> Flask:
+    """The core app on the store URL ``store``, with extra ``config``."""
     app = Flask(__name__)
     app.config.update(
-        JOBIFY_STORE=os.environ.get("JOBIFY_STORE", "memory://"),
+        JOBIFY_STORE=store,
         JOBIFY_SHUTDOWN_GRACE=0.5,
         **config,
     )

@@ -1,5 +1,5 @@
 """The app of the idempotency tests; gunicorn runs it for the
-cross-process test (``idempotency_app:create_app()``)."""
+cross-process test (``idempotency_app:create_app(url)``)."""
 from __future__ import annotations
 
 import os
@@ -23,12 +23,13 @@ class Counter:
             self.runs += 1
 
 
-def create_app(**config: t.Any) -> Flask:
+def create_app(store: str = "memory://", **config: t.Any) -> Flask:
+    """The app on the store URL ``store``, with extra ``config``."""
     app = Flask(__name__)
     # Every worker must derive the same job id from a key: same SECRET_KEY.
     app.config.update({
         "SECRET_KEY": "shared-secret",
-        "JOBIFY_STORE": os.environ.get("JOBIFY_STORE", "memory://"),
+        "JOBIFY_STORE": store,
         **config,
     })
     jobify = Jobify(app)

@@ -10,10 +10,9 @@ from flask import Flask, request
 from flask_jobify import Jobify, current_job
 
 
-def create_app() -> Flask:
+def create_app(store: str = "memory://") -> Flask:
     app = Flask("metrics_app")
-    app.config.update(JOBIFY_STORE=os.environ.get("JOBIFY_STORE", "memory://"),
-                      JOBIFY_METRICS=True)
+    app.config.update(JOBIFY_STORE=store, JOBIFY_METRICS=True)
     jobify = Jobify(app)
 
     @jobify.dashboard_access

@@ -1,7 +1,7 @@
-"""The app tests/test_scale_out.py serves with gunicorn, configured from the
-environment: ``JOBIFY_STORE`` (a Redis URL with a test's own ``?prefix=``),
-``JOBIFY_LEASE_SECONDS`` (default 2, so a killed worker's jobs are noticed
-within seconds), ``JOBIFY_MAX_WORKERS`` and ``JOBIFY_MAX_QUEUED``.
+"""The app tests/test_scale_out.py serves with gunicorn
+(``scale_app:create_app(url, lease_seconds=2)``): ``store`` is a Redis URL
+with a test's own ``?prefix=``, ``lease_seconds`` short (2 by default) so
+that a killed worker's jobs are noticed within seconds.
 
 Every answer says which worker gave it (``X-Worker-Pid``), and the holding
 views publish the pid of the worker running them as their progress message,
@@ -21,13 +21,14 @@ from flask_jobify import Jobify, current_job
 HOLD_SECONDS = 60.0
 
 
-def create_app() -> Flask:
+def create_app(store: str, *, lease_seconds: float = 2.0, max_workers: int = 4,
+               max_queued: int = 2000) -> Flask:
     app = Flask(__name__)
     app.config.update(
-        JOBIFY_STORE=os.environ.get("JOBIFY_STORE", "memory://"),
-        JOBIFY_LEASE_SECONDS=float(os.environ.get("JOBIFY_LEASE_SECONDS", "2")),
-        JOBIFY_MAX_WORKERS=int(os.environ.get("JOBIFY_MAX_WORKERS", "4")),
-        JOBIFY_MAX_QUEUED=int(os.environ.get("JOBIFY_MAX_QUEUED", "2000")),
+        JOBIFY_STORE=store,
+        JOBIFY_LEASE_SECONDS=lease_seconds,
+        JOBIFY_MAX_WORKERS=max_workers,
+        JOBIFY_MAX_QUEUED=max_queued,
         JOBIFY_SHUTDOWN_GRACE=1.0,
     )
     jobify = Jobify(app)

@@ -2,12 +2,14 @@
 IPv6 addresses that carry an IPv4 address are judged by it (SSRF)."""
 from __future__ import annotations
 
+import functools
 import ipaddress
+import typing as t
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_webhooks import make_app, submit
+from test_webhooks import create_app, submit
 
 from flask_jobify.callback_url import (
     embedded_ipv4,
@@ -16,6 +18,16 @@ from flask_jobify.callback_url import (
     split_callback,
 )
 from flask_jobify.errors import InvalidCallback
+
+#: The webhook app runs on memory (see test_webhooks).
+pytestmark = pytest.mark.stores("memory")
+
+
+@pytest.fixture
+def make_app(apps: t.Any) -> t.Callable[..., t.Any]:
+    """Builds test_webhooks' app with extra config; stopped afterwards."""
+    return functools.partial(apps, create_app)
+
 
 #: Each wraps a non-public IPv4 address in an IPv6 transition form.
 EMBEDDING_NON_PUBLIC = {
@@ -67,7 +79,7 @@ def test_callback_url_embedded_ipv4_extraction() -> None:
     # trailing dots
     "http://localhost./", "http://127.0.0.1./", "http://LOCALHOST./hook",
 ])
-def test_callback_url_refused_at_submission(callback: str) -> None:
+def test_callback_url_refused_at_submission(make_app, callback: str) -> None:
     app, _ = make_app(JOBIFY_WEBHOOK_ALLOWED_HOSTS=())
     response = submit(app, callback)
     assert response.status_code == 400, callback
@@ -83,7 +95,7 @@ def test_callback_url_refused_at_submission(callback: str) -> None:
     "http://[::1/", "http://[zz::1]/", "http://a:99999/", "http://a:-1/", "http://a:x/",
     "http://./", "http://../", "https://:443/", "ftp://example.com/", "//example.com/",
 ])
-def test_callback_url_that_cannot_be_parsed_is_400(callback: str) -> None:
+def test_callback_url_that_cannot_be_parsed_is_400(make_app, callback: str) -> None:
     app, _ = make_app(JOBIFY_WEBHOOK_ALLOWED_HOSTS=())
     response = submit(app, callback)
     assert response.status_code == 400, callback

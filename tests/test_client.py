@@ -33,9 +33,15 @@ VOLATILE = {"date", "server", "connection", "keep-alive"}
 FAST = PollPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0)
 
 
+#: The client does not depend on the store: its server app runs on memory
+#: (a SpyStore by default), but for the gunicorn test, on SQLite.
+pytestmark = pytest.mark.stores("memory")
+
+
 @pytest.fixture
-def app() -> Flask:
-    return create_app(spy=True)
+def app(apps: t.Any) -> Flask:
+    """The client app on a :class:`client_app.SpyStore`; stopped afterwards."""
+    return t.cast(Flask, apps(create_app, spy=True))
 
 
 @pytest.fixture
@@ -336,8 +342,8 @@ def test_job_cancel_running(base: str, app: Flask, jobs: JobSession) -> None:
     assert caught.value.job is not None and caught.value.job["status"] == "cancelled"
 
 
-def test_job_cancel_pending(jobs: JobSession) -> None:
-    app = create_app(JOBIFY_MAX_WORKERS=1)
+def test_job_cancel_pending(apps: t.Any, jobs: JobSession) -> None:
+    app = apps(create_app, JOBIFY_MAX_WORKERS=1)
     with serve_app(app) as url:
         blocker = jobs.submit("POST", url + "/gate/blocker")
         assert app.extensions["gates"].started["blocker"].wait(10)
@@ -462,23 +468,27 @@ def follow_gated_job(app: Flask, policy: PollPolicy, polls: int) -> None:
         assert job.result().json() == {"gate": "polled"}
 
 
-def test_polls_with_backoff_when_long_poll_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_polls_with_backoff_when_long_poll_is_off(
+    apps: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     delays = record_sleeps(monkeypatch)
-    app = create_app(JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=0)
+    app = apps(create_app, JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=0)
     follow_gated_job(app, PollPolicy(backoff_factor=0.01, backoff_max=0.04, backoff_jitter=0), 6)
     # urllib3's Retry: the first at once, then backoff_factor * 2 ** (n - 1), capped.
     assert delays[:4] == pytest.approx([0, 0.02, 0.04, 0.04])
 
 
-def test_keeps_long_polling_a_server_that_caps_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keeps_long_polling_a_server_that_caps_the_wait(
+    apps: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     delays = record_sleeps(monkeypatch)
-    follow_gated_job(create_app(JOBIFY_MAX_WAIT=0.3), FAST, 4)
+    follow_gated_job(apps(create_app, JOBIFY_MAX_WAIT=0.3), FAST, 4)
     assert delays == []  # never fell back to sleeping between polls
 
 
-def test_polling_honours_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_polling_honours_retry_after(apps: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
     delays = record_sleeps(monkeypatch)
-    follow_gated_job(create_app(JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=1),
+    follow_gated_job(apps(create_app, JOBIFY_MAX_WAIT=0, JOBIFY_RETRY_AFTER=1),
                      PollPolicy(backoff_factor=0.01), 3)
     assert delays and min(delays) >= 1
 
@@ -519,8 +529,8 @@ def test_status_poll_network_errors_are_retried(base: str) -> None:
     assert adapter.failures == 0
 
 
-def test_queue_full_submission_is_retried(jobs: JobSession) -> None:
-    app = create_app(JOBIFY_MAX_WORKERS=1, JOBIFY_MAX_QUEUED=1, JOBIFY_RETRY_AFTER=0)
+def test_queue_full_submission_is_retried(apps: t.Any, jobs: JobSession) -> None:
+    app = apps(create_app, JOBIFY_MAX_WORKERS=1, JOBIFY_MAX_QUEUED=1, JOBIFY_RETRY_AFTER=0)
     gates, seen = app.extensions["gates"], app.extensions["requests"]
     with serve_app(app) as url:
         running = jobs.submit("POST", url + "/gate/a")
@@ -659,28 +669,14 @@ def test_cookies_set_during_the_job_are_kept(app: Flask, via: str) -> None:
 
 
 # -- gunicorn --------------------------------------------------------------------
-def gunicorn_store(tmp_path: t.Any) -> tuple[str, int]:
-    """An SQLite store shared by 2 workers, or memory with 1 worker while the
-    SQLite store is not there."""
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    try:
-        from flask_jobify.stores import store_from_url
-
-        store_from_url(url).close()
-    except ImportError:
-        return "memory://", 1
-    return url, 2
-
-
-def test_adapter_against_gunicorn(tmp_path: t.Any) -> None:
-    store, workers = gunicorn_store(tmp_path)
+@pytest.mark.stores("sqlite")
+def test_adapter_against_gunicorn(apps: t.Any) -> None:
+    """Two workers sharing an SQLite store."""
     tests_dir = os.path.dirname(os.path.abspath(__file__))
-    env = {
-        "JOBIFY_STORE": store,
-        "PYTHONPATH": os.pathsep.join(
-            [tests_dir, os.path.dirname(tests_dir), os.environ.get("PYTHONPATH", "")]),
-    }
-    with run_gunicorn("client_app:create_app()", workers=workers, threads=8, env=env) as url:
+    env = {"PYTHONPATH": os.pathsep.join(
+        [tests_dir, os.path.dirname(tests_dir), os.environ.get("PYTHONPATH", "")])}
+    spec = f"client_app:create_app({apps.url!r})"
+    with run_gunicorn(spec, workers=2, threads=8, env=env) as url:
         s = JobSession(poll=FAST, pool_maxsize=8)
         sync = requests.get(url + "/binary", timeout=10)
         binary = s.get(url + "/binary", timeout=20)

@@ -22,6 +22,8 @@ from flask_jobify import Jobify, current_job
 from flask_jobify.client import JobAdapter, JobClientError, JobSession, PollPolicy
 
 SECRET = b"shared secret"
+#: The client does not depend on the store: its server app runs on memory.
+pytestmark = pytest.mark.stores("memory")
 FAST = PollPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0)
 
 
@@ -168,11 +170,11 @@ def test_without_the_auth_a_plain_session_resends_a_stale_signature() -> None:
 
 # -- gateways that cut long requests ---------------------------------------------------
 @pytest.mark.parametrize("mode", ["504", "reset"])
-def test_long_polls_cut_by_a_gateway_are_shortened(mode: str) -> None:
+def test_long_polls_cut_by_a_gateway_are_shortened(apps, mode: str) -> None:
     """The issue's case: a gateway ending requests at 1.5 s, long-polls of
     2 s, a job with no progress (4 s here). The client shortens its
     long-polls to 0.8 s and the job's answer comes through."""
-    app = create_app()
+    app = apps(create_app)
     with serve_app(app) as upstream, gateway(upstream, limit=1.5, mode=mode) as gw:
         s = requests.Session()
         s.mount(gw.url, JobAdapter(poll=PollPolicy(wait=2, retries=3)))
@@ -184,10 +186,10 @@ def test_long_polls_cut_by_a_gateway_are_shortened(mode: str) -> None:
     assert sum("wait=0.8" in p for p in polls) >= 2
 
 
-def test_long_polls_cut_again_fall_back_to_polling() -> None:
+def test_long_polls_cut_again_fall_back_to_polling(apps) -> None:
     """A gateway cutting at 0.6 s, long-polls of 1 s: half of the cut is
     under ``min_wait``, so the client polls, spaced by ``Retry-After``."""
-    app = create_app(JOBIFY_RETRY_AFTER=1)
+    app = apps(create_app, JOBIFY_RETRY_AFTER=1)
     with serve_app(app) as upstream, gateway(upstream, limit=0.6) as gw:
         s = requests.Session()
         s.mount(gw.url, JobAdapter(poll=PollPolicy(wait=1, retries=2)))
@@ -202,8 +204,8 @@ def test_long_polls_cut_again_fall_back_to_polling() -> None:
     assert took < 6
 
 
-def test_plain_polling_through_the_gateway_needs_no_fallback() -> None:
-    app = create_app(JOBIFY_RETRY_AFTER=1)
+def test_plain_polling_through_the_gateway_needs_no_fallback(apps) -> None:
+    app = apps(create_app, JOBIFY_RETRY_AFTER=1)
     with serve_app(app) as upstream, gateway(upstream, limit=1.5) as gw:
         s = requests.Session()
         s.mount(gw.url, JobAdapter(poll=PollPolicy(wait=0, retries=3)))
@@ -211,10 +213,12 @@ def test_plain_polling_through_the_gateway_needs_no_fallback() -> None:
     assert gw.cuts == 0
 
 
-def test_a_server_error_on_a_long_poll_is_not_a_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_server_error_on_a_long_poll_is_not_a_cut(
+    apps, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 503 the server gives at once is retried and counted, not taken for
     a gateway's cut: the wait stays as asked."""
-    app = create_app()
+    app = apps(create_app)
     app.extensions["requests"].fail_polls = 0
     with serve_app(app) as upstream, gateway(upstream, limit=5) as gw:
         s = JobSession(poll=PollPolicy(wait=2, backoff_factor=0.01))

@@ -22,21 +22,22 @@ from flask_jobify.stores import MemoryStore
 FLAG = {"X-Job-Flag": "ON"}
 
 
+#: Reading the config does not depend on the store: memory.
+pytestmark = pytest.mark.stores("memory")
+
+
+def create_app(store: str, **config: t.Any) -> Flask:
+    """A bare app with Jobify, on ``store`` unless ``config`` names one."""
+    app = Flask(__name__)
+    app.config.update({"JOBIFY_STORE": store, **config})
+    Jobify(app)
+    return app
+
+
 @pytest.fixture
-def make_app() -> t.Iterator[t.Callable[..., Flask]]:
+def make_app(apps: t.Any) -> t.Callable[..., Flask]:
     """Build an app with Jobify and extra config; shut it down afterwards."""
-    apps: list[Flask] = []
-
-    def make(**config: t.Any) -> Flask:
-        app = Flask(__name__)
-        app.config.update({"JOBIFY_STORE": "memory://", **config})
-        Jobify(app)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["jobify"].shutdown(grace=1)
+    return functools.partial(apps, create_app)
 
 
 def settings_of(app: Flask) -> Settings:

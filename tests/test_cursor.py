@@ -6,8 +6,6 @@ import typing as t
 import zlib
 
 import pytest
-from conftest import drop_redis_keys, store_url
-from core_app import create_app
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
@@ -72,38 +70,25 @@ def test_cursor_anything_else_is_invalid_argument(cursor: str) -> None:
                                  b"[1" + b"0" * 309 + b', "aaaaaaaaaaaaaaaaaaaaaa"]',
                                  b'[1.0, "' + b"\\ud800" * 22 + b'"]',
                                  b'[[[[1]]], "aaaaaaaaaaaaaaaaaaaaaa"]', b"[" * 5000])
-def test_cursor_forged_without_secret_is_422_on_every_store(
-    store_backend: str, tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch, raw: bytes
-) -> None:
+def test_cursor_forged_without_secret_is_422_on_every_store(app: t.Any, raw: bytes) -> None:
     """NaN was a 503 on Redis and a lone surrogate a 500 on SQLite: with no
     SECRET_KEY anyone can sign a cursor, so its contents are checked."""
-    url = store_url(store_backend, tmp_path)
-    monkeypatch.setenv("JOBIFY_STORE", url)
-    app = create_app()
-    try:
-        cursor = forge_raw(raw, PUBLIC_KEY)
-        response = app.test_client().get("/jobs", query_string={"cursor": cursor})
-        assert response.status_code == 422
-        assert response.get_json()["error"]["code"] == "invalid_argument"
-    finally:
-        state = app.extensions["jobify"]
-        state.shutdown(grace=1)
-        if store_backend == "redis":
-            drop_redis_keys(state.store.prefix)
+    cursor = forge_raw(raw, PUBLIC_KEY)
+    response = app.test_client().get("/jobs", query_string={"cursor": cursor})
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "invalid_argument"
 
 
-def test_cursor_pages_are_signed_with_the_app_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JOBIFY_STORE", "memory://")
-    app = create_app(SECRET_KEY="one")
+@pytest.mark.stores("memory")
+def test_cursor_pages_are_signed_with_the_app_secret(make_app: t.Any) -> None:
+    app = make_app(SECRET_KEY="one")
     client = app.test_client()
     for _ in range(3):
         client.get("/text", headers={"X-Job-Flag": "ON"})
     cursor = client.get("/jobs?limit=1").get_json()["nextCursor"]
     assert client.get("/jobs", query_string={"limit": 1, "cursor": cursor}).status_code == 200
-    other = create_app(SECRET_KEY="two")
+    other = make_app(SECRET_KEY="two")
     assert other.test_client().get("/jobs", query_string={"cursor": cursor}).status_code == 422
-    app.extensions["jobify"].shutdown(grace=1)
-    other.extensions["jobify"].shutdown(grace=1)
 
 
 @settings(max_examples=300, deadline=None)

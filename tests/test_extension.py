@@ -1,4 +1,7 @@
-"""The extension end to end: the same request, run synchronously and as a job."""
+"""The extension end to end: the same request, run synchronously and as a job.
+
+The ``app``/``client``/``make_app`` fixtures (tests/conftest.py) build the
+core app (tests/core_app.py) on each store: memory, sqlite and redis."""
 from __future__ import annotations
 
 import io
@@ -9,8 +12,6 @@ import typing as t
 
 import pytest
 import requests
-from conftest import drop_redis_keys, store_url
-from core_app import create_app
 from flask import Flask, abort, request
 from helpers import finish
 from servers import serve_app
@@ -24,26 +25,6 @@ FLAG = {"X-Job-Flag": "ON"}
 COMPARED_HEADERS = ("Content-Type", "Content-Disposition", "X-Extra", "Location", "Vary")
 
 
-@pytest.fixture
-def make_app() -> t.Iterator[t.Callable[..., Flask]]:
-    """Build core apps with extra config; release and stop them afterwards."""
-    apps: list[Flask] = []
-
-    def make(**config: t.Any) -> Flask:
-        apps.append(create_app(**config))
-        return apps[-1]
-
-    yield make
-    for built in apps:
-        built.extensions["gates"].release.set()
-        built.extensions["jobify"].shutdown(grace=1)
-
-
-@pytest.fixture
-def app(make_app: t.Callable[..., Flask]) -> Flask:
-    return make_app()
-
-
 def wait_until_idle(app: Flask) -> None:
     """Wait until no job thread of ``app`` is running any more."""
     executor = app.extensions["jobify"].executor
@@ -53,11 +34,6 @@ def wait_until_idle(app: Flask) -> None:
             return
         idle.wait(0.02)
     raise AssertionError("job threads still running")
-
-
-@pytest.fixture
-def client(app: Flask) -> t.Any:
-    return app.test_client()
 
 
 @pytest.mark.parametrize(
@@ -288,6 +264,7 @@ def test_extension_timeout_marks_timed_out_and_discards_late_result(app, client)
     assert client.get(f"/jobs/{job_id}/result").get_json()["error"]["code"] == "no_result"
 
 
+@pytest.mark.stores("memory")  # reads the memory store's own dict: gone, not hidden
 def test_extension_expired_jobs_are_404_and_reclaimed(app, client):
     job_id = client.post("/short-lived", headers=FLAG).get_json()["jobId"]
     record = finish(client, job_id)
@@ -401,7 +378,7 @@ def test_extension_one_instance_serves_two_apps_separately():
 
 
 # -- several apps on one store ---------------------------------------------------------
-def create_named_app(name: str, store: str) -> Flask:
+def create_named_app(store: str, name: str) -> Flask:
     """One factory for two apps, as under werkzeug's ``DispatcherMiddleware``:
     the same views and the same store, told apart by their name."""
     app = Flask(__name__)
@@ -433,39 +410,31 @@ def lost_job_of(app: Flask, name: str) -> str:
     return job.id
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_extension_apps_sharing_a_store_keep_their_jobs_apart(backend, tmp_path):
+@pytest.mark.stores("sqlite", "redis")
+def test_extension_apps_sharing_a_store_keep_their_jobs_apart(apps):
     """Two apps of one factory on one store: each lists and shows only its
     own jobs, and a job whose process died is recovered and run again by
     its own app, through its own views, never by the other."""
-    url = store_url(backend, tmp_path)
-    apps = {name: create_named_app(name, url) for name in ("a", "b")}
-    states = {name: app.extensions["jobify"] for name, app in apps.items()}
-    clients = {name: app.test_client() for name, app in apps.items()}
-    try:
-        done = {}
-        for name, client in clients.items():
-            job_id = client.put("/whoami", headers=FLAG).get_json()["jobId"]
-            assert finish(client, job_id)["status"] == "succeeded"
-            assert client.get(f"/jobs/{job_id}/result").get_json()["app"] == name
-            done[name] = job_id
-        for name, client in clients.items():
-            other = done["b" if name == "a" else "a"]
-            assert [job["id"] for job in client.get("/jobs").get_json()["jobs"]] == [done[name]]
-            assert client.get(f"/jobs/{other}").status_code == 404
-            assert client.get(f"/jobs/{other}/result").status_code == 404
-            assert client.delete(f"/jobs/{other}").status_code == 404
-        lost = {name: lost_job_of(apps[name], name) for name in apps}
-        assert [job.id for job in states["a"].store.expired_leases(app="a")] == [lost["a"]]
-        assert states["a"].leases.reclaim_lost() == 1  # its own, not b's
-        for name, client in clients.items():  # b's own monitor recovers b's
-            record = finish(client, lost[name])
-            assert (record["status"], record["attempts"]) == ("succeeded", 2)
-            assert client.get(f"/jobs/{lost[name]}/result").get_json() == {
-                "app": name, "attempt": 2}
-    finally:
-        for state in states.values():
-            state.shutdown(grace=1)
-            state.store.close()
-        if backend == "redis":
-            drop_redis_keys(states["a"].store.prefix)
+    named = {name: apps(create_named_app, name) for name in ("a", "b")}
+    states = {name: app.extensions["jobify"] for name, app in named.items()}
+    clients = {name: app.test_client() for name, app in named.items()}
+    done = {}
+    for name, client in clients.items():
+        job_id = client.put("/whoami", headers=FLAG).get_json()["jobId"]
+        assert finish(client, job_id)["status"] == "succeeded"
+        assert client.get(f"/jobs/{job_id}/result").get_json()["app"] == name
+        done[name] = job_id
+    for name, client in clients.items():
+        other = done["b" if name == "a" else "a"]
+        assert [job["id"] for job in client.get("/jobs").get_json()["jobs"]] == [done[name]]
+        assert client.get(f"/jobs/{other}").status_code == 404
+        assert client.get(f"/jobs/{other}/result").status_code == 404
+        assert client.delete(f"/jobs/{other}").status_code == 404
+    lost = {name: lost_job_of(named[name], name) for name in named}
+    assert [job.id for job in states["a"].store.expired_leases(app="a")] == [lost["a"]]
+    assert states["a"].leases.reclaim_lost() == 1  # its own, not b's
+    for name, client in clients.items():  # b's own monitor recovers b's
+        record = finish(client, lost[name])
+        assert (record["status"], record["attempts"]) == ("succeeded", 2)
+        assert client.get(f"/jobs/{lost[name]}/result").get_json() == {
+            "app": name, "attempt": 2}

@@ -4,15 +4,16 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
 import requests
 from servers import run_gunicorn
 
 HERE = os.path.dirname(__file__)
 
 
-def test_gunicorn_four_workers_share_jobs_through_sqlite(tmp_path):
-    env = {"JOBIFY_STORE": f"sqlite:///{tmp_path}/jobs.db"}
-    with run_gunicorn("core_app:create_app()", workers=4, env=env,
+@pytest.mark.stores("sqlite")
+def test_gunicorn_four_workers_share_jobs_through_sqlite(apps):
+    with run_gunicorn(f"core_app:create_app({apps.url!r})", workers=4,
                       extra_args=["--pythonpath", HERE]) as url:
         accepted = []
         lock = threading.Lock()

@@ -2,6 +2,7 @@
 JSON answers when the store or the Celery broker cannot be reached."""
 from __future__ import annotations
 
+import functools
 import typing as t
 
 import pytest
@@ -14,9 +15,14 @@ from flask_jobify import CapturedRequest, Jobify, current_job
 FLAG = {"X-Job-Flag": "ON"}
 
 
-def make_app(**config: t.Any) -> tuple[Flask, Jobify]:
+#: What a job keeps of its request does not depend on the store: memory,
+#: or the store a test names.
+pytestmark = pytest.mark.stores("memory")
+
+
+def create_app(store: str, **config: t.Any) -> tuple[Flask, Jobify]:
     app = Flask(__name__)
-    app.config.update({"JOBIFY_STORE": "memory://", **config})
+    app.config.update({"JOBIFY_STORE": store, **config})
     jobify = Jobify(app)
 
     @app.get("/headers")
@@ -27,8 +33,14 @@ def make_app(**config: t.Any) -> tuple[Flask, Jobify]:
     return app, jobify
 
 
-def test_drop_headers_hide_credentials_from_the_job() -> None:
-    app, jobify = make_app(JOBIFY_DROP_HEADERS=("Authorization", "cookie"))
+@pytest.fixture
+def make_app(apps: t.Any) -> t.Callable[..., tuple[Flask, Jobify]]:
+    """Builds the app with extra config; stopped afterwards."""
+    return functools.partial(apps, create_app)
+
+
+def test_drop_headers_hide_credentials_from_the_job(make_app) -> None:
+    app, _ = make_app(JOBIFY_DROP_HEADERS=("Authorization", "cookie"))
     client = app.test_client()
     sent = {"Authorization": "Bearer s3cret", "Cookie": "session=abc", "X-Trace": "t1"}
 
@@ -41,10 +53,9 @@ def test_drop_headers_hide_credentials_from_the_job() -> None:
     assert seen["is_job"] is True
     assert "Authorization" not in seen["headers"] and "Cookie" not in seen["headers"]
     assert seen["headers"]["X-Trace"] == "t1"
-    jobify.shutdown(app, grace=1)
 
 
-def test_request_filter_rederives_a_credential_in_the_submitting_request() -> None:
+def test_request_filter_rederives_a_credential_in_the_submitting_request(make_app) -> None:
     app, jobify = make_app()
 
     @app.before_request
@@ -66,7 +77,6 @@ def test_request_filter_rederives_a_credential_in_the_submitting_request() -> No
     # Without the flag the filter does not apply: the view sees the request as sent.
     plain = client.get("/headers", headers={"X-User": "ada"}).get_json()["headers"]
     assert plain["X-User"] == "ada" and "Authorization" not in plain
-    jobify.shutdown(app, grace=1)
 
 
 def test_with_headers_sets_and_removes() -> None:
@@ -76,10 +86,10 @@ def test_with_headers_sets_and_removes() -> None:
     assert captured.environ == {"HTTP_X_A": "1", "CONTENT_TYPE": "text/plain"}  # a copy
 
 
-def test_unreachable_store_is_a_503_json_error_not_a_500() -> None:
+def test_unreachable_store_is_a_503_json_error_not_a_500(make_app) -> None:
     pytest.importorskip("redis")
     port = free_tcp_port()  # nothing listens there
-    app, jobify = make_app(JOBIFY_STORE=f"redis://127.0.0.1:{port}/0?socket_connect_timeout=0.5")
+    app, _ = make_app(JOBIFY_STORE=f"redis://127.0.0.1:{port}/0?socket_connect_timeout=0.5")
     client = app.test_client()
 
     submitted = client.get("/headers", headers=FLAG)
@@ -94,15 +104,13 @@ def test_unreachable_store_is_a_503_json_error_not_a_500() -> None:
     assert listing.status_code == 503
     # The view itself still answers without the flag.
     assert client.get("/headers").status_code == 200
-    jobify.shutdown(app, grace=1)
 
 
-def test_unreachable_celery_broker_is_a_503_and_nothing_is_stored(tmp_path) -> None:
+@pytest.mark.stores("sqlite")  # a store Celery workers could see
+def test_unreachable_celery_broker_is_a_503_and_nothing_is_stored(make_app) -> None:
     celery = pytest.importorskip("celery")
     port = free_tcp_port()
-    app, jobify = make_app(
-        JOBIFY_STORE=f"sqlite:///{tmp_path / 'jobs.db'}", JOBIFY_EXECUTOR="celery"
-    )
+    app, jobify = make_app(JOBIFY_EXECUTOR="celery")
     celery_app = celery.Celery("handoff", broker=f"redis://127.0.0.1:{port}/0")
     celery_app.conf.broker_connection_timeout = 0.5
     celery_app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0,
@@ -114,10 +122,9 @@ def test_unreachable_celery_broker_is_a_503_and_nothing_is_stored(tmp_path) -> N
     assert submitted.status_code == 503
     assert submitted.get_json()["error"]["code"] == "executor_unavailable"
     assert client.get("/jobs").get_json()["jobs"] == []  # not left pending forever
-    jobify.shutdown(app, grace=1)
 
 
-def test_init_celery_refuses_a_store_workers_cannot_see() -> None:
+def test_init_celery_refuses_a_store_workers_cannot_see(make_app) -> None:
     celery = pytest.importorskip("celery")
     app, jobify = make_app(JOBIFY_EXECUTOR="celery")  # memory://
     with pytest.raises(RuntimeError, match="Celery workers cannot see this store"):
@@ -127,6 +134,6 @@ def test_init_celery_refuses_a_store_workers_cannot_see() -> None:
         jobify2.init_celery(celery.Celery("y"), app2)
 
 
-def test_unknown_executor_is_refused_at_init() -> None:
+def test_unknown_executor_is_refused_at_init(make_app) -> None:
     with pytest.raises(ValueError, match="JOBIFY_EXECUTOR"):
         make_app(JOBIFY_EXECUTOR="processes")

@@ -7,7 +7,6 @@ import typing as t
 
 import pytest
 import requests
-from conftest import store_url
 from flask import Flask
 from idempotency_app import Counter, create_app
 from servers import run_gunicorn, serve_app
@@ -22,26 +21,23 @@ from flask_jobify.stores.base import JobStore
 FLAG = {"X-Job-Flag": "ON"}
 
 
-def make_app(url: str = "memory://", **config: t.Any) -> tuple[Flask, Counter]:
-    app = create_app(JOBIFY_STORE=url, **config)
-    return app, app.extensions["test_counter"]
+@pytest.fixture
+def make_app(apps: t.Any) -> t.Callable[..., tuple[Flask, Counter]]:
+    """Builds the idempotency app on the test's store (every store), with
+    extra config; the ``apps`` fixture stops it afterwards."""
 
+    def make(**config: t.Any) -> tuple[Flask, Counter]:
+        app = apps(create_app, **config)
+        return app, app.extensions["test_counter"]
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def backend_url(request: pytest.FixtureRequest, tmp_path: t.Any) -> str:
-    url = store_url(request.param, tmp_path)
-    try:
-        store_from_url(url).close()
-    except ImportError as exc:
-        pytest.skip(f"{request.param} store not available: {exc}")
-    return url
+    return make
 
 
 def post(client: t.Any, path: str, key: str, body: t.Any = None, **headers: str) -> t.Any:
     return client.post(path, json=body, headers={**FLAG, "Idempotency-Key": key, **headers})
 
 
-def test_idempotency_same_key_returns_same_job() -> None:
+def test_idempotency_same_key_returns_same_job(make_app) -> None:
     app, _ = make_app()
     client = app.test_client()
     first = post(client, "/orders", "k-1", {"n": 1})
@@ -54,7 +50,7 @@ def test_idempotency_same_key_returns_same_job() -> None:
     assert len(app.extensions["jobify"].store.list()) == 1
 
 
-def test_idempotency_different_body_is_422() -> None:
+def test_idempotency_different_body_is_422(make_app) -> None:
     app, _ = make_app()
     client = app.test_client()
     assert post(client, "/orders", "k-2", {"n": 1}).status_code == 202
@@ -64,14 +60,14 @@ def test_idempotency_different_body_is_422() -> None:
 
 
 @pytest.mark.parametrize("path", ["/orders?x=1", "/refunds"])
-def test_idempotency_different_path_or_query_is_422(path: str) -> None:
+def test_idempotency_different_path_or_query_is_422(make_app, path: str) -> None:
     app, _ = make_app()
     client = app.test_client()
     assert post(client, "/orders", "k-3", {"n": 1}).status_code == 202
     assert post(client, path, "k-3", {"n": 1}).status_code == 422
 
 
-def test_idempotency_keys_are_per_owner() -> None:
+def test_idempotency_keys_are_per_owner(make_app) -> None:
     app, _ = make_app()
     client = app.test_client()
     alice = post(client, "/orders", "same", {"n": 1}, **{"X-User": "alice"}).get_json()
@@ -79,7 +75,7 @@ def test_idempotency_keys_are_per_owner() -> None:
     assert alice["jobId"] != bob["jobId"]
 
 
-def test_idempotency_key_free_again_once_the_job_expired() -> None:
+def test_idempotency_key_free_again_once_the_job_expired(make_app) -> None:
     app, _ = make_app()
     client = app.test_client()
     first = post(client, "/refunds", "k-4").get_json()["jobId"]
@@ -94,7 +90,7 @@ def test_idempotency_key_free_again_once_the_job_expired() -> None:
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9"])
-def test_idempotency_invalid_key_is_400(key: str) -> None:
+def test_idempotency_invalid_key_is_400(make_app, key: str) -> None:
     app, _ = make_app()
     response = app.test_client().post(
         "/orders", headers={**FLAG, "Idempotency-Key": key.encode().decode("latin-1")}
@@ -105,7 +101,7 @@ def test_idempotency_invalid_key_is_400(key: str) -> None:
 
 @pytest.mark.parametrize("keys", [["k-5", "k-5"], ["k-5", "k-6"], ["\x00"], ["k\x7f"],
                                   ["\xb2"], ["a,b"]])
-def test_idempotency_repeated_or_unprintable_key_is_400(keys: list[str]) -> None:
+def test_idempotency_repeated_or_unprintable_key_is_400(make_app, keys: list[str]) -> None:
     app, _ = make_app()
     response = app.test_client().post(
         "/orders", headers=[*FLAG.items(), *(("Idempotency-Key", key) for key in keys)]
@@ -116,7 +112,7 @@ def test_idempotency_repeated_or_unprintable_key_is_400(keys: list[str]) -> None
 
 
 @pytest.mark.parametrize("webhook_secret", [None, "whsec-known-to-receivers"])
-def test_idempotency_needs_a_secret_key(caplog, webhook_secret: str | None) -> None:
+def test_idempotency_needs_a_secret_key(make_app, caplog, webhook_secret: str | None) -> None:
     """The webhook secret is never a fallback: receivers know it."""
     app, counter = make_app(SECRET_KEY=None, TESTING=True, JOBIFY_WEBHOOK_SECRET=webhook_secret)
     response = post(app.test_client(), "/orders", "k-5")
@@ -126,7 +122,7 @@ def test_idempotency_needs_a_secret_key(caplog, webhook_secret: str | None) -> N
     assert counter.runs == 0
 
 
-def test_idempotency_job_id_uses_a_key_derived_for_it_alone() -> None:
+def test_idempotency_job_id_uses_a_key_derived_for_it_alone(make_app) -> None:
     app, _ = make_app(SECRET_KEY="app-secret", JOBIFY_WEBHOOK_SECRET="app-secret")
     job_id = post(app.test_client(), "/orders", "k-7").get_json()["jobId"]
     no_credentials = credentials_digest(Headers())
@@ -135,7 +131,7 @@ def test_idempotency_job_id_uses_a_key_derived_for_it_alone() -> None:
     assert job_id != job_id_for_key(b"app-secret", None, "k-7")  # not the raw secret
 
 
-def test_idempotency_without_flag_is_ignored() -> None:
+def test_idempotency_without_flag_is_ignored(make_app) -> None:
     app, counter = make_app()
     client = app.test_client()
     for _ in range(2):
@@ -152,8 +148,8 @@ def test_idempotency_job_id_is_keyed_by_secret_and_owner() -> None:
     assert one != job_id_for_key(b"s1", None, "k")
 
 
-def test_idempotency_concurrent_submissions_make_one_job(backend_url: str) -> None:
-    app, counter = make_app(backend_url, JOBIFY_MAX_WORKERS=2)
+def test_idempotency_concurrent_submissions_make_one_job(make_app) -> None:
+    app, counter = make_app(JOBIFY_MAX_WORKERS=2)
     start = threading.Barrier(16, timeout=10)
     answers: list[tuple[int, t.Any]] = []
     lock = threading.Lock()
@@ -183,8 +179,8 @@ def test_idempotency_concurrent_submissions_make_one_job(backend_url: str) -> No
     assert counter.runs == 1
 
 
-def test_idempotency_store_create_once_claims_atomically(backend_url: str) -> None:
-    store: JobStore = store_from_url(backend_url)
+def test_idempotency_store_create_once_claims_atomically(apps) -> None:
+    store: JobStore = store_from_url(apps.url)
     try:
         claims: list[Job | None] = []
         start = threading.Barrier(8, timeout=10)
@@ -204,20 +200,12 @@ def test_idempotency_store_create_once_claims_atomically(backend_url: str) -> No
         store.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_idempotency_one_job_across_processes(backend: str, tmp_path: t.Any) -> None:
+@pytest.mark.stores("sqlite", "redis")
+def test_idempotency_one_job_across_processes(apps) -> None:
     """16 concurrent submissions to 4 gunicorn workers sharing a store."""
-    url = store_url(backend, tmp_path)
-    try:
-        store_from_url(url).close()
-    except ImportError as exc:
-        pytest.skip(f"{backend} store not available: {exc}")
     tests_dir = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(tests_dir)
-    env = {
-        "JOBIFY_STORE": url,
-        "PYTHONPATH": os.pathsep.join([tests_dir, root, os.environ.get("PYTHONPATH", "")]),
-    }
+    env = {"PYTHONPATH": os.pathsep.join([tests_dir, root, os.environ.get("PYTHONPATH", "")])}
     answers: list[tuple[int, str]] = []
     lock = threading.Lock()
     start = threading.Barrier(16, timeout=10)
@@ -231,7 +219,8 @@ def test_idempotency_one_job_across_processes(backend: str, tmp_path: t.Any) -> 
         with lock:
             answers.append((response.status_code, response.json().get("jobId", "")))
 
-    with run_gunicorn("idempotency_app:create_app()", workers=4, threads=4, env=env) as base:
+    spec = f"idempotency_app:create_app({apps.url!r})"
+    with run_gunicorn(spec, workers=4, threads=4, env=env) as base:
         threads = [threading.Thread(target=submit, args=(base,)) for _ in range(16)]
         for thread in threads:
             thread.start()
@@ -245,7 +234,9 @@ def test_idempotency_one_job_across_processes(backend: str, tmp_path: t.Any) -> 
 
 @pytest.mark.parametrize("attacker", [{}, {"Authorization": "Bearer OTHER"}])
 @pytest.mark.parametrize("body", [{"order": 42}, {"other": True}])
-def test_idempotency_anonymous_callers_with_other_credentials_get_other_jobs(attacker, body):
+def test_idempotency_anonymous_callers_with_other_credentials_get_other_jobs(
+    make_app, attacker, body
+):
     """Without an owner loader, a key is scoped to the credentials a caller
     sends: repeating another caller's key, with the same request or another,
     gives a job of one's own, neither theirs nor a 422 telling the key is used."""

@@ -7,6 +7,7 @@ the process fails.
 """
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -18,7 +19,6 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from conftest import drop_redis_keys, store_url
 from flask import Flask, Response, copy_current_request_context, g, session
 from helpers import finish
 
@@ -39,22 +39,9 @@ def build_app(store: str, **config: t.Any) -> tuple[Flask, Jobify]:
 
 
 @pytest.fixture
-def make_app(
-    store_backend: str, tmp_path: t.Any
-) -> t.Iterator[t.Callable[..., tuple[Flask, Jobify]]]:
-    apps: list[Flask] = []
-
-    def make(**config: t.Any) -> tuple[Flask, Jobify]:
-        app, jobify = build_app(store_url(store_backend, tmp_path), **config)
-        apps.append(app)
-        return app, jobify
-
-    yield make
-    for app in apps:
-        state = app.extensions["jobify"]
-        state.shutdown(grace=1)
-        if store_backend == "redis":
-            drop_redis_keys(state.store.prefix)
+def make_app(apps: t.Any) -> t.Callable[..., tuple[Flask, Jobify]]:
+    """Builds bare apps (the test adds its views) on the test's store."""
+    return functools.partial(apps, build_app)
 
 
 def submit(client: t.Any, path: str, method: str = "get", **kwargs: t.Any) -> str:

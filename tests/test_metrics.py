@@ -82,9 +82,8 @@ def settled(scrape: t.Callable[[], str], ok: int = 10) -> dict[t.Any, float]:
 
 
 def test_metrics_in_process_counts_and_access(tmp_path: t.Any, monkeypatch) -> None:
-    monkeypatch.setenv("JOBIFY_STORE", f"sqlite:///{tmp_path / 'jobs.db'}")
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    app = create_app()
+    app = create_app(f"sqlite:///{tmp_path / 'jobs.db'}")
     client = app.test_client()
     try:
         def submit(method: str, path: str) -> str:
@@ -115,7 +114,6 @@ def test_metrics_in_process_counts_and_access(tmp_path: t.Any, monkeypatch) -> N
 
 
 def test_metrics_register_in_the_apps_own_registry(tmp_path: t.Any, monkeypatch) -> None:
-    monkeypatch.setenv("JOBIFY_STORE", f"sqlite:///{tmp_path / 'jobs.db'}")
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     from flask import Flask
 
@@ -150,9 +148,9 @@ def test_metrics_register_in_the_apps_own_registry(tmp_path: t.Any, monkeypatch)
 def test_metrics_add_up_across_two_gunicorn_workers(tmp_path: t.Any) -> None:
     folder = tmp_path / "prometheus"
     folder.mkdir()
-    env = {"JOBIFY_STORE": f"sqlite:///{tmp_path / 'jobs.db'}",
-           "PROMETHEUS_MULTIPROC_DIR": str(folder)}
-    with run_gunicorn("metrics_app:create_app()", workers=2, env=env,
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with run_gunicorn(f"metrics_app:create_app({store!r})", workers=2, env=env,
                       extra_args=["--pythonpath", HERE]) as url:
         def submit(method: str, path: str) -> str:
             # A new connection each time: the jobs land on both workers.

@@ -23,10 +23,9 @@ def gate() -> t.Iterator[threading.Event]:
     event.set()  # never leave a job thread blocked
 
 
-@pytest.fixture
-def app(gate: threading.Event) -> Flask:
+def create_app(store: str, gate: threading.Event) -> Flask:
     app = Flask(__name__)
-    app.config.update(JOBIFY_STORE="memory://", JOBIFY_MAX_WAIT=10)
+    app.config.update(JOBIFY_STORE=store, JOBIFY_MAX_WAIT=10)
     jobify = Jobify(app)
 
     @jobify.owner_loader
@@ -48,8 +47,9 @@ def app(gate: threading.Event) -> Flask:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def app(apps: t.Any, gate: threading.Event) -> Flask:
+    """On every store: listing by owner is a query of the store's."""
+    return t.cast(Flask, apps(create_app, gate))
 
 
 def start(client: FlaskClient, path: str, user: dict[str, str]) -> str:

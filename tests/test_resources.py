@@ -39,17 +39,13 @@ def build(store: str = "memory://", **config: t.Any) -> tuple[Flask, Jobify]:
     return app, jobify
 
 
-@pytest.fixture
-def apps() -> t.Iterator[list[Flask]]:
-    made: list[Flask] = []
-    yield made
-    for app in made:
-        app.extensions["jobify"].shutdown(grace=1)
+#: Bodies and limits do not depend on the store: memory, but where a test
+#: needs a shared store (SQLite) or each of them.
+pytestmark = pytest.mark.stores("memory")
 
 
 def test_a_large_body_is_spooled_to_disk_and_replayed_whole(apps):
-    app, _ = build(JOBIFY_SPOOL_THRESHOLD=64 * 1024)
-    apps.append(app)
+    app, _ = apps(build, JOBIFY_SPOOL_THRESHOLD=64 * 1024)
     body = bytes(range(256)) * 20_000  # 5 MB
     seen: list[CapturedBody] = []
     app.extensions["jobify"].request_filters.append(
@@ -66,8 +62,7 @@ def test_a_large_body_is_spooled_to_disk_and_replayed_whole(apps):
 
 
 def test_a_spool_threshold_of_zero_keeps_every_body_on_disk(apps):
-    app, _ = build(JOBIFY_SPOOL_THRESHOLD=0)
-    apps.append(app)
+    app, _ = apps(build, JOBIFY_SPOOL_THRESHOLD=0)
     seen: list[CapturedBody] = []
     app.extensions["jobify"].request_filters.append(
         lambda captured: seen.append(captured.body) or captured)
@@ -78,8 +73,7 @@ def test_a_spool_threshold_of_zero_keeps_every_body_on_disk(apps):
 
 
 def test_a_small_body_stays_in_memory(apps):
-    app, _ = build()
-    apps.append(app)
+    app, _ = apps(build)
     seen: list[CapturedBody] = []
     app.extensions["jobify"].request_filters.append(
         lambda captured: seen.append(captured.body) or captured)
@@ -90,8 +84,7 @@ def test_a_small_body_stays_in_memory(apps):
 
 
 def test_spooled_uploads_parse_in_the_job(apps):
-    app, _ = build(JOBIFY_SPOOL_THRESHOLD=1024)
-    apps.append(app)
+    app, _ = apps(build, JOBIFY_SPOOL_THRESHOLD=1024)
     import io
     content = b"\x00\x01" * 100_000
     client = app.test_client()
@@ -127,8 +120,7 @@ def test_readers_of_one_body_are_independent():
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_max_content_length_is_a_413_json_and_nothing_is_stored(apps, chunked):
-    app, _ = build(MAX_CONTENT_LENGTH=1000)
-    apps.append(app)
+    app, _ = apps(build, MAX_CONTENT_LENGTH=1000)
     client = app.test_client()
     kwargs: dict[str, t.Any] = {"data": b"x" * 5000, "headers": dict(FLAG)}
     if chunked:  # no Content-Length: the server says the stream ends by itself
@@ -142,10 +134,10 @@ def test_max_content_length_is_a_413_json_and_nothing_is_stored(apps, chunked):
     assert app.extensions["jobify"].store.list() == []
 
 
-def test_a_body_that_would_leave_the_process_is_limited(apps, tmp_path):
+@pytest.mark.stores("sqlite")
+def test_a_body_that_would_leave_the_process_is_limited(apps):
     # PUT with retries on a shared store: the request is saved for crash recovery.
-    app, _ = build(store_url("sqlite", tmp_path), JOBIFY_MAX_SAVED_BODY=1000)
-    apps.append(app)
+    app, _ = apps(build, JOBIFY_MAX_SAVED_BODY=1000)
     client = app.test_client()
     answer = client.put("/digest", data=b"x" * 1001, headers=FLAG)
     assert answer.status_code == 413
@@ -155,7 +147,7 @@ def test_a_body_that_would_leave_the_process_is_limited(apps, tmp_path):
     assert accepted.status_code == 202
     # A job whose request stays in the process is not limited by it.
     local, _ = build(JOBIFY_MAX_SAVED_BODY=1000)
-    apps.append(local)
+    apps.add(local)
     assert local.test_client().put("/digest", data=b"x" * 5000, headers=FLAG).status_code == 202
 
 
@@ -167,7 +159,7 @@ def test_a_long_poll_never_outlives_its_wait_when_redis_is_unreachable(apps):
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     app, _ = build(f"redis://127.0.0.1:{port}/0?prefix=unreachable")
-    apps.append(app)
+    apps.add(app)
     client = app.test_client()
     for wait in (0.5, 1, 2):
         began = time.monotonic()
@@ -178,19 +170,18 @@ def test_a_long_poll_never_outlives_its_wait_when_redis_is_unreachable(apps):
         assert took < wait + 1.0, (wait, took)  # it was wait + 5 s
 
 
-def test_expired_jobs_are_swept_before_the_first_request(apps, tmp_path):
+@pytest.mark.stores("sqlite")
+def test_expired_jobs_are_swept_before_the_first_request(apps):
     import time
 
     from flask_jobify.models import Job, JobStatus
     from flask_jobify.stores import store_from_url
 
-    url = store_url("sqlite", tmp_path)
-    old = store_from_url(url)
+    old = store_from_url(apps.url)
     gone = Job(id="G" * 22, operation="x", method="GET", path="/x",
                status=JobStatus.SUCCEEDED, finished_at=1.0, expires_at=2.0)
     old.create(gone)
-    app, _ = build(url, JOBIFY_CLEANUP_INTERVAL=0.05)  # no request is ever served
-    apps.append(app)
+    apps(build, JOBIFY_CLEANUP_INTERVAL=0.05)  # no request is ever served
     deadline = time.monotonic() + 5
     while old.list(limit=5) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -198,13 +189,13 @@ def test_expired_jobs_are_swept_before_the_first_request(apps, tmp_path):
     old.close()
 
 
-def test_a_forked_child_holds_none_of_its_parents_jobs(apps, tmp_path):
+@pytest.mark.stores("sqlite")
+def test_a_forked_child_holds_none_of_its_parents_jobs(apps):
     import os
 
     from flask_jobify.leases import Held
 
-    app, jobify = build(store_url("sqlite", tmp_path))
-    apps.append(app)
+    app, jobify = apps(build)
     state = jobify.get_state(app)
     state.start()
     state.leases.held["P" * 22] = Held(attempts=1)
@@ -221,8 +212,8 @@ def test_a_forked_child_holds_none_of_its_parents_jobs(apps, tmp_path):
     assert "P" * 22 in state.leases.held  # the parent still holds it
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
-def test_dropped_apps_are_collected_and_their_threads_end(backend, tmp_path):
+@pytest.mark.stores("memory", "sqlite", "redis")
+def test_dropped_apps_are_collected_and_their_threads_end(store_backend, tmp_path):
     """A suite that builds an app per test and never shuts them down: each
     dropped app's state is collected, and its threads (job workers, the
     monitor, the Redis listener) end, without ``jobify.shutdown(app)``."""
@@ -231,7 +222,7 @@ def test_dropped_apps_are_collected_and_their_threads_end(backend, tmp_path):
     states: list[weakref.ref[t.Any]] = []
     prefixes = []
     for n in range(20):
-        app, _ = build(store_url(backend, tmp_path / str(n)))
+        app, _ = build(store_url(store_backend, tmp_path / str(n)))
         client = app.test_client()
         accepted = client.put("/digest", data=b"x" * n, headers=FLAG)
         assert finish(client, accepted.get_json()["jobId"])["status"] == "succeeded"

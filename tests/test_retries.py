@@ -13,7 +13,6 @@ import time
 import typing as t
 
 import pytest
-from conftest import drop_redis_keys, store_url
 from flask import Flask, request
 
 from flask_jobify import Jobify, JobStatus, current_job
@@ -151,29 +150,14 @@ def create_retry_app(store: str, runs: Runs, **config: t.Any) -> Flask:
 
 
 @pytest.fixture
-def make_app(tmp_path) -> t.Iterator[t.Callable[..., Flask]]:
-    """Build retry apps on a fresh store of a backend; stop them afterwards.
+def make_app(apps: t.Any) -> t.Callable[..., Flask]:
+    """Build retry apps on the test's store (``@pytest.mark.stores``); the
+    apps of one test share it (two "processes"); stopped afterwards."""
 
-    Apps built with ``url=`` share that store (two "processes")."""
-    apps: list[Flask] = []
-    prefixes: set[str] = set()
+    def make(runs: Runs | None = None, **config: t.Any) -> Flask:
+        return t.cast(Flask, apps(create_retry_app, runs or Runs(), **config))
 
-    def make(backend: str = "memory", runs: Runs | None = None, url: str | None = None,
-             **config: t.Any) -> Flask:
-        app = create_retry_app(url or store_url(backend, tmp_path), runs or Runs(), **config)
-        apps.append(app)
-        store = app.extensions["jobify"].store
-        if hasattr(store, "prefix") and backend == "redis":
-            prefixes.add(store.prefix)
-        return app
-
-    yield make
-    for app in apps:
-        state = app.extensions["jobify"]
-        state.shutdown(grace=1)
-        state.store.close()
-    for prefix in prefixes:
-        drop_redis_keys(prefix)
+    return make
 
 
 def finish(client: t.Any, job_id: str, seconds: float = 30) -> dict[str, t.Any]:
@@ -209,10 +193,10 @@ def submit(client: t.Any, method: str, path: str, **kwargs: t.Any) -> str:
 
 # -- retry rules ---------------------------------------------------------------
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
-def test_retries_put_fails_twice_then_succeeds(make_app, backend):
+@pytest.mark.stores("memory", "sqlite", "redis")
+def test_retries_put_fails_twice_then_succeeds(make_app):
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     client = app.test_client()
     job_id = submit(client, "PUT", "/flaky?fail=2", json={"n": 7})
     record = finish(client, job_id)
@@ -227,18 +211,18 @@ def test_retries_put_fails_twice_then_succeeds(make_app, backend):
         assert app.extensions["jobify"].store.load_request(job_id) is None
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
-def test_retries_succeeded_after_retry_has_no_error(make_app, backend):
-    client = make_app(backend).test_client()
+@pytest.mark.stores("memory", "sqlite")
+def test_retries_succeeded_after_retry_has_no_error(make_app):
+    client = make_app().test_client()
     record = finish(client, submit(client, "PUT", "/flaky?fail=1", json={"n": 1}))
     assert (record["status"], record["attempts"]) == ("succeeded", 2)
     assert record["error"] is None
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
-def test_retries_5xx_answer_is_retried(make_app, backend):
+@pytest.mark.stores("memory", "sqlite")
+def test_retries_5xx_answer_is_retried(make_app):
     runs = Runs()
-    client = make_app(backend, runs).test_client()
+    client = make_app(runs).test_client()
     job_id = submit(client, "PUT", "/answer?code=503&fail=1")
     record = finish(client, job_id)
     assert record["status"] == "succeeded"
@@ -246,10 +230,10 @@ def test_retries_5xx_answer_is_retried(make_app, backend):
     assert runs.of(job_id) == [1, 2]
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
-def test_retries_4xx_answer_is_final(make_app, backend):
+@pytest.mark.stores("memory", "sqlite")
+def test_retries_4xx_answer_is_final(make_app):
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     client = app.test_client()
     job_id = submit(client, "PUT", "/answer?code=404")
     record = finish(client, job_id)
@@ -263,9 +247,10 @@ def test_retries_4xx_answer_is_final(make_app, backend):
     assert (replayed.status_code, replayed.get_json()) == (404, {"attempt": 1})
 
 
+@pytest.mark.stores("memory")
 def test_retries_5xx_every_time_fails_with_the_last_answer(make_app):
     runs = Runs()
-    client = make_app("memory", runs).test_client()
+    client = make_app(runs).test_client()
     job_id = submit(client, "PUT", "/answer?code=502")
     record = finish(client, job_id)
     assert record["status"] == "failed"
@@ -275,10 +260,10 @@ def test_retries_5xx_every_time_fails_with_the_last_answer(make_app):
     assert client.get(f"/jobs/{job_id}/result").get_json() == {"attempt": 3}
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
-def test_retries_post_is_not_retried_unless_retryable(make_app, backend):
+@pytest.mark.stores("memory", "sqlite")
+def test_retries_post_is_not_retried_unless_retryable(make_app):
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     client = app.test_client()
     job_id = submit(client, "POST", "/create")
     record = finish(client, job_id)
@@ -298,10 +283,10 @@ def test_retries_post_is_not_retried_unless_retryable(make_app, backend):
     assert runs.of(job_id) == [1, 2]
 
 
-@pytest.mark.parametrize("backend", ["memory", "redis"])
-def test_retries_exhausted_fail_with_the_last_error(make_app, backend):
+@pytest.mark.stores("memory", "redis")
+def test_retries_exhausted_fail_with_the_last_error(make_app):
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     client = app.test_client()
     job_id = submit(client, "PUT", "/always-fails")
     record = finish(client, job_id)
@@ -315,10 +300,10 @@ def test_retries_exhausted_fail_with_the_last_error(make_app, backend):
     assert client.get(f"/jobs/{job_id}/result").status_code == 500
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
-def test_retries_cancel_during_backoff(make_app, backend):
+@pytest.mark.stores("memory", "sqlite")
+def test_retries_cancel_during_backoff(make_app):
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     state = app.extensions["jobify"]
     client = app.test_client()
     job_id = submit(client, "PUT", "/slow-backoff")
@@ -351,10 +336,10 @@ def test_retries_cancel_during_backoff(make_app, backend):
         assert job_id not in state.leases.held
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
-def test_retries_timed_out_job_is_not_retried(make_app, backend):
+@pytest.mark.stores("memory", "sqlite")
+def test_retries_timed_out_job_is_not_retried(make_app):
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     client = app.test_client()
     job_id = submit(client, "PUT", "/times-out")
     record = finish(client, job_id)
@@ -407,9 +392,10 @@ def test_job_options_round_trip_and_validation():
 
 # -- leases --------------------------------------------------------------------------
 
+@pytest.mark.stores("sqlite")
 def test_lease_heartbeat_moves_lease_forward_without_new_versions(make_app):
     runs = Runs()
-    app = make_app("sqlite", runs, JOBIFY_LEASE_SECONDS=0.4)
+    app = make_app(runs, JOBIFY_LEASE_SECONDS=0.4)
     store = app.extensions["jobify"].store
     client = app.test_client()
     job_id = submit(client, "PUT", "/hold")
@@ -459,11 +445,11 @@ def lost_job(app: Flask, *, method: str = "PUT", status: JobStatus = JobStatus.R
     return job
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.stores("sqlite", "redis")
 @pytest.mark.parametrize("status, attempts", [(JobStatus.RUNNING, 1), (JobStatus.PENDING, 0)])
-def test_reclaim_fails_a_lost_job_that_may_not_run_again(make_app, backend, status, attempts):
+def test_reclaim_fails_a_lost_job_that_may_not_run_again(make_app, status, attempts):
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     state = app.extensions["jobify"]
     job = lost_job(app, method="POST", status=status, attempts=attempts)
     assert [lost.id for lost in state.store.expired_leases()] == [job.id]
@@ -479,10 +465,10 @@ def test_reclaim_fails_a_lost_job_that_may_not_run_again(make_app, backend, stat
     assert runs.of(job.id) == []
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_reclaim_does_not_rerun_a_lost_job_whose_cancel_was_requested(make_app, backend):
+@pytest.mark.stores("sqlite", "redis")
+def test_reclaim_does_not_rerun_a_lost_job_whose_cancel_was_requested(make_app):
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     state = app.extensions["jobify"]
     job = lost_job(app, max_attempts=2, save=True, cancel_requested=True)
     state.leases.reclaim_lost()
@@ -492,10 +478,10 @@ def test_reclaim_does_not_rerun_a_lost_job_whose_cancel_was_requested(make_app, 
     assert runs.of(job.id) == []
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_reclaim_queues_a_retryable_lost_job_again(make_app, backend):
+@pytest.mark.stores("sqlite", "redis")
+def test_reclaim_queues_a_retryable_lost_job_again(make_app):
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     state = app.extensions["jobify"]
     client = app.test_client()
     job = lost_job(app, max_attempts=2, save=True)
@@ -509,10 +495,10 @@ def test_reclaim_queues_a_retryable_lost_job_again(make_app, backend):
     assert state.store.load_request(job.id) is None
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_reclaim_runs_a_lost_job_that_never_started(make_app, backend):
+@pytest.mark.stores("sqlite", "redis")
+def test_reclaim_runs_a_lost_job_that_never_started(make_app):
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     state = app.extensions["jobify"]
     job = lost_job(app, status=JobStatus.PENDING, attempts=0, max_attempts=2, save=True)
     runs.release.set()
@@ -522,11 +508,11 @@ def test_reclaim_runs_a_lost_job_that_never_started(make_app, backend):
     assert runs.of(job.id) == [1]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_reclaim_runs_a_lost_job_that_waited_for_its_retry(make_app, backend):
+@pytest.mark.stores("sqlite", "redis")
+def test_reclaim_runs_a_lost_job_that_waited_for_its_retry(make_app):
     """Its process died during the backoff: the next run happens elsewhere."""
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     state = app.extensions["jobify"]
     job = lost_job(app, status=JobStatus.PENDING, attempts=1, max_attempts=3, save=True,
                    error=JobError("ValueError", "run 1 failed"))
@@ -536,10 +522,10 @@ def test_reclaim_runs_a_lost_job_that_waited_for_its_retry(make_app, backend):
     assert runs.of(job.id) == [2]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_reclaim_retryable_lost_job_out_of_attempts_fails(make_app, backend):
+@pytest.mark.stores("sqlite", "redis")
+def test_reclaim_retryable_lost_job_out_of_attempts_fails(make_app):
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     state = app.extensions["jobify"]
     job = lost_job(app, attempts=2, max_attempts=2, save=True)
     state.leases.reclaim_lost()
@@ -549,14 +535,13 @@ def test_reclaim_retryable_lost_job_out_of_attempts_fails(make_app, backend):
     assert runs.of(job.id) == []
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_reclaim_concurrent_in_two_apps_requeues_once(make_app, backend, tmp_path):
+@pytest.mark.stores("sqlite", "redis")
+def test_reclaim_concurrent_in_two_apps_requeues_once(make_app, tmp_path):
     """Two apps on one store stand for two processes: both find the same
     lost jobs at the same moment, and each job runs again exactly once."""
     runs = Runs()
-    first = make_app(backend, runs)
-    url = first.config["JOBIFY_STORE"]
-    second = make_app(backend, runs, url=url)
+    first = make_app(runs)
+    second = make_app(runs)
     states = [first.extensions["jobify"], second.extensions["jobify"]]
     jobs = [lost_job(first, max_attempts=2, save=True) for _ in range(10)]
     for _ in range(10):
@@ -592,13 +577,13 @@ def test_reclaim_concurrent_in_two_apps_requeues_once(make_app, backend, tmp_pat
     assert {job.error.type for job in failed} == {"lost"}
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_taken_over_run_is_fenced_off(make_app, backend):
+@pytest.mark.stores("sqlite", "redis")
+def test_taken_over_run_is_fenced_off(make_app):
     """A run that stalled past its lease is taken over by another process;
     the stalled run is told to stop and can no longer change the job."""
     runs = Runs()
-    first = make_app(backend, runs)
-    second = make_app(backend, runs, url=first.config["JOBIFY_STORE"])
+    first = make_app(runs)
+    second = make_app(runs)
     client = first.test_client()
     job_id = submit(client, "PUT", "/hold", json={"n": 1})
     assert runs.started.wait(10)
@@ -616,14 +601,14 @@ def test_taken_over_run_is_fenced_off(make_app, backend):
     assert client.get(f"/jobs/{job_id}/result").get_json() == {"attempt": 2, "body": {"n": 1}}
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_shutdown_releases_a_job_waiting_for_its_retry(make_app, backend):
+@pytest.mark.stores("sqlite", "redis")
+def test_shutdown_releases_a_job_waiting_for_its_retry(make_app):
     """A process that stops while a job waits out its backoff releases the
     job to the other processes (its request is saved): the retry timer that
     fires during the shutdown grace must not fail it afterwards."""
     runs = Runs()
-    first = make_app(backend, runs)
-    second = make_app(backend, runs, url=first.config["JOBIFY_STORE"])
+    first = make_app(runs)
+    second = make_app(runs)
     store = second.extensions["jobify"].store
     client = first.test_client()
     submit(client, "POST", "/hold")  # keeps the shutdown grace busy
@@ -640,16 +625,16 @@ def test_shutdown_releases_a_job_waiting_for_its_retry(make_app, backend):
     assert runs.of(job_id) == [1, 2]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_shutdown_releases_a_running_job_that_may_run_again(make_app, backend):
+@pytest.mark.stores("sqlite", "redis")
+def test_shutdown_releases_a_running_job_that_may_run_again(make_app):
     """A run still going when the shutdown grace ends is given up: a job
     that may run again (its request is saved, it has runs left) goes back
     to ``pending`` with its lease expired, and another process runs it to
     its end; the given-up run is told to stop and its end is refused. A
     job that may not run again is failed (``shutdown``), as before."""
     runs = Runs()
-    first = make_app(backend, runs)
-    second = make_app(backend, runs, url=first.config["JOBIFY_STORE"])
+    first = make_app(runs)
+    second = make_app(runs)
     store = second.extensions["jobify"].store
     client = first.test_client()
     job_id = submit(client, "PUT", "/hold", json={"n": 1})
@@ -673,11 +658,11 @@ def test_shutdown_releases_a_running_job_that_may_run_again(make_app, backend):
         "attempt": 2, "body": {"n": 1}}
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_shutdown_fails_a_running_job_out_of_runs(make_app, backend):
+@pytest.mark.stores("sqlite", "redis")
+def test_shutdown_fails_a_running_job_out_of_runs(make_app):
     """A running job on its last run is not released: it is failed."""
     runs = Runs()
-    first = make_app(backend, runs)
+    first = make_app(runs)
     store = first.extensions["jobify"].store
     job_id = submit(first.test_client(), "PUT", "/fail-then-hold")
     wait_for(lambda: runs.of(job_id) == [1, 2], what="run 2")
@@ -687,8 +672,8 @@ def test_shutdown_fails_a_running_job_out_of_runs(make_app, backend):
         JobStatus.FAILED, 2, "shutdown")
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_busy_process_keeps_the_leases_of_its_queued_jobs(make_app, backend):
+@pytest.mark.stores("sqlite", "redis")
+def test_busy_process_keeps_the_leases_of_its_queued_jobs(make_app):
     """A live process never loses the jobs queued in it, however many: here
     every lease renewal costs a 5 ms round trip (a store across a network),
     200 jobs wait behind a busy thread, a lease lasts 0.5 s ahead of each
@@ -696,9 +681,9 @@ def test_busy_process_keeps_the_leases_of_its_queued_jobs(make_app, backend):
     before leases were renewed in one call: over gunicorn -w 4 + Redis with
     JOBIFY_LEASE_SECONDS=2, 70 to 170 of 1,000 jobs failed as lost."""
     runs = Runs()
-    app = make_app(backend, runs, JOBIFY_LEASE_SECONDS=1, JOBIFY_MAX_WORKERS=1,
+    app = make_app(runs, JOBIFY_LEASE_SECONDS=1, JOBIFY_MAX_WORKERS=1,
                    JOBIFY_MAX_QUEUED=1000)
-    other = make_app(backend, runs, url=app.config["JOBIFY_STORE"], JOBIFY_LEASE_SECONDS=1)
+    other = make_app(runs, JOBIFY_LEASE_SECONDS=1)
     state = app.extensions["jobify"]
     for name in ("renew_lease", "renew_leases"):
         method = getattr(state.store, name)
@@ -719,12 +704,12 @@ def test_busy_process_keeps_the_leases_of_its_queued_jobs(make_app, backend):
     assert finals == {"succeeded": 201}
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_a_process_does_not_reclaim_the_jobs_it_holds(make_app, backend):
+@pytest.mark.stores("sqlite", "redis")
+def test_a_process_does_not_reclaim_the_jobs_it_holds(make_app):
     """A lease that ran out while its process is alive (a heartbeat came
     late) is the holder's to renew, not to fail."""
     runs = Runs()
-    app = make_app(backend, runs)
+    app = make_app(runs)
     state = app.extensions["jobify"]
     client = app.test_client()
     job_id = submit(client, "PUT", "/hold")

@@ -129,17 +129,17 @@ class Server:
 
 
 @contextlib.contextmanager
-def serve(lease_seconds: str) -> t.Iterator[Server]:
+def serve(lease_seconds: float) -> t.Iterator[Server]:
     """gunicorn -w 4 on scale_app with a fresh Redis prefix; its keys are
     dropped afterwards."""
     require_redis()
     prefix = f"jobify-scale-{uuid.uuid4().hex}"
     store_url = f"{REDIS_URL}?prefix={prefix}"
-    env = {"JOBIFY_STORE": store_url, "JOBIFY_LEASE_SECONDS": lease_seconds,
-           "JOBIFY_MAX_WORKERS": "4", "JOBIFY_MAX_QUEUED": "2000"}
+    spec = (f"scale_app:create_app({store_url!r}, lease_seconds={lease_seconds},"
+            " max_workers=4, max_queued=2000)")
     store = store_from_url(store_url)
     try:
-        with run_gunicorn("scale_app:create_app()", workers=WORKERS, threads=8, env=env,
+        with run_gunicorn(spec, workers=WORKERS, threads=8,
                           extra_args=["--pythonpath", HERE, "--keep-alive", "30"]) as url:
             yield Server(url, store)
     finally:
@@ -150,7 +150,7 @@ def serve(lease_seconds: str) -> t.Iterator[Server]:
 @pytest.fixture(scope="module")
 def server() -> t.Iterator[Server]:
     """A 2 s lease: a killed worker's jobs are noticed within seconds."""
-    with serve("2") as running:
+    with serve(2.0) as running:
         yield running
 
 

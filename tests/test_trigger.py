@@ -6,7 +6,6 @@ import typing as t
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_extension import app, client, make_app  # noqa: F401 - fixtures
 from werkzeug.datastructures import Headers
 
 from flask_jobify.errors import InvalidJobFlag
@@ -19,6 +18,9 @@ from flask_jobify.trigger import (
 
 # Werkzeug (and every WSGI server) decodes header bytes as Latin-1, so byte
 # 0xB2 arrives as "\u00b2", which str.isdigit() calls a digit.
+#: The header parsing does not depend on the store: the core app on memory.
+pytestmark = pytest.mark.stores("memory")
+
 NOT_ASCII_DIGITS = ["\u00b2", "\u00b9\u00b2", "\u00bd", "1\u00b2", "\u0661"]
 
 

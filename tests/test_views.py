@@ -5,7 +5,8 @@ import time
 import typing as t
 
 import pytest
-from test_extension import FLAG, app, client, finish, make_app  # noqa: F401 - fixtures
+from helpers import finish
+from test_extension import FLAG
 
 from flask_jobify.models import new_job_id
 

@@ -1,6 +1,7 @@
 """Webhooks: signed deliveries to a real receiver, retries, SSRF refusals."""
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import threading
@@ -48,10 +49,14 @@ class Receiver:
         return "", status
 
 
-def make_app(**config: t.Any) -> tuple[Flask, Jobify]:
+#: Deliveries do not depend on the store: the app runs on memory.
+pytestmark = pytest.mark.stores("memory")
+
+
+def create_app(store: str, **config: t.Any) -> tuple[Flask, Jobify]:
     app = Flask(__name__)
     app.config.update({
-        "JOBIFY_STORE": "memory://",
+        "JOBIFY_STORE": store,
         "JOBIFY_WEBHOOK_SECRET": SECRET,
         "JOBIFY_WEBHOOK_ALLOWED_HOSTS": ("127.0.0.1",),
         "JOBIFY_WEBHOOK_BACKOFF": 0.01,
@@ -69,6 +74,12 @@ def make_app(**config: t.Any) -> tuple[Flask, Jobify]:
         return {"answer": 42}
 
     return app, jobify
+
+
+@pytest.fixture
+def make_app(apps: t.Any) -> t.Callable[..., tuple[Flask, Jobify]]:
+    """Builds the webhook app with extra config; stopped afterwards."""
+    return functools.partial(apps, create_app)
 
 
 def wait_for_webhook(
@@ -100,7 +111,7 @@ def submit(app: Flask, callback: str | None, path: str = "/work") -> t.Any:
     return app.test_client().post(path, headers=headers)
 
 
-def test_webhooks_deliver_signed_job_record_to_real_receiver() -> None:
+def test_webhooks_deliver_signed_job_record_to_real_receiver(make_app) -> None:
     receiver = Receiver()
     app, _ = make_app()
     with serve_app(receiver.app) as url:
@@ -122,7 +133,7 @@ def test_webhooks_deliver_signed_job_record_to_real_receiver() -> None:
     }
 
 
-def test_webhooks_retry_until_delivered_without_changing_status() -> None:
+def test_webhooks_retry_until_delivered_without_changing_status(make_app) -> None:
     receiver = Receiver([503, 503])
     app, _ = make_app()
     with serve_app(receiver.app) as url:
@@ -136,7 +147,7 @@ def test_webhooks_retry_until_delivered_without_changing_status() -> None:
     assert record["status"] == "succeeded"
 
 
-def test_webhooks_give_up_after_max_attempts_and_keep_status() -> None:
+def test_webhooks_give_up_after_max_attempts_and_keep_status(make_app) -> None:
     receiver = Receiver([500] * 10)
     app, _ = make_app(JOBIFY_WEBHOOK_MAX_ATTEMPTS=2)
     with serve_app(receiver.app) as url:
@@ -152,7 +163,7 @@ def test_webhooks_give_up_after_max_attempts_and_keep_status() -> None:
     assert record["webhook"]["lastStatus"] == 500
 
 
-def test_webhooks_do_not_follow_redirects() -> None:
+def test_webhooks_do_not_follow_redirects(make_app) -> None:
     elsewhere = Receiver()
     app, _ = make_app()
     with serve_app(elsewhere.app) as other:
@@ -166,7 +177,7 @@ def test_webhooks_do_not_follow_redirects() -> None:
     assert elsewhere.calls == []
 
 
-def test_webhooks_operation_default_callback() -> None:
+def test_webhooks_operation_default_callback(make_app) -> None:
     receiver = Receiver()
     with serve_app(receiver.app) as url:
         app, jobify = make_app()
@@ -198,7 +209,7 @@ def test_webhooks_operation_default_callback() -> None:
         "http://",
     ],
 )
-def test_webhooks_refuse_non_public_callbacks_at_submission(callback: str) -> None:
+def test_webhooks_refuse_non_public_callbacks_at_submission(make_app, callback: str) -> None:
     app, _ = make_app(JOBIFY_WEBHOOK_ALLOWED_HOSTS=())
     response = submit(app, callback)
     assert response.status_code == 400
@@ -206,7 +217,7 @@ def test_webhooks_refuse_non_public_callbacks_at_submission(callback: str) -> No
     assert app.extensions["jobify"].store.list() == []
 
 
-def test_webhooks_refused_without_secret() -> None:
+def test_webhooks_refused_without_secret(make_app) -> None:
     app, _ = make_app(JOBIFY_WEBHOOK_SECRET=None)
     response = submit(app, "https://example.com/hook")
     assert response.status_code == 400
@@ -216,7 +227,7 @@ def test_webhooks_refused_without_secret() -> None:
 @pytest.mark.parametrize("rebound", ["127.0.0.1", "2002:a9fe:a9fe::", "::ffff:127.0.0.1",
                                      "64:ff9b::a00:1"])
 def test_webhooks_recheck_address_at_delivery(
-    monkeypatch: pytest.MonkeyPatch, rebound: str
+    make_app, monkeypatch: pytest.MonkeyPatch, rebound: str
 ) -> None:
     """DNS rebinding: public at submission, not public at delivery (also
     wrapped in IPv6): refused. Only DNS is faked, not the check."""
@@ -269,7 +280,7 @@ def test_webhooks_verify_rejects_malformed_header(header: str) -> None:
         verify(b"{}", header, SECRET)
 
 
-def test_webhooks_sent_for_timed_out_jobs() -> None:
+def test_webhooks_sent_for_timed_out_jobs(make_app) -> None:
     receiver = Receiver()
     gate = threading.Event()
     with serve_app(receiver.app) as url:
@@ -292,13 +303,13 @@ def test_webhooks_sent_for_timed_out_jobs() -> None:
     assert record["webhook"]["delivered"] is True
 
 
-def test_webhooks_allowed_hosts_may_be_a_string() -> None:
+def test_webhooks_allowed_hosts_may_be_a_string(make_app) -> None:
     app, _ = make_app(JOBIFY_WEBHOOK_ALLOWED_HOSTS="Hooks.Example, 127.0.0.1")
     settings = app.extensions["jobify"].settings
     assert settings.webhook_allowed_hosts == ("hooks.example", "127.0.0.1")
 
 
-def test_webhooks_sent_even_when_the_job_expires_at_once() -> None:
+def test_webhooks_sent_even_when_the_job_expires_at_once(make_app) -> None:
     receiver = Receiver()
     with serve_app(receiver.app) as url:
         app, jobify = make_app()
@@ -315,7 +326,7 @@ def test_webhooks_sent_even_when_the_job_expires_at_once() -> None:
     assert call["body"]["status"] == "succeeded"
 
 
-def test_webhooks_operation_secret_signs_its_own_callback_only() -> None:
+def test_webhooks_operation_secret_signs_its_own_callback_only(make_app) -> None:
     """callback_secret signs deliveries to the operation's URL; a URL the
     request names gets JOBIFY_WEBHOOK_SECRET, so it never holds a delivery
     it could replay to the operation's receiver."""
@@ -337,7 +348,7 @@ def test_webhooks_operation_secret_signs_its_own_callback_only() -> None:
     assert "callback_secret" not in options.to_dict() and "op-secret" not in repr(options)
 
 
-def test_webhooks_callback_secret_loader_per_receiver() -> None:
+def test_webhooks_callback_secret_loader_per_receiver(make_app) -> None:
     first, second = Receiver(secret="first-secret"), Receiver(secret="second-secret")
     with serve_app(first.app) as first_url, serve_app(second.app) as second_url:
         app, jobify = make_app(JOBIFY_WEBHOOK_SECRET=None)
