@@ -147,9 +147,8 @@ class Estimator:
     def queue_position(self, job: Job) -> int:
         """1 + the pending jobs of the app accepted before ``job`` (at
         most :data:`QUEUE_BOUND` counted)."""
-        ahead = self._store.list(status=JobStatus.PENDING, after=(job.created_at, job.id),
-                                 limit=QUEUE_BOUND, app=self._app_name)
-        return len(ahead) + 1
+        return 1 + self._store.count(status=JobStatus.PENDING, after=(job.created_at, job.id),
+                                     limit=QUEUE_BOUND, app=self._app_name)
 
     def of(self, job: Job) -> Estimate:
         """The estimate of ``job`` now; the last one again for the same

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typing as t
 
-from flask import Response, current_app, request, url_for
+from flask import Response, current_app, g, request, url_for
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -20,7 +20,14 @@ from .errors import (
 )
 from .models import Job, JobStatus, is_valid_job_id
 from .replay import replay_response
-from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
+from .schemas import (
+    LISTING_FLAG,
+    ErrorSchema,
+    JobPageSchema,
+    JobSchema,
+    ListArgsSchema,
+    WaitArgsSchema,
+)
 from .serving import max_wait, wait_while_serving
 from .stores.base import NO_OWNER
 from .trigger import MAX_WAIT_HEADER
@@ -136,8 +143,11 @@ def create_jobs_blueprint() -> Blueprint:
                   cursor: str | None = None) -> dict[str, t.Any]:
         """List jobs, newest first.
 
-        Only the caller's own jobs when an owner loader is set.
+        Only the caller's own jobs when an owner loader is set. A pending
+        job's ``queuePosition`` and ``estimatedCompletionAt`` are ``null``
+        here: its status has them.
         """
+        setattr(g, LISTING_FLAG, True)
         jobs = _visible_jobs(
             _state(),
             limit + 1,

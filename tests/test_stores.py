@@ -751,3 +751,18 @@ def test_store_keeps_a_failed_jobs_request_until_it_expires_when_asked(store: Jo
     assert store.load_request(succeeded.id) is None
     assert store.purge_expired(now=time.time() + 120) == 2
     assert store.load_request(failed.id) is None
+
+
+def test_store_count_is_the_length_of_the_listing_up_to_its_limit(store: JobStore) -> None:
+    jobs = [make_job(created_at=1000.0 + n, app="one") for n in range(7)]
+    for job in jobs:
+        store.create(job)
+    store.update(jobs[3].id, {"status": JobStatus.RUNNING})
+    newest = jobs[-1]
+    for limit in (1, 3, 100):
+        for after in (None, (newest.created_at, newest.id)):
+            listed = store.list(status=JobStatus.PENDING, limit=limit, after=after)
+            assert store.count(status=JobStatus.PENDING, limit=limit, after=after) == len(listed)
+    assert store.count(status=JobStatus.PENDING, after=(newest.created_at, newest.id)) == 5
+    assert store.count(status=JobStatus.PENDING, app="one") == 6
+    assert store.count(status=JobStatus.PENDING, app="another app") == 0

@@ -205,6 +205,19 @@ class JobStore(abc.ABC):
         next to none.
         """
 
+    def count(
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 1000,
+        after: Cursor | None = None,
+        app: str | None = None,
+    ) -> int:
+        """How many unexpired jobs :meth:`list` would return with these
+        filters, counting up to ``limit``. This default lists them; a store
+        may count without reading the records (SQLite does)."""
+        return len(self.list(status=status, limit=limit, after=after, app=app))
+
     @abc.abstractmethod
     def wait(self, job_id: str, version: int, timeout: float) -> Job | None:
         """Block until the job's ``version`` differs from ``version``, or

@@ -259,23 +259,25 @@ class SQLiteStore(SQLiteFile, JobStore):
         ``jobs_owner`` (``owner IS NULL`` for :data:`NO_OWNER` is a lookup in
         it too), whose rows are in listing order: no sort, and no row of
         another owner read."""
-        where: list[str] = [_LIVE, _OF_APP]
-        params: list[t.Any] = [time.time(), app, app]
-        filters = (("status", status and status.value), ("operation", operation),
-                   ("owner", None if owner is NO_OWNER else owner))
-        for column, value in filters:
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if owner is NO_OWNER:
-            where.append("owner IS NULL")
-        if after is not None:
-            # Strictly older in (created_at, id) order, as a range the index can seek.
-            where.append("created_at <= ? AND (created_at < ? OR id < ?)")
-            params += [after[0], after[0], after[1]]
+        where, params = _conditions(status, operation, owner, after, app)
         rows = self._fetch(f"SELECT data FROM jobs WHERE {' AND '.join(where)}"
                            " ORDER BY created_at DESC, id DESC LIMIT ?", *params, limit)
         return [Job.from_dict(json.loads(data)) for (data,) in rows]
+
+    def count(
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 1000,
+        after: Cursor | None = None,
+        app: str | None = None,
+    ) -> int:
+        """One ``SELECT COUNT`` over at most ``limit`` index rows; no record
+        is read or decoded."""
+        where, params = _conditions(status, None, None, after, app)
+        rows = self._fetch(f"SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE {' AND '.join(where)}"
+                           " LIMIT ?)", *params, limit)
+        return int(rows[0][0])
 
     def wait(self, job_id: str, version: int, timeout: float) -> Job | None:
         process = self._process()
@@ -318,6 +320,28 @@ class SQLiteStore(SQLiteFile, JobStore):
             self._vacuum()
         self._checkpoint()
         return purged
+
+
+def _conditions(
+    status: JobStatus | None, operation: str | None, owner: OwnerFilter,
+    after: Cursor | None, app: str | None,
+) -> tuple[list[str], list[t.Any]]:
+    """The ``WHERE`` terms and parameters of a listing (see :meth:`SQLiteStore.list`)."""
+    where: list[str] = [_LIVE, _OF_APP]
+    params: list[t.Any] = [time.time(), app, app]
+    filters = (("status", status and status.value), ("operation", operation),
+               ("owner", None if owner is NO_OWNER else owner))
+    for column, value in filters:
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if owner is NO_OWNER:
+        where.append("owner IS NULL")
+    if after is not None:
+        # Strictly older in (created_at, id) order, as a range the index can seek.
+        where.append("created_at <= ? AND (created_at < ? OR id < ?)")
+        params += [after[0], after[0], after[1]]
+    return where, params
 
 
 __all__ = ["PURGE_BATCH", "SQLiteStore"]
