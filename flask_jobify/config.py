@@ -156,3 +156,29 @@ RESULT_COOKIES = Key("owner", Choice(choices=("owner", "always", "never")))
 #: backoff. A job whose end still cannot be stored is failed (error type
 #: ``store_error``) as soon as the store takes a write again.
 STORE_RETRY_SECONDS = Key(15.0, Seconds(min=0))
+
+#: Server-Sent Event streams (``GET {URL_PREFIX}/<id>/events`` and
+#: ``{URL_PREFIX}/events``) one process serves at once. Each holds a server
+#: thread (gunicorn ``gthread``: one of its ``threads``) for as long as it
+#: is open; one more gets ``503 too_many_streams`` (JSON, ``Retry-After``).
+SSE_MAX_STREAMS = Key(50, Int(min=0))
+
+#: Seconds between two keep-alive comments of an idle event stream. A
+#: client that went away is noticed at the next write, so this also bounds
+#: how long its stream holds a thread after it left.
+SSE_KEEPALIVE = Key(5.0, Seconds(min=0, positive=True))
+
+#: Longest life of one event stream, in seconds; then it closes and the
+#: browser's ``EventSource`` reconnects with ``Last-Event-ID`` (a job's
+#: stream resumes where it was). On a server that serves one request at a
+#: time, ``BLOCKING_MAX_WAIT`` caps it (``0``: the current state, then close).
+SSE_MAX_SECONDS = Key(600.0, Seconds(min=0, positive=True))
+
+#: Seconds between two reads of the store by the all-jobs stream
+#: (``{URL_PREFIX}/events``): one reader per process, whatever the number of
+#: streams, lists the active jobs and the newest ones and sends what changed.
+SSE_FEED_INTERVAL = Key(0.5, Seconds(min=0, positive=True))
+
+#: Serve the dashboard at ``{URL_PREFIX}/ui``: live jobs, cancel, re-run,
+#: counts and charts. An admin surface: see ``Jobify.dashboard_access``.
+DASHBOARD = Key(False, Bool())

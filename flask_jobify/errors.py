@@ -240,6 +240,32 @@ class AccessDenied(JobifyHTTPError, Forbidden):
     error_code = "access_denied"
 
 
+class TooManyStreams(JobifyHTTPError, ServiceUnavailable):
+    """This process holds ``JOBIFY_SSE_MAX_STREAMS`` event streams already."""
+
+    error_code = "too_many_streams"
+    description = (
+        "This server holds as many event streams as it may; retry after Retry-After"
+        " seconds, or long-poll the job instead."
+    )
+
+
+class CsrfFailed(JobifyHTTPError, Forbidden):
+    """A dashboard form was posted without a valid CSRF token (an old page,
+    another site's form, or an expired session)."""
+
+    error_code = "csrf_failed"
+    description = (
+        "The form's CSRF token is missing, expired or not this session's; reload the page.")
+
+
+class NotRerunnable(JobifyHTTPError, Conflict):
+    """The job cannot run again: it is active or succeeded, or its request
+    was not saved."""
+
+    error_code = "not_rerunnable"
+
+
 class InvalidCallback(JobifyHTTPError, BadRequest):
     """A webhook URL (``X-Job-Callback``) was refused: not http(s), not
     public, or webhooks are off on this server."""
@@ -296,6 +322,7 @@ class WebhookSignatureError(JobifyError):
 __all__ = [
     "ConfigError",
     "ConfigWarning",
+    "CsrfFailed",
     "IdempotencyMismatch",
     "InvalidArgument",
     "InvalidCallback",
@@ -308,9 +335,11 @@ __all__ = [
     "JobifyError",
     "JobifyHTTPError",
     "NoResult",
+    "NotRerunnable",
     "QueueFull",
     "ShuttingDown",
     "StoreError",
+    "TooManyStreams",
     "UnreadableBody",
     "WebhookSignatureError",
 ]

@@ -70,6 +70,11 @@ class Settings:
     store_retry_seconds: float
     spool_threshold: int
     max_saved_body: int
+    sse_max_streams: int
+    sse_keepalive: float
+    sse_max_seconds: float
+    sse_feed_interval: float
+    dashboard: bool
     #: The coerced value of each key as read, by full key, before ``None``
     #: was worked out (``STORE``, ``EXPOSE_ERRORS``): what
     #: :meth:`changed_keys` compares the config with.

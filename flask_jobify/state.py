@@ -20,6 +20,7 @@ from .access import require_admin
 from .capture import CapturedRequest
 from .context import JobHandle
 from .errors import ConfigError, ContentTooLarge, ExecutorUnavailable, StoreError, redact_url
+from .events import EventHub
 from .executor import ThreadExecutor
 from .lifecycle import Ending, Lifecycle, ending_of, released_error, shutdown_error
 from .models import ACTIVE_STATUSES, Job, JobError, JobStatus
@@ -145,6 +146,8 @@ class JobifyState:
         #: Applied to every captured request (``Jobify.request_filter``).
         self.request_filters: list[RequestFilter] = []
         self._started_pid: int | None = None
+        #: Event streams open here, and the all-jobs change feed (issue 17).
+        self.events = EventHub.for_state(self)
 
     @property
     def _lock(self) -> threading.Lock:
