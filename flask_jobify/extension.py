@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from .access import AccessCheck, require_admin
 from .capture import capture_request
 from .context import job_of_request
+from .dashboard import create_dashboard_blueprint
 from .errors import (
     ConfigWarning,
     ContentTooLarge,
@@ -29,6 +30,7 @@ from .errors import (
     StoreUnavailable,
     http_exception_response,
 )
+from .events import add_event_routes
 from .idempotency import (
     credentials_digest,
     fingerprint,
@@ -171,7 +173,11 @@ class Jobify:
         app.extensions["jobify"] = state
         jobs_blueprint = create_jobs_blueprint()
         add_spec_routes(jobs_blueprint, settings)
+        add_event_routes(jobs_blueprint)  # issue 17: event streams and client.js
         app.register_blueprint(jobs_blueprint, url_prefix=settings.url_prefix)
+        if settings.dashboard:  # issue 17: the dashboard, {prefix}/ui
+            app.register_blueprint(create_dashboard_blueprint(),
+                                   url_prefix=settings.url_prefix + "/ui")
         app.before_request(self._before_request)
         app.after_request(self._after_request)
         _shutdown_at_exit(state)
