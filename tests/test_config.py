@@ -103,6 +103,11 @@ BAD_VALUES: dict[str, tuple[list[t.Any], str]] = {
     "STORE_RETRY_SECONDS": ([-1, "soon"], "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "SPOOL_THRESHOLD": ([-1, "big", True, 1.5], "an integer >= 0"),
     "MAX_SAVED_BODY": ([-1, "10MB", False], "an integer >= 0"),
+    "SSE_MAX_STREAMS": ([-1, "lots", True, 2.5], "an integer >= 0"),
+    "SSE_KEEPALIVE": ([0, -1, "often"], "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
+    "SSE_MAX_SECONDS": ([0, "long"], "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
+    "SSE_FEED_INTERVAL": ([0, "-1"], "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
+    "DASHBOARD": ([1, "please", None], "True or False"),
 }
 
 
