@@ -5,7 +5,9 @@ store)::
 
     gunicorn -c example_app/gunicorn.conf.py 'example_app:create_app()'
 
-and drive it with ``python -m example_app.client``. To run the jobs on
+and open http://127.0.0.1:8000/ (a page that runs the long ping with the
+browser client) and http://127.0.0.1:8000/jobs/ui/ (the dashboard), or
+drive it with ``python -m example_app.client``. To run the jobs on
 Celery workers instead of the web workers' threads::
 
     export JOBIFY_EXECUTOR=celery JOBIFY_STORE=redis://127.0.0.1:6379/0
@@ -16,10 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import time
 import typing as t
 
-from flask import Flask
+from flask import Flask, request
 from flask_smorest import Api
+
+from flask_jobify.access import LOCAL_ADDRESSES
 
 from . import db
 from .extensions import jobify
@@ -42,8 +48,9 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     for name, value in os.environ.items():
         if name.startswith("JOBIFY_"):
             app.config[name] = _decode(value)
-    if os.environ.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = os.environ["SECRET_KEY"]  # a string, never decoded
+    app.config.setdefault("JOBIFY_DASHBOARD", True)
+    # A string from the environment is never decoded; else one the workers share.
+    app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or _instance_secret(app)
     app.config.update(
         API_TITLE="Flask-Jobify demo", API_VERSION="1", OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/", OPENAPI_SWAGGER_UI_PATH="/docs",
@@ -57,8 +64,9 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
         _init_celery(app)
     db.init_app(app)
 
-    from . import pets, reports, status
+    from . import pets, reports, status, web
 
+    app.register_blueprint(web.bp)  # the browser page at /, not in the spec
     api.register_blueprint(status.bp)
     api.register_blueprint(pets.bp)
     api.register_blueprint(reports.bp)
@@ -74,6 +82,34 @@ def _init_celery(app: Flask) -> None:
     celery_app = Celery(app.import_name, broker=broker)
     jobify.init_celery(celery_app, app)
     app.extensions["celery"] = celery_app
+
+
+@jobify.dashboard_access
+def _local_callers_only() -> bool:
+    """The demo lets callers on this machine use the dashboard. A real app
+    checks its user here (``current_user.is_admin``)."""
+    return request.remote_addr in LOCAL_ADDRESSES
+
+
+def _instance_secret(app: Flask) -> str:
+    """A random ``SECRET_KEY`` kept in the instance folder, so that every
+    gunicorn worker signs the session (and the dashboard's CSRF tokens)
+    with the same key. ``SECRET_KEY`` in the environment wins."""
+    path = os.path.join(app.instance_path, "secret_key")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:  # the first worker writes it
+            file.write(secrets.token_urlsafe(32))
+    for _ in range(50):  # another worker may be writing it
+        with open(path) as file:
+            key = file.read().strip()
+        if key:
+            return key
+        time.sleep(0.01)
+    raise RuntimeError(f"{path} is empty: delete it and start again.")
 
 
 def _decode(value: str) -> t.Any:

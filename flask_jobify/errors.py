@@ -260,6 +260,25 @@ class AccessDenied(JobifyHTTPError, Forbidden):
     error_code = "access_denied"
 
 
+class TooManyStreams(JobifyHTTPError, ServiceUnavailable):
+    """This process holds ``JOBIFY_SSE_MAX_STREAMS`` event streams already."""
+
+    error_code = "too_many_streams"
+    description = (
+        "This server holds as many event streams as it may; retry after Retry-After"
+        " seconds, or long-poll the job instead."
+    )
+
+
+class CsrfFailed(JobifyHTTPError, Forbidden):
+    """A dashboard form was posted without a valid CSRF token (an old page,
+    another site's form, or an expired session)."""
+
+    error_code = "csrf_failed"
+    description = (
+        "The form's CSRF token is missing, expired or not this session's; reload the page.")
+
+
 class NotRerunnable(JobifyHTTPError, Conflict):
     """A job cannot run again (:func:`flask_jobify.rerun.rerun`): it did
     not fail, or its request was not kept.
@@ -328,6 +347,7 @@ __all__ = [
     "ConfigError",
     "ConfigWarning",
     "ContentTooLarge",
+    "CsrfFailed",
     "DuplicateJobId",
     "ExecutorError",
     "ExecutorUnavailable",
@@ -352,6 +372,7 @@ __all__ = [
     "StoreClosed",
     "StoreError",
     "StoreUnavailable",
+    "TooManyStreams",
     "UnreadableBody",
     "WebhookSignatureError",
     "error_response",

@@ -9,6 +9,8 @@ from .apidocs import add_spec_routes, watch_for_api
 from .callbacks import AppCallbacks, OwnerLoader
 from .cli import jobs_cli
 from .config import Settings
+from .dashboard import create_dashboard_blueprint
+from .events import add_event_routes
 from .hooks import after_request, before_request, jobified, render_errors
 from .openapi import register_api
 from .options import JobOptions
@@ -111,7 +113,11 @@ class Jobify(AppCallbacks):
         app.extensions["jobify"] = state
         jobs_blueprint = create_jobs_blueprint()
         add_spec_routes(jobs_blueprint, settings)
+        add_event_routes(jobs_blueprint, state)  # event streams and client.js
         app.register_blueprint(jobs_blueprint, url_prefix=settings.url_prefix)
+        if settings.dashboard:  # the dashboard, {prefix}/ui
+            app.register_blueprint(create_dashboard_blueprint(),
+                                   url_prefix=settings.url_prefix + "/ui")
         app.cli.add_command(jobs_cli)  # flask jobs ...
         if settings.metrics:  # {prefix}/metrics (prometheus_client, imported only then)
             from .metrics import init_metrics

@@ -159,9 +159,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 9: the extension, what an app imports
     ("flask_jobify", "extension"),
     # 8: wiring into Flask: hooks, the app's callbacks, CLI, metrics, spec
-    ("hooks", "callbacks", "cli", "metrics", "apidocs", "openapi"),
+    ("hooks", "callbacks", "cli", "metrics", "apidocs", "openapi", "dashboard", "dashboard.*"),
     # 7: request -> job (acceptance), job -> response (the jobs API)
-    ("accept", "idempotency", "views", "rerun"),
+    ("accept", "idempotency", "views", "events", "rerun"),
     # 6: one app's runtime, putting the pieces together
     ("state",),
     # 5: running jobs, holding them, telling receivers
@@ -169,10 +169,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 4: executors, the state machine, replay, the server's life
     ("thread_executor", "celery_executor", "lifecycle", "replay", "serving"),
     # 3: what those use: the run of a request, the executor protocol, timers
-    ("runner", "executor", "scheduler", "threadpool", "overview", "access"),
+    ("runner", "executor", "scheduler", "threadpool", "overview", "access", "feed"),
     # 2: the job's data: stores, the captured request, options, config
     ("stores", "stores.*", "context", "capture", "trigger", "options", "preferences", "config",
-     "schemas", "cursor", "callback_url", "estimates"),
+     "schemas", "cursor", "callback_url", "estimates", "config.*"),
     # 1: the vocabulary: records, errors, rules and small tools
     ("models", "errors", "rules", "backoff", "keys", "perprocess", "signals"),
     # 0: the Flask-free protocol core, shared with the client

@@ -108,6 +108,11 @@ BAD_VALUES: dict[str, tuple[list[t.Any], str]] = {
     "MAX_SAVED_BODY": ([-1, "10MB", False], "an integer >= 0"),
     "KEEP_FAILED_REQUESTS": ([1, "sometimes"], "True or False"),
     "METRICS": ([1, "sure"], "True or False"),
+    "SSE_MAX_STREAMS": ([-1, "lots", True, 2.5], "an integer >= 0"),
+    "SSE_KEEPALIVE": ([0, -1, "often"], "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
+    "SSE_MAX_SECONDS": ([0, "long"], "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
+    "SSE_FEED_INTERVAL": ([0, "-1"], "a number of seconds > 0 and <= 3.1536e+08 (ten years)"),
+    "DASHBOARD": ([1, "please", None], "True or False"),
 }
 
 

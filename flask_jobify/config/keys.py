@@ -8,27 +8,10 @@ type or out of range raises :class:`~flask_jobify.errors.ConfigError`, a
 (``"8"``, ``"true"``, ``"authorization, cookie"``), so values read from
 environment variables work; ``True`` is not an integer, ``1`` is not a
 boolean. The coerced value is written back to ``app.config``.
-
-:class:`Settings` holds them once read: :meth:`Settings.from_app` applies
-the rules at ``init_app``, warns about unknown keys (typos), and
-:meth:`Settings.warn_if_changed` tells when a key changed after it was
-read. Nothing else in the extension reads ``app.config``.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import os
-import sys
-import types
-import typing as t
-import warnings
-
-from .errors import ConfigError, ConfigWarning
-from .rules import Bool, Choice, Int, Key, Names, Seconds, Text, Url, UrlPath
-
-if t.TYPE_CHECKING:
-    from flask import Flask
+from ..rules import Bool, Choice, Int, Key, Names, Seconds, Text, Url, UrlPath
 
 # URL schemes of the job stores (see :func:`flask_jobify.stores.store_from_url`).
 STORE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix")
@@ -200,194 +183,74 @@ SEE_OTHER = Key(False, Bool())
 #: ``register_api`` does it.
 AUTO_REGISTER_API = Key(True, Bool())
 
+#: Server-Sent Event streams (``GET {URL_PREFIX}/<id>/events`` and
+#: ``{URL_PREFIX}/events``) one process serves at once. Each holds a server
+#: thread (gunicorn ``gthread``: one of its ``threads``) for as long as it
+#: is open; one more gets ``503 too_many_streams`` (JSON, ``Retry-After``).
+SSE_MAX_STREAMS = Key(50, Int(min=0))
 
-# -- reading the keys ---------------------------------------------------------
-#: Prefix of every config key of the extension.
-PREFIX = "JOBIFY_"
+#: Seconds between two keep-alive comments of an idle event stream. A
+#: client that went away is noticed at the next write, so this also bounds
+#: how long its stream holds a thread after it left.
+SSE_KEEPALIVE = Key(5.0, Seconds(min=0, positive=True))
 
-#: Every key, by name without the prefix, as declared above.
-KEYS: t.Mapping[str, Key] = types.MappingProxyType(
-    {name: value for name, value in dict(globals()).items() if isinstance(value, Key)}
-)
+#: Longest life of one event stream, in seconds; then it closes and the
+#: browser's ``EventSource`` reconnects with ``Last-Event-ID`` (a job's
+#: stream resumes where it was). On a server that serves one request at a
+#: time, ``BLOCKING_MAX_WAIT`` caps it (``0``: the current state, then close).
+SSE_MAX_SECONDS = Key(600.0, Seconds(min=0, positive=True))
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: Seconds between two reads of the store by the all-jobs stream
+#: (``{URL_PREFIX}/events``): one reader per process, whatever the number of
+#: streams, lists the active jobs and the newest ones and sends what changed.
+SSE_FEED_INTERVAL = Key(0.5, Seconds(min=0, positive=True))
 
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """The ``JOBIFY_*`` config keys of one app, coerced and checked once at
-    ``init_app`` (:meth:`from_app`). One field per key, in lower case."""
-
-    store: str
-    redis_prefix: str
-    max_workers: int
-    max_queued: int
-    max_wait: float
-    blocking_max_wait: float
-    result_ttl: float
-    default_timeout: float | None
-    retry_after: int
-    all_views: bool
-    url_prefix: str
-    shutdown_grace: float
-    cleanup_interval: float
-    cancel_check_interval: float
-    expose_errors: bool
-    drop_headers: tuple[str, ...]
-    executor: str
-    lease_seconds: float
-    retry_max_backoff: float
-    swagger_ui: bool
-    swagger_ui_url: str
-    webhook_secret: str | None
-    webhook_max_attempts: int
-    webhook_backoff: float
-    webhook_max_backoff: float
-    webhook_timeout: float
-    webhook_workers: int
-    webhook_allowed_hosts: tuple[str, ...]
-    result_cookies: str
-    store_retry_seconds: float
-    spool_threshold: int
-    max_saved_body: int
-    keep_failed_requests: bool
-    metrics: bool
-    see_other: bool
-    auto_register_api: bool
-    #: The coerced value of each key as read, by full key, before ``None``
-    #: was worked out (``STORE``, ``EXPOSE_ERRORS``): what
-    #: :meth:`changed_keys` compares the config with.
-    read: t.Mapping[str, t.Any] = dataclasses.field(
-        default_factory=dict, repr=False, compare=False)
-    #: The unknown ``JOBIFY_*`` keys :meth:`from_app` warned about.
-    unknown: frozenset[str] = dataclasses.field(
-        default=frozenset(), repr=False, compare=False)
-
-    @classmethod
-    def from_app(cls, app: Flask) -> Settings:
-        """Read every ``JOBIFY_*`` key of ``app``: set the missing ones to
-        their defaults, coerce and check each value, and write the coerced
-        value back to ``app.config``. Unknown ``JOBIFY_*`` keys get a
-        :class:`~flask_jobify.errors.ConfigWarning` that suggests the
-        closest known key.
-
-        ``JOBIFY_STORE = None`` becomes an SQLite file in the app's instance
-        folder; ``JOBIFY_EXPOSE_ERRORS = None`` becomes ``app.debug``.
-
-        :raises ConfigError: for the first key whose value breaks its rule
-            (a ``ValueError``; its message names the key and what it accepts).
-        """
-        read: dict[str, t.Any] = {}
-        for name, key in KEYS.items():
-            full = PREFIX + name
-            read[full] = app.config[full] = key.read(full, app.config.get(full, key.default))
-        unknown = unknown_keys(app.config)
-        for message in unknown.values():
-            warnings.warn(message, ConfigWarning, stacklevel=_caller_stacklevel())
-        values = {full[len(PREFIX):].lower(): value for full, value in read.items()}
-        if values["store"] is None:
-            values["store"] = "sqlite:///" + os.path.join(app.instance_path, "jobify.sqlite3")
-        if values["expose_errors"] is None:
-            values["expose_errors"] = bool(app.debug)
-        return cls(**values, read=types.MappingProxyType(read), unknown=frozenset(unknown))
-
-    def changed_keys(self, config: t.Mapping[str, t.Any]) -> list[str]:
-        """The keys whose value in ``config`` is no longer the one read (or
-        no longer valid, or removed), compared after coercion: ``"8"``
-        for ``8`` is no change."""
-        changed = []
-        for full, was in self.read.items():
-            if full not in config:
-                changed.append(full)
-                continue
-            try:
-                now = KEYS[full[len(PREFIX):]].read(full, config[full])
-            except ConfigError:
-                now = dataclasses.MISSING
-            if now != was:
-                changed.append(full)
-        return changed
-
-    def warn_if_changed(self, config: t.Mapping[str, t.Any]) -> None:
-        """Warn (:class:`~flask_jobify.errors.ConfigWarning`) about each key
-        changed since :meth:`from_app` read it, and each unknown key added
-        since: both are ignored. Meant to run once per process, at its first request or
-        job, not on every request."""
-        for full in self.changed_keys(config):
-            warnings.warn(
-                f"{full} was changed after Jobify.init_app() read it; the change is"
-                " ignored. Set JOBIFY_* keys before Jobify(app) or init_app(app).",
-                ConfigWarning, stacklevel=2)
-        for full, message in unknown_keys(config).items():
-            if full not in self.unknown:
-                warnings.warn(message, ConfigWarning, stacklevel=2)
-
-
-def unknown_keys(config: t.Mapping[str, t.Any]) -> dict[str, str]:
-    """Each ``JOBIFY_*`` key of ``config`` that no setting has, with a
-    message that names the closest known key when one is close (a typo)."""
-    messages = {}
-    for full in config:
-        if not isinstance(full, str) or not full.startswith(PREFIX) or full[len(PREFIX):] in KEYS:
-            continue
-        close = difflib.get_close_matches(full[len(PREFIX):], KEYS, n=1)
-        hint = f" Did you mean {PREFIX}{close[0]}?" if close else ""
-        messages[full] = f"{full} is not a Flask-Jobify config key and is ignored.{hint}"
-    return messages
-
-
-def _caller_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside Flask-Jobify, so that a
-    warning points at the app's ``Jobify(app)`` or ``init_app(app)`` line."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and os.path.dirname(
-            os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR:
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    return level
+#: Serve the dashboard at ``{URL_PREFIX}/ui``: live jobs, cancel, re-run,
+#: counts and charts. An admin surface: see ``Jobify.dashboard_access``.
+DASHBOARD = Key(False, Bool())
 
 
 __all__ = [
-    "ALL_VIEWS",
-    "AUTO_REGISTER_API",
-    "BLOCKING_MAX_WAIT",
-    "CANCEL_CHECK_INTERVAL",
-    "CLEANUP_INTERVAL",
-    "DEFAULT_TIMEOUT",
-    "DROP_HEADERS",
-    "EXECUTOR",
-    "EXPOSE_ERRORS",
-    "KEEP_FAILED_REQUESTS",
-    "KEYS",
-    "LEASE_SECONDS",
-    "MAX_QUEUED",
-    "MAX_SAVED_BODY",
-    "MAX_WAIT",
-    "MAX_WORKERS",
-    "METRICS",
-    "PREFIX",
-    "REDIS_PREFIX",
-    "RESULT_COOKIES",
-    "RESULT_TTL",
-    "RETRY_AFTER",
-    "RETRY_MAX_BACKOFF",
-    "SEE_OTHER",
-    "SHUTDOWN_GRACE",
-    "SPOOL_THRESHOLD",
-    "STORE",
-    "STORE_RETRY_SECONDS",
-    "STORE_SCHEMES",
-    "SWAGGER_UI",
-    "SWAGGER_UI_URL",
-    "URL_PREFIX",
-    "WEBHOOK_ALLOWED_HOSTS",
-    "WEBHOOK_BACKOFF",
-    "WEBHOOK_MAX_ATTEMPTS",
-    "WEBHOOK_MAX_BACKOFF",
-    "WEBHOOK_SECRET",
-    "WEBHOOK_TIMEOUT",
-    "WEBHOOK_WORKERS",
-    "Settings",
-    "unknown_keys",
+                     "ALL_VIEWS",
+                     "AUTO_REGISTER_API",
+                     "BLOCKING_MAX_WAIT",
+                     "CANCEL_CHECK_INTERVAL",
+                     "CLEANUP_INTERVAL",
+                     "DASHBOARD",
+                     "DEFAULT_TIMEOUT",
+                     "DROP_HEADERS",
+                     "EXECUTOR",
+                     "EXPOSE_ERRORS",
+                     "KEEP_FAILED_REQUESTS",
+                     "LEASE_SECONDS",
+                     "MAX_QUEUED",
+                     "MAX_SAVED_BODY",
+                     "MAX_WAIT",
+                     "MAX_WORKERS",
+                     "METRICS",
+                     "REDIS_PREFIX",
+                     "RESULT_COOKIES",
+                     "RESULT_TTL",
+                     "RETRY_AFTER",
+                     "RETRY_MAX_BACKOFF",
+                     "SEE_OTHER",
+                     "SHUTDOWN_GRACE",
+                     "SPOOL_THRESHOLD",
+                     "SSE_FEED_INTERVAL",
+                     "SSE_KEEPALIVE",
+                     "SSE_MAX_SECONDS",
+                     "SSE_MAX_STREAMS",
+                     "STORE",
+                     "STORE_RETRY_SECONDS",
+                     "STORE_SCHEMES",
+                     "SWAGGER_UI",
+                     "SWAGGER_UI_URL",
+                     "URL_PREFIX",
+                     "WEBHOOK_ALLOWED_HOSTS",
+                     "WEBHOOK_BACKOFF",
+                     "WEBHOOK_MAX_ATTEMPTS",
+                     "WEBHOOK_MAX_BACKOFF",
+                     "WEBHOOK_SECRET",
+                     "WEBHOOK_TIMEOUT",
+                     "WEBHOOK_WORKERS",
 ]
