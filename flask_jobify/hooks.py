@@ -9,7 +9,7 @@ import functools
 import typing as t
 import warnings
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, after_this_request, current_app, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -17,11 +17,11 @@ from .accept import accept_if_asked
 from .errors import ConfigWarning, JobifyHTTPError, http_exception_response
 from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
 from .state import JobifyState
-from .trigger import VARY_HEADERS
+from .trigger import VARY_HEADERS, asks_for_job
 
 __all__ = [
     "View",
-    "after_request",
+    "add_vary",
     "before_request",
     "jobified",
     "render_errors",
@@ -39,10 +39,11 @@ def jobified(view: View, options: JobOptions) -> View:
 
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        g._jobify_vary = True
-        response = accept_if_asked(_state(), options)
-        if response is not None:
-            return response
+        after_this_request(add_vary)
+        if asks_for_job(request.environ):  # else: the view, at the cost of a dict look-up
+            response = accept_if_asked(_state(), options)
+            if response is not None:
+                return response
         return current_app.ensure_sync(view)(*args, **kwargs)
 
     setattr(wrapper, OPTIONS_ATTR, options)
@@ -70,12 +71,20 @@ def _render(exc: JobifyHTTPError) -> WerkzeugResponse:
 
 
 def before_request() -> WerkzeugResponse | None:
-    """Start this process's background work (cheap once started); answer
-    a routing error under the jobs prefix in JSON; wrap every view at the
-    first request with ``JOBIFY_ALL_VIEWS``."""
+    """Start this process's background work (a comparison once started);
+    answer a routing error under the jobs prefix in JSON; wrap every view
+    at the first request with ``JOBIFY_ALL_VIEWS``.
+
+    A request that is not a job pays for a few attribute look-ups here and
+    nothing after it: ``Vary`` is added by the wrapper of
+    each jobifiable view (:func:`add_vary`)."""
     state = _state()
     routing_error = request.routing_exception
-    if routing_error is not None:
+    if routing_error is None:
+        state.start()
+        if state.settings.all_views and not state.all_views_wrapped:
+            _wrap_all_views(state)
+        return None
         prefix = state.settings.url_prefix
         # Under the jobs prefix every answer is JSON: an unknown path, a
         # wrong method, a bad Host header, a redirect to a merged slash.
@@ -84,17 +93,22 @@ def before_request() -> WerkzeugResponse | None:
         ):
             return http_exception_response(routing_error)
         return None
-    state.start()
-    if state.settings.all_views:
-        _wrap_all_views(state)
-    return None
 
 
-def after_request(response: Response) -> Response:
-    """Add ``Vary: X-Job-Flag, Prefer`` to the answers of jobifiable views."""
-    if g.get("_jobify_vary"):
-        for header in VARY_HEADERS:
-            response.vary.add(header)
+#: ``Vary`` of a response that had none: one header write instead of a
+#: parse and a dump per name.
+_VARY = ", ".join(VARY_HEADERS)
+
+
+def add_vary(response: Response) -> Response:
+    """Add ``Vary: Prefer, X-Job-Flag`` to an answer of a jobifiable view
+    (its error responses included): the wrapper registers it for its own
+    request with :func:`flask.after_this_request`, so other requests do not
+    run it at all."""
+    if "Vary" not in response.headers:
+        response.headers["Vary"] = _VARY
+    else:
+        response.vary.update(VARY_HEADERS)
     return response
 
 

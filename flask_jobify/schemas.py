@@ -170,6 +170,15 @@ class WaitArgsSchema(Schema):
     )
 
 
+class ResultArgsSchema(Schema):
+    wait = AsciiFloat(
+        validate=validate.Range(min=0),
+        metadata={"description": "long-poll: seconds to wait for the job to end (capped by "
+                  "the server); the job's record with 202 when it has not ended by then, "
+                  "instead of 409; ASCII decimal digits"},
+    )
+
+
 class ListArgsSchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUS_VALUES))
     operation = fields.String(validate=validate.Length(max=MAX_OPERATION_LENGTH))
@@ -183,6 +192,6 @@ class ListArgsSchema(Schema):
 __all__ = [
     "MAX_OPERATION_LENGTH", "MAX_VERSION", "STATUS_VALUES", "AcceptedJobSchema", "AsciiFloat",
     "AsciiInteger", "ErrorDetailSchema", "ErrorSchema", "JobErrorSchema", "JobPageSchema",
-    "JobSchema", "JobUrl", "ListArgsSchema", "ProgressSchema", "Timestamp", "WaitArgsSchema",
+    "JobSchema", "JobUrl", "ListArgsSchema", "ProgressSchema", "ResultArgsSchema", "Timestamp", "WaitArgsSchema",
     "WebhookSchema",
 ]

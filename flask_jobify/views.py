@@ -1,9 +1,10 @@
 """The jobs blueprint: status, long-poll, result, cancel and list."""
 from __future__ import annotations
 
+import time
 import typing as t
 
-from flask import Response, current_app, request
+from flask import Response, current_app, request, url_for
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -18,12 +19,19 @@ from .errors import (
     StoreUnavailable,
     http_exception_response,
 )
-from .models import Job, JobStatus, is_valid_job_id
+from .models import Job, JobStatus, StoredResponse, is_valid_job_id
 from .replay import replay_response
-from .schemas import ErrorSchema, JobPageSchema, JobSchema, ListArgsSchema, WaitArgsSchema
+from .schemas import (
+    ErrorSchema,
+    JobPageSchema,
+    JobSchema,
+    ListArgsSchema,
+    ResultArgsSchema,
+    WaitArgsSchema,
+)
 from .serving import max_wait, wait_while_serving
 from .stores.base import NO_OWNER
-from .trigger import MAX_WAIT_HEADER
+from .trigger import JOB_ID_HEADER, MAX_WAIT_HEADER
 
 if t.TYPE_CHECKING:
     from .state import JobifyState
@@ -112,6 +120,36 @@ def _store_unavailable(exc: StoreError) -> WerkzeugResponse:
     return StoreUnavailable(headers={"Retry-After": retry_after}).get_response()
 
 
+def _await_end(
+    state: JobifyState, job: Job, wait: float
+) -> tuple[Job, StoredResponse | None, bool, float]:
+    """Wait up to ``wait`` seconds (capped as for a status long-poll) for
+    the active ``job`` to end. Return it as it is then, its stored
+    response once it has ended, whether the wait was capped, and the
+    longest wait allowed.
+
+    :raises JobNotFound: the job went away meanwhile.
+    """
+    longest, capped = max_wait(state, request.environ)
+    capped = capped and wait > longest
+    deadline = time.monotonic() + min(wait, longest)
+    # Watched before the read: no change between the read and the wait slips by.
+    with state.store.watching(job.id) as wait_for_change:
+        current = state.store.get(job.id)
+        while current is not None and not current.is_final:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or state.stopping:
+                break
+            changed = wait_while_serving(state, wait_for_change, current, remaining)
+            if changed is not None and changed.version == current.version:
+                break  # the wait ran out, or the process ends its long-polls
+            current = changed
+    if current is None:
+        raise JobNotFound()
+    stored = state.store.get_result(current.id) if current.is_final else None
+    return current, stored, capped, longest
+
+
 def create_jobs_blueprint() -> Blueprint:
     """Build the jobs blueprint (one per app, so apps share no state)."""
     bp: _DocumentingBlueprint = Blueprint(
@@ -178,14 +216,33 @@ def create_jobs_blueprint() -> Blueprint:
         return job, 200, _status_headers(job, capped, longest)
 
     @bp.route("/<job_id>/result", methods=["GET"])
+    @bp.arguments(ResultArgsSchema, location="query", as_kwargs=True)
     @bp.response(200, description="The view's own response, replayed: status, headers, body")
+    @bp.alt_response(202, schema=JobSchema,
+                     description="With ?wait=: the job had not ended when the wait ran out")
     @bp.alt_response(409, schema=ErrorSchema, description="Not finished yet, or no result")
     @bp.alt_response(404, schema=ErrorSchema, description=errors[404])
     @bp.alt_response(400, schema=ErrorSchema, description=errors[400])
-    def job_result(job_id: str) -> Response:
-        """Get the response of a finished job, as the view gave it."""
-        job, stored = _state().store.get_with_result(_job_id(job_id))  # one round trip
+    @bp.alt_response(422, schema=ErrorSchema, description="Invalid query argument")
+    def job_result(job_id: str, wait: float | None = None) -> t.Any:
+        """Get the response of a finished job, as the view gave it.
+
+        With ``?wait=S`` (long-poll), wait up to ``S`` seconds (capped as
+        for the status) for the job to end, and answer with its response
+        as soon as it does; a job still active then is answered with its
+        record and ``202``, as the status endpoint gives it (with
+        ``Location`` and ``X-Job-Id``), instead of ``409``.
+        """
+        state = _state()
+        job, stored = state.store.get_with_result(_job_id(job_id))  # one round trip
         job = _visible(job)
+        if not job.is_final and wait is not None:
+            job, stored, capped, longest = _await_end(state, job, wait)
+            if not job.is_final:
+                headers = _status_headers(job, capped, longest)
+                headers["Location"] = url_for("jobify.job_status", job_id=job.id)
+                headers[JOB_ID_HEADER] = job.id
+                return job, 202, headers
         if not job.is_final:
             raise JobNotFinished(
                 f"Job {job.id} is {job.status.value}; ask again after Retry-After seconds.",

@@ -30,7 +30,10 @@ from flask_jobify.client import job as job_module
 
 #: Headers that depend on the connection or the moment, not on the view.
 VOLATILE = {"date", "server", "connection", "keep-alive"}
-FAST = PollPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0)
+#: The full protocol (202, status long-polls, the result), quick: no
+#: inline answer, no long-poll on the result (their tests ask for them).
+FAST = PollPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0,
+                  inline_wait=0, long_poll_result=False)
 
 
 @pytest.fixture
@@ -295,7 +298,8 @@ def test_adapter_timeout_bounds_every_request(app: Flask, hangs: str, message: s
     try:
         with serve_app(app) as url:
             s = requests.Session()
-            s.mount(url, JobAdapter(poll=PollPolicy(wait=15, read_timeout=10), timeout=1.5))
+            s.mount(url, JobAdapter(poll=PollPolicy(wait=15, read_timeout=10, inline_wait=0,
+                                                        long_poll_result=False), timeout=1.5))
             started = time.monotonic()
             with pytest.raises(JobTimedOut, match=message):
                 s.post(url + path, json={}, timeout=20)
@@ -493,7 +497,8 @@ def test_status_poll_5xx_are_retried(session: requests.Session, base: str, app: 
 def test_status_poll_failures_past_the_budget_raise(base: str, app: Flask) -> None:
     app.extensions["requests"].fail_polls = 5
     s = requests.Session()
-    s.mount(base, JobAdapter(poll=PollPolicy(backoff_factor=0.01, retries=2)))
+    s.mount(base, JobAdapter(poll=PollPolicy(backoff_factor=0.01, retries=2, inline_wait=0,
+                                                  long_poll_result=False)))
     with pytest.raises(JobConnectionError) as caught:
         s.post(base + "/echo", json={}, timeout=10)
     assert isinstance(caught.value, requests.ConnectionError)
