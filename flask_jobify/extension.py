@@ -8,7 +8,7 @@ from flask import Flask, current_app
 from .callbacks import AppCallbacks, OwnerLoader
 from .cli import jobs_cli
 from .config import Settings
-from .hooks import before_request, jobified, render_errors
+from .hooks import after_request, before_request, jobified, render_errors
 from .openapi import add_spec_routes, register_api
 from .options import JobOptions
 from .serving import shutdown_at_exit
@@ -117,6 +117,7 @@ class Jobify(AppCallbacks):
 
             init_metrics(app, settings.url_prefix)
         app.before_request(before_request)
+        app.after_request(after_request)
         render_errors(app)
         shutdown_at_exit(state)
         state.start_sweeps()

@@ -9,7 +9,7 @@ import functools
 import typing as t
 import warnings
 
-from flask import Flask, Response, after_this_request, current_app, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -21,7 +21,7 @@ from .trigger import VARY_HEADERS, asks_for_job
 
 __all__ = [
     "View",
-    "add_vary",
+    "after_request",
     "before_request",
     "jobified",
     "render_errors",
@@ -39,7 +39,7 @@ def jobified(view: View, options: JobOptions) -> View:
 
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        after_this_request(add_vary)
+        g._jobify_vary = True  # for after_request, and for an error of a job's streamed body
         if asks_for_job(request.environ):  # else: the view, at the cost of a dict look-up
             response = accept_if_asked(_state(), options)
             if response is not None:
@@ -76,8 +76,7 @@ def before_request() -> WerkzeugResponse | None:
     at the first request with ``JOBIFY_ALL_VIEWS``.
 
     A request that is not a job pays for a few attribute look-ups here and
-    nothing after it: ``Vary`` is added by the wrapper of
-    each jobifiable view (:func:`add_vary`)."""
+    in :func:`after_request`."""
     state = _state()
     routing_error = request.routing_exception
     if routing_error is None:
@@ -85,14 +84,14 @@ def before_request() -> WerkzeugResponse | None:
         if state.settings.all_views and not state.all_views_wrapped:
             _wrap_all_views(state)
         return None
-        prefix = state.settings.url_prefix
-        # Under the jobs prefix every answer is JSON: an unknown path, a
-        # wrong method, a bad Host header, a redirect to a merged slash.
-        if isinstance(routing_error, HTTPException) and (
-            request.path == prefix or request.path.startswith(prefix.rstrip("/") + "/")
-        ):
-            return http_exception_response(routing_error)
-        return None
+    prefix = state.settings.url_prefix
+    # Under the jobs prefix every answer is JSON: an unknown path, a
+    # wrong method, a bad Host header, a redirect to a merged slash.
+    if isinstance(routing_error, HTTPException) and (
+        request.path == prefix or request.path.startswith(prefix.rstrip("/") + "/")
+    ):
+        return http_exception_response(routing_error)
+    return None
 
 
 #: ``Vary`` of a response that had none: one header write instead of a
@@ -100,11 +99,13 @@ def before_request() -> WerkzeugResponse | None:
 _VARY = ", ".join(VARY_HEADERS)
 
 
-def add_vary(response: Response) -> Response:
-    """Add ``Vary: Prefer, X-Job-Flag`` to an answer of a jobifiable view
-    (its error responses included): the wrapper registers it for its own
-    request with :func:`flask.after_this_request`, so other requests do not
-    run it at all."""
+def after_request(response: Response) -> Response:
+    """Add ``Vary: Prefer, X-Job-Flag`` to the answers of jobifiable views
+    (their error responses included): their wrapper marks the request's
+    ``g``, which the error response of a job's streamed body keeps too.
+    One look-up on other requests; one header write on these."""
+    if not g.get("_jobify_vary"):
+        return response
     if "Vary" not in response.headers:
         response.headers["Vary"] = _VARY
     else:

@@ -192,6 +192,7 @@ class ListArgsSchema(Schema):
 __all__ = [
     "MAX_OPERATION_LENGTH", "MAX_VERSION", "STATUS_VALUES", "AcceptedJobSchema", "AsciiFloat",
     "AsciiInteger", "ErrorDetailSchema", "ErrorSchema", "JobErrorSchema", "JobPageSchema",
-    "JobSchema", "JobUrl", "ListArgsSchema", "ProgressSchema", "ResultArgsSchema", "Timestamp", "WaitArgsSchema",
+    "JobSchema", "JobUrl", "ListArgsSchema", "ProgressSchema", "ResultArgsSchema", "Timestamp",
+    "WaitArgsSchema",
     "WebhookSchema",
 ]
