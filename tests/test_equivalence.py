@@ -51,7 +51,10 @@ FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 #: comment saying why. (Session cookies are not an exception: their signed
 #: value carries a one-second timestamp, so ``Set-Cookie: session=...`` is
 #: compared on its decoded content and attributes; see :func:`_normalise`.)
-ALWAYS_MAY_DIFFER = frozenset({"date", "server"})
+#: Headers made from the clock when the response is sent (``Expires`` is
+#: ``Date`` plus ``max_age``, as ``send_file`` sets it): a second apart
+#: between the synchronous call and the job under load.
+ALWAYS_MAY_DIFFER = frozenset({"date", "server", "expires"})
 
 #: Seconds a job of these trivial views may take to reach a final status.
 THREAD_WITHIN = 5.0
