@@ -17,7 +17,7 @@ from .accept import accept_if_asked
 from .errors import ConfigWarning, JobifyHTTPError, http_exception_response
 from .options import OPTIONS_ATTR, JobOptions, looks_decorated, options_of
 from .state import JobifyState
-from .trigger import VARY_HEADERS
+from .trigger import VARY_HEADERS, asks_for_job
 
 __all__ = [
     "View",
@@ -39,10 +39,11 @@ def jobified(view: View, options: JobOptions) -> View:
 
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        g._jobify_vary = True
-        response = accept_if_asked(_state(), options)
-        if response is not None:
-            return response
+        g._jobify_vary = True  # for after_request, and for an error of a job's streamed body
+        if asks_for_job(request.environ):  # else: the view, at the cost of a dict look-up
+            response = accept_if_asked(_state(), options)
+            if response is not None:
+                return response
         return current_app.ensure_sync(view)(*args, **kwargs)
 
     setattr(wrapper, OPTIONS_ATTR, options)
@@ -70,31 +71,45 @@ def _render(exc: JobifyHTTPError) -> WerkzeugResponse:
 
 
 def before_request() -> WerkzeugResponse | None:
-    """Start this process's background work (cheap once started); answer
-    a routing error under the jobs prefix in JSON; wrap every view at the
-    first request with ``JOBIFY_ALL_VIEWS``."""
+    """Start this process's background work (a comparison once started);
+    answer a routing error under the jobs prefix in JSON; wrap every view
+    at the first request with ``JOBIFY_ALL_VIEWS``.
+
+    A request that is not a job pays for a few attribute look-ups here and
+    in :func:`after_request`."""
     state = _state()
     routing_error = request.routing_exception
-    if routing_error is not None:
-        prefix = state.settings.url_prefix
-        # Under the jobs prefix every answer is JSON: an unknown path, a
-        # wrong method, a bad Host header, a redirect to a merged slash.
-        if isinstance(routing_error, HTTPException) and (
-            request.path == prefix or request.path.startswith(prefix.rstrip("/") + "/")
-        ):
-            return http_exception_response(routing_error)
+    if routing_error is None:
+        state.start()
+        if state.settings.all_views and not state.all_views_wrapped:
+            _wrap_all_views(state)
         return None
-    state.start()
-    if state.settings.all_views:
-        _wrap_all_views(state)
+    prefix = state.settings.url_prefix
+    # Under the jobs prefix every answer is JSON: an unknown path, a
+    # wrong method, a bad Host header, a redirect to a merged slash.
+    if isinstance(routing_error, HTTPException) and (
+        request.path == prefix or request.path.startswith(prefix.rstrip("/") + "/")
+    ):
+        return http_exception_response(routing_error)
     return None
 
 
+#: ``Vary`` of a response that had none: one header write instead of a
+#: parse and a dump per name.
+_VARY = ", ".join(VARY_HEADERS)
+
+
 def after_request(response: Response) -> Response:
-    """Add ``Vary: X-Job-Flag, Prefer`` to the answers of jobifiable views."""
-    if g.get("_jobify_vary"):
-        for header in VARY_HEADERS:
-            response.vary.add(header)
+    """Add ``Vary: Prefer, X-Job-Flag`` to the answers of jobifiable views
+    (their error responses included): their wrapper marks the request's
+    ``g``, which the error response of a job's streamed body keeps too.
+    One look-up on other requests; one header write on these."""
+    if not g.get("_jobify_vary"):
+        return response
+    if "Vary" not in response.headers:
+        response.headers["Vary"] = _VARY
+    else:
+        response.vary.update(VARY_HEADERS)
     return response
 
 

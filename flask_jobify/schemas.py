@@ -234,6 +234,15 @@ class WaitArgsSchema(Schema):
     )
 
 
+class ResultArgsSchema(Schema):
+    wait = AsciiFloat(
+        validate=validate.Range(min=0),
+        metadata={"description": "long-poll: seconds to wait for the job to end (capped by "
+                  "the server); the job's record with 202 when it has not ended by then, "
+                  "instead of 409; ASCII decimal digits"},
+    )
+
+
 class ListArgsSchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUS_VALUES))
     operation = fields.String(validate=validate.Length(max=MAX_OPERATION_LENGTH))
@@ -263,6 +272,7 @@ __all__ = [
     "ListArgsSchema",
     "ProgressSchema",
     "QueuePosition",
+    "ResultArgsSchema",
     "Timestamp",
     "WaitArgsSchema",
     "WebhookSchema",

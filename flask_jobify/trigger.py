@@ -15,7 +15,7 @@ from .protocol import VARY_HEADERS as VARY_HEADERS
 from .protocol import parse_delta_seconds as parse_delta_seconds
 from .protocol import parse_prefer as parse_prefer
 
-__all__ = ["JobTrigger", "TriggerKind", "parse_trigger"]
+__all__ = ["JobTrigger", "TriggerKind", "asks_for_job", "parse_trigger"]
 
 _FLAG_VALUES = {"on": True, "off": False}
 
@@ -32,6 +32,20 @@ class JobTrigger:
     #: Seconds the client is willing to wait for the final response
     #: (``Prefer: wait=N``); ``None`` when not asked.
     wait: float | None = None
+
+
+#: The WSGI environ keys of the headers that can ask for a job.
+_TRIGGER_KEYS = ("HTTP_X_JOB_FLAG", "HTTP_PREFER")
+
+
+def asks_for_job(environ: t.Mapping[str, t.Any]) -> bool:
+    """Whether a request may ask for a job: it carries ``X-Job-Flag`` or
+    ``Prefer`` (which :func:`parse_trigger` then reads). Two dict look-ups,
+    so that a request without either costs a jobifiable view nothing more.
+
+    :param environ: the request's WSGI environ.
+    """
+    return _TRIGGER_KEYS[0] in environ or _TRIGGER_KEYS[1] in environ
 
 
 def parse_trigger(headers: t.Any) -> JobTrigger | None:

@@ -1,6 +1,7 @@
 """The jobs blueprint: status, long-poll, result, cancel and list."""
 from __future__ import annotations
 
+import time
 import typing as t
 
 from flask import Response, current_app, g, request, url_for
@@ -18,7 +19,7 @@ from .errors import (
     StoreUnavailable,
     http_exception_response,
 )
-from .models import Job, JobStatus, is_valid_job_id
+from .models import Job, JobStatus, StoredResponse, is_valid_job_id
 from .replay import replay_response
 from .schemas import (
     LISTING_FLAG,
@@ -26,11 +27,12 @@ from .schemas import (
     JobPageSchema,
     JobSchema,
     ListArgsSchema,
+    ResultArgsSchema,
     WaitArgsSchema,
 )
 from .serving import max_wait, wait_while_serving
 from .stores.base import NO_OWNER
-from .trigger import MAX_WAIT_HEADER
+from .trigger import JOB_ID_HEADER, MAX_WAIT_HEADER
 
 if t.TYPE_CHECKING:
     from .state import JobifyState
@@ -100,14 +102,20 @@ def _retry_after(job: Job) -> dict[str, str]:
     return {} if job.is_final else {"Retry-After": str(_state().settings.retry_after)}
 
 
-def _status_answer(job: Job, capped: bool, longest: float) -> tuple[Job, int, dict[str, str]]:
-    """The record with ``Retry-After`` for an unfinished job, and the
-    longest wait this server allows when it capped the one asked (one
-    request at a time); ``303 See Other`` to the result for a succeeded job
-    of an operation with ``see_other`` (``JOBIFY_SEE_OTHER``)."""
+def _status_headers(job: Job, capped: bool, longest: float) -> dict[str, str]:
+    """``Retry-After`` for an unfinished job, and the longest wait this
+    server allows when it capped the one asked (one request at a time)."""
     headers = _retry_after(job)
     if capped:
         headers[MAX_WAIT_HEADER] = f"{longest:g}"
+    return headers
+
+
+def _status_answer(job: Job, capped: bool, longest: float) -> tuple[Job, int, dict[str, str]]:
+    """The record with :func:`_status_headers`; ``303 See Other`` to the
+    result for a succeeded job of an operation with ``see_other``
+    (``JOBIFY_SEE_OTHER``)."""
+    headers = _status_headers(job, capped, longest)
     if job.status is JobStatus.SUCCEEDED and job.meta.get("seeOther"):
         headers["Location"] = url_for("jobify.job_result", job_id=job.id)
         return job, 303, headers
@@ -124,6 +132,36 @@ def _store_unavailable(exc: StoreError) -> WerkzeugResponse:
     current_app.logger.error("Flask-Jobify store error: %s", exc)
     retry_after = str(_state().settings.retry_after)
     return StoreUnavailable(headers={"Retry-After": retry_after}).get_response()
+
+
+def _await_end(
+    state: JobifyState, job: Job, wait: float
+) -> tuple[Job, StoredResponse | None, bool, float]:
+    """Wait up to ``wait`` seconds (capped as for a status long-poll) for
+    the active ``job`` to end. Return it as it is then, its stored
+    response once it has ended, whether the wait was capped, and the
+    longest wait allowed.
+
+    :raises JobNotFound: the job went away meanwhile.
+    """
+    longest, capped = max_wait(state, request.environ)
+    capped = capped and wait > longest
+    deadline = time.monotonic() + min(wait, longest)
+    # Watched before the read: no change between the read and the wait slips by.
+    with state.store.watching(job.id) as wait_for_change:
+        current = state.store.get(job.id)
+        while current is not None and not current.is_final:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or state.stopping:
+                break
+            changed = wait_while_serving(state, wait_for_change, current, remaining)
+            if changed is not None and changed.version == current.version:
+                break  # the wait ran out, or the process ends its long-polls
+            current = changed
+    if current is None:
+        raise JobNotFound()
+    stored = state.store.get_result(current.id) if current.is_final else None
+    return current, stored, capped, longest
 
 
 def create_jobs_blueprint() -> Blueprint:
@@ -199,14 +237,33 @@ def create_jobs_blueprint() -> Blueprint:
         return _status_answer(job, capped, longest)
 
     @bp.route("/<job_id>/result", methods=["GET"])
+    @bp.arguments(ResultArgsSchema, location="query", as_kwargs=True)
     @bp.response(200, description="The view's own response, replayed: status, headers, body")
+    @bp.alt_response(202, schema=JobSchema,
+                     description="With ?wait=: the job had not ended when the wait ran out")
     @bp.alt_response(409, schema=ErrorSchema, description="Not finished yet, or no result")
     @bp.alt_response(404, schema=ErrorSchema, description=errors[404])
     @bp.alt_response(400, schema=ErrorSchema, description=errors[400])
-    def job_result(job_id: str) -> Response:
-        """Get the response of a finished job, as the view gave it."""
-        job, stored = _state().store.get_with_result(_job_id(job_id))  # one round trip
+    @bp.alt_response(422, schema=ErrorSchema, description="Invalid query argument")
+    def job_result(job_id: str, wait: float | None = None) -> t.Any:
+        """Get the response of a finished job, as the view gave it.
+
+        With ``?wait=S`` (long-poll), wait up to ``S`` seconds (capped as
+        for the status) for the job to end, and answer with its response
+        as soon as it does; a job still active then is answered with its
+        record and ``202``, as the status endpoint gives it (with
+        ``Location`` and ``X-Job-Id``), instead of ``409``.
+        """
+        state = _state()
+        job, stored = state.store.get_with_result(_job_id(job_id))  # one round trip
         job = _visible(job)
+        if not job.is_final and wait is not None:
+            job, stored, capped, longest = _await_end(state, job, wait)
+            if not job.is_final:
+                headers = _status_headers(job, capped, longest)
+                headers["Location"] = url_for("jobify.job_status", job_id=job.id)
+                headers[JOB_ID_HEADER] = job.id
+                return job, 202, headers
         if not job.is_final:
             raise JobNotFinished(
                 f"Job {job.id} is {job.status.value}; ask again after Retry-After seconds.",

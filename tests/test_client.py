@@ -30,7 +30,10 @@ from flask_jobify.client import job as job_module
 
 #: Headers that depend on the connection or the moment, not on the view.
 VOLATILE = {"date", "server", "connection", "keep-alive"}
-FAST = PollPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0)
+#: The full protocol (202, status long-polls, the result), quick: no
+#: inline answer, no long-poll on the result (their tests ask for them).
+FAST = PollPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0,
+                  inline_wait=0, long_poll_result=False)
 
 
 #: The client does not depend on the store: its server app runs on memory
@@ -100,6 +103,76 @@ def test_adapter_response_equals_the_synchronous_one(
     record = job.history[-1].json()
     assert record["status"] == ("succeeded" if sync.ok else "failed")
     assert record["httpStatus"] == sync.status_code
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("POST", "/echo", {"json": {"a": [1, 2]}, "params": {"q": "x"}}),
+        ("GET", "/binary", {}),
+        ("POST", "/teapot", {"json": {}}),
+        ("POST", "/boom", {"data": b"x"}),
+        ("HEAD", "/binary", {}),
+    ],
+    ids=["json", "binary", "4xx", "exception", "head"],
+)
+def test_a_fast_job_is_answered_inline_in_one_request(
+    app: Flask, base: str, method: str, path: str, kwargs: dict[str, t.Any]
+) -> None:
+    """By default the submission asks ``Prefer: wait=1``: a job that ends
+    within it is answered by that one request, as the synchronous call."""
+    sync = requests.request(method, base + path, timeout=10, **kwargs)
+    seen = app.extensions["requests"]
+    before = len(seen.log)
+    with JobSession() as s:
+        job = s.request(method, base + path, timeout=10, **kwargs)
+    assert (job.status_code, job.content) == (sync.status_code, sync.content)
+    assert stable_headers(job) == stable_headers(sync)
+    assert job.history == []
+    sent = seen.log[before:]  # the submission, and the job's own run of the view
+    assert [(m, p) for m, p, _ in sent] == [(method, path)] * 2
+    assert sent[0][2]["X-Job-Flag"] == "ON" and sent[0][2]["Prefer"] == "wait=1"
+    assert newest_job(base, path.strip("/").split("/")[0])["status"] in ("succeeded", "failed")
+
+
+@pytest.mark.parametrize("inline", [0, 1], ids=["202-at-once", "202-after-1s"])
+def test_a_slow_job_takes_two_requests_the_result_long_polled(
+    app: Flask, base: str, inline: int
+) -> None:
+    """A job still running when the submission is answered: one long-poll
+    on its result (``?wait=``) brings its response; no status request."""
+    seen = app.extensions["requests"]
+    before = len(seen.log)
+    threading.Timer(inline + 0.3, app.extensions["gates"].open, ["slow"]).start()
+    with JobSession(poll=PollPolicy(inline_wait=inline)) as s:
+        response = s.post(base + "/gate/slow", timeout=10)
+    assert response.json() == {"gate": "slow"}
+    assert response.history[0].status_code == 202
+    jobs_api = [(m, p.rsplit("/", 1)[-1]) for m, p, _ in seen.log[before:]
+                if p.startswith("/jobs")]
+    assert jobs_api == [("GET", "result")]
+
+
+def test_the_result_long_poll_falls_back_to_the_status_for_a_cancelled_job(
+    app: Flask, base: str
+) -> None:
+    """A job that ends without a response: the result answers 409, which
+    could be the view's; the client asks the status and raises."""
+    s = JobSession(poll=PollPolicy(inline_wait=0))
+    job = s.submit("POST", base + "/gate/cancelled-fast")
+    assert app.extensions["gates"].started["cancelled-fast"].wait(5)
+    threading.Timer(0.2, job.cancel).start()
+    with pytest.raises(JobWasCancelled):
+        job.result(timeout=10)
+
+
+def test_raise_on_failure_asks_for_no_inline_answer(app: Flask, base: str) -> None:
+    seen = app.extensions["requests"]
+    before = len(seen.log)
+    with JobSession(raise_on_failure=True) as s, pytest.raises(JobFailed):
+        s.post(base + "/boom", data=b"x", timeout=10)
+    first = seen.log[before][2]
+    assert "Prefer" not in first and first["X-Job-Flag"] == "ON"
 
 
 def test_adapter_head_has_the_headers_and_no_body(session: requests.Session, base: str) -> None:
@@ -301,7 +374,8 @@ def test_adapter_timeout_bounds_every_request(app: Flask, hangs: str, message: s
     try:
         with serve_app(app) as url:
             s = requests.Session()
-            s.mount(url, JobAdapter(poll=PollPolicy(wait=15, read_timeout=10), timeout=1.5))
+            s.mount(url, JobAdapter(poll=PollPolicy(wait=15, read_timeout=10, inline_wait=0,
+                                                        long_poll_result=False), timeout=1.5))
             started = time.monotonic()
             with pytest.raises(JobTimedOut, match=message):
                 s.post(url + path, json={}, timeout=20)
@@ -503,7 +577,8 @@ def test_status_poll_5xx_are_retried(session: requests.Session, base: str, app: 
 def test_status_poll_failures_past_the_budget_raise(base: str, app: Flask) -> None:
     app.extensions["requests"].fail_polls = 5
     s = requests.Session()
-    s.mount(base, JobAdapter(poll=PollPolicy(backoff_factor=0.01, retries=2)))
+    s.mount(base, JobAdapter(poll=PollPolicy(backoff_factor=0.01, retries=2, inline_wait=0,
+                                                  long_poll_result=False)))
     with pytest.raises(JobConnectionError) as caught:
         s.post(base + "/echo", json={}, timeout=10)
     assert isinstance(caught.value, requests.ConnectionError)

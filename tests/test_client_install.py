@@ -31,7 +31,7 @@ import requests
 url = sys.argv[1]
 loaded = sorted({m.split(".")[0] for m in sys.modules} & {"flask", "werkzeug", "flask_smorest",
                                                           "marshmallow", "apispec", "blinker"})
-s = JobSession(poll=PollPolicy(backoff_factor=0.01))
+s = JobSession(poll=PollPolicy(backoff_factor=0.01, inline_wait=0, long_poll_result=False))
 echo = s.post(url + "/echo", json={"only": "requests"}, timeout=30)
 head = s.head(url + "/binary", timeout=30)
 job = s.submit("POST", url + "/echo", json={"n": 2})

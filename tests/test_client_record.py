@@ -34,7 +34,10 @@ from flask_jobify.client.progress import progress_from_record
 from flask_jobify.client.record import STATUSES, accepted_body, job_record
 from flask_jobify.protocol import JobStatus
 
-FAST = PollPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0)
+#: The full protocol (202, status long-polls, the result), quick: no
+#: inline answer, no long-poll on the result (their tests ask for them).
+FAST = PollPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0,
+                  inline_wait=0, long_poll_result=False)
 GOOD = {"id": "J1", "status": "running", "version": 1, "progress": {"percent": 5, "message": "x"},
         "resultUrl": "/jobs/J1/result", "httpStatus": None, "error": None, "method": "POST"}
 
@@ -217,7 +220,8 @@ def test_records_without_version_are_polled_with_backoff() -> None:
     without a pause, 68 times in 3 s)."""
     running = {"id": "J1", "status": "running"}
     app = hostile_app([running] * 5 + [{"id": "J1", "status": "succeeded", "httpStatus": 200}])
-    policy = PollPolicy(backoff_factor=0.1, backoff_max=0.2, backoff_jitter=0)
+    policy = PollPolicy(backoff_factor=0.1, backoff_max=0.2, backoff_jitter=0,
+                        long_poll_result=False)
     with serve_app(app) as url:
         response = JobSession(poll=policy, timeout=10).post(url + "/work", timeout=5)
     assert response.json() == {"ok": 1}

@@ -24,7 +24,10 @@ from flask_jobify.client import JobAdapter, JobClientError, JobSession, PollPoli
 SECRET = b"shared secret"
 #: The client does not depend on the store: its server app runs on memory.
 pytestmark = pytest.mark.stores("memory")
-FAST = PollPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0)
+#: The full protocol (202, status long-polls, the result), quick: no
+#: inline answer, no long-poll on the result (their tests ask for them).
+FAST = PollPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0,
+                  inline_wait=0, long_poll_result=False)
 
 
 # -- auth that signs each request ----------------------------------------------------
@@ -177,7 +180,7 @@ def test_long_polls_cut_by_a_gateway_are_shortened(apps, mode: str) -> None:
     app = apps(create_app)
     with serve_app(app) as upstream, gateway(upstream, limit=1.5, mode=mode) as gw:
         s = requests.Session()
-        s.mount(gw.url, JobAdapter(poll=PollPolicy(wait=2, retries=3)))
+        s.mount(gw.url, JobAdapter(poll=PollPolicy(wait=2, retries=3, long_poll_result=False)))
         response = s.post(gw.url + "/sleep", params={"seconds": 4}, timeout=30)
     assert response.json() == {"slept": 4.0}
     assert gw.cuts == 1
@@ -192,7 +195,8 @@ def test_long_polls_cut_again_fall_back_to_polling(apps) -> None:
     app = apps(create_app, JOBIFY_RETRY_AFTER=1)
     with serve_app(app) as upstream, gateway(upstream, limit=0.6) as gw:
         s = requests.Session()
-        s.mount(gw.url, JobAdapter(poll=PollPolicy(wait=1, retries=2)))
+        s.mount(gw.url, JobAdapter(poll=PollPolicy(wait=1, retries=2, inline_wait=0,
+                                                        long_poll_result=False)))
         started = time.monotonic()
         response = s.post(gw.url + "/sleep", params={"seconds": 3}, timeout=30)
         took = time.monotonic() - started

@@ -51,7 +51,10 @@ FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 #: comment saying why. (Session cookies are not an exception: their signed
 #: value carries a one-second timestamp, so ``Set-Cookie: session=...`` is
 #: compared on its decoded content and attributes; see :func:`_normalise`.)
-ALWAYS_MAY_DIFFER = frozenset({"date", "server"})
+#: Headers made from the clock when the response is sent (``Expires`` is
+#: ``Date`` plus ``max_age``, as ``send_file`` sets it): a second apart
+#: between the synchronous call and the job under load.
+ALWAYS_MAY_DIFFER = frozenset({"date", "server", "expires"})
 
 #: Seconds a job of these trivial views may take to reach a final status.
 THREAD_WITHIN = 5.0
@@ -497,7 +500,42 @@ def wait_final(transport: Transport, job_id: str, headers: dict[str, str],
         query = f"wait={min(5.0, round(remaining, 1)):g}&version={record['version']}"
 
 
-def run_shape(env: Env, shape: Shape, trigger: dict[str, str]) -> None:
+def result_long_poll(transport: Transport, fetch: str, job_id: str, headers: dict[str, str],
+                     within: float) -> Answer:
+    """``GET /jobs/<id>/result?wait=5`` until it answers anything but the
+    ``202`` of a job still active, or ``within`` seconds passed."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = transport.send(fetch, f"/jobs/{job_id}/result?wait=5", headers=headers)
+        still = answer.status == 202 and any(
+            name.lower() == "x-job-id" and value == job_id for name, value in answer.headers)
+        if not still or time.monotonic() > deadline:
+            return answer
+
+
+def run_inline(env: Env, shape: Shape) -> None:
+    """The job asked with ``Prefer: wait=30``: its answer, the job's final
+    response sent inline by the submission, equals the synchronous call;
+    a job that leaves no response is answered ``202`` instead."""
+    transport = Transport(env, shape)
+    problems: list[str] = []
+    expected = synchronous(transport, shape, problems)
+    trigger = {**FLAG, "Prefer": "wait=30"}
+    answer = transport.send(shape.method, shape.path, **request_kwargs(shape, trigger))
+    if shape.result == "no_result" or shape.final in ("cancelled", "timed_out"):
+        if answer.status != 202:
+            problems.append(f"a job without a response answered {answer.status} inline")
+    else:
+        assert expected is not None
+        problems += differences(transport.app, expected, answer,
+                                ALWAYS_MAY_DIFFER | shape.may_differ)
+    if shape.check is not None:
+        problems += shape.check(transport.app)
+    assert not problems, f"{shape.name} inline on {env.name}:\n  " + "\n  ".join(problems)
+
+
+def run_shape(env: Env, shape: Shape, trigger: dict[str, str], *,
+              long_poll_result: bool = False) -> None:
     transport = Transport(env, shape)
     app = transport.app
     problems: list[str] = []
@@ -510,6 +548,9 @@ def run_shape(env: Env, shape: Shape, trigger: dict[str, str]) -> None:
     # From the header: a 202 to HEAD has no body.
     job_id = next(value for name, value in accepted.headers if name.lower() == "x-job-id")
     owner = owner_headers(shape)
+    fetch = "HEAD" if shape.method == "HEAD" else "GET"
+    waited = (result_long_poll(transport, fetch, job_id, owner, env.within)
+              if long_poll_result else None)
     record = wait_final(transport, job_id, owner, env.within)
 
     if record["status"] not in FINAL:
@@ -527,8 +568,7 @@ def run_shape(env: Env, shape: Shape, trigger: dict[str, str]) -> None:
     if shape.progress is not None and record["progress"] != dict(shape.progress):
         problems.append(f"progress: {record['progress']}, not {dict(shape.progress)}")
 
-    fetch = "HEAD" if shape.method == "HEAD" else "GET"
-    result = transport.send(fetch, f"/jobs/{job_id}/result", headers=owner)
+    result = waited or transport.send(fetch, f"/jobs/{job_id}/result", headers=owner)
     if shape.result == "no_result":
         body = json.loads(result.body) if result.body.startswith(b"{") else None
         if result.status != 409 or not (isinstance(body, dict) and body.get("error", {}).get(
@@ -563,6 +603,16 @@ def run_shape(env: Env, shape: Shape, trigger: dict[str, str]) -> None:
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_job_equals_the_synchronous_call(thread_env: Env, shape: Shape) -> None:
     run_shape(thread_env, shape, FLAG)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_long_polled_result_equals_the_synchronous_call(thread_env: Env, shape: Shape) -> None:
+    run_shape(thread_env, shape, FLAG, long_poll_result=True)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_inline_answer_equals_the_synchronous_call(thread_env: Env, shape: Shape) -> None:
+    run_inline(thread_env, shape)
 
 
 @pytest.mark.parametrize("shape", PREFER_SHAPES, ids=str)

@@ -10,6 +10,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..protocol import JOB_FLAG_HEADER, JOB_ID_HEADER, parse_prefer
+from .awaiting import inline_wait
 from .exceptions import JobClientError, JobTimedOut
 from .job import RemoteJob
 from .policy import PollPolicy, PollPolicyLike, count, delay
@@ -97,8 +98,15 @@ class JobAdapter(HTTPAdapter):
         (``KeyboardInterrupt``) while waiting for it.
     :param prefer: ask with RFC 7240 ``Prefer: respond-async`` instead of
         ``X-Job-Flag: ON``.
-    :param prefer_wait: with ``prefer``, add ``wait=N``: the server answers
-        directly if the job ends within ``N`` seconds.
+    :param prefer_wait: seconds the server may hold the submission for the
+        job's final response (``Prefer: wait=N``, sent with either way of
+        asking for a job); ``None``: the poll policy's ``inline_wait``
+        (1 s by default). A job that ends within them costs one request,
+        like a synchronous call, and its response has an empty
+        ``history``; a slower one is answered ``202`` after them and
+        followed. ``0`` asks for the ``202`` at once. Not sent with
+        ``raise_on_failure``, nor when the call's read timeout or
+        ``timeout`` is not longer.
     :param auth: requests' ``auth=`` (an ``AuthBase``, a ``(user,
         password)`` tuple) applied afresh to each follow-up request of a
         job on its own origin. Needed on a plain ``requests.Session`` for an
@@ -155,10 +163,12 @@ class JobAdapter(HTTPAdapter):
     ) -> requests.Response:
         """Send ``request`` as a job and return its final response."""
         settings = {"verify": verify, "cert": cert, "proxies": proxies}
-        job_request = self.job_request(request)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        wait = self.poll.inline_wait if self.prefer_wait is None else self.prefer_wait
+        job_request = self.job_request(request, wait=inline_wait(
+            self, wait, deadline=deadline, read_timeout=split_timeout(timeout)[1]))
         if job_request is None:
             return self.send_plain(request, stream=stream, timeout=timeout, **settings)
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         accepted = self.submit(job_request, stream=stream, timeout=timeout, deadline=deadline,
                                **settings)
         if not is_job_response(accepted):
@@ -170,9 +180,16 @@ class JobAdapter(HTTPAdapter):
         """Send ``request`` as ``HTTPAdapter`` would, with no job handling."""
         return super().send(request, **kwargs)
 
-    def job_request(self, request: requests.PreparedRequest) -> requests.PreparedRequest | None:
+    def job_request(
+        self, request: requests.PreparedRequest, *, wait: int | None = None
+    ) -> requests.PreparedRequest | None:
         """``request`` as it should go out to start a job, or ``None`` when
-        the caller turned jobs off for it (``X-Job-Flag: OFF``)."""
+        the caller turned jobs off for it (``X-Job-Flag: OFF``). A request
+        that asks for a job itself goes out as it is.
+
+        :param wait: ask the server to hold the answer up to ``wait``
+            seconds for the job's final response (``Prefer: wait``).
+        """
         flag = request.headers.get(JOB_FLAG_HEADER)
         if flag is not None:
             return request if flag.strip().lower() == "on" else None
@@ -180,10 +197,11 @@ class JobAdapter(HTTPAdapter):
         if prefer and "respond-async" in parse_prefer([prefer]):
             return request
         job_request = copy_request(request)
-        if self.prefer:
-            wanted = "respond-async" + (f", wait={self.prefer_wait}" if self.prefer_wait else "")
+        wanted = ", ".join(([] if not self.prefer else ["respond-async"])
+                           + ([] if not wait else [f"wait={wait}"]))
+        if wanted:
             job_request.headers["Prefer"] = f"{prefer}, {wanted}" if prefer else wanted
-        else:
+        if not self.prefer:
             job_request.headers[JOB_FLAG_HEADER] = "ON"
         return job_request
 

@@ -10,6 +10,7 @@ from urllib.parse import urljoin
 import requests
 
 from ..protocol import JobProgress, JobStatus
+from .awaiting import long_poll_result, long_polls_result
 from .exceptions import JobRecord
 from .outcome import client_timeout, fetch_result, unexpected_answer
 from .policy import PollPolicy, count, delay
@@ -220,12 +221,20 @@ class RemoteJob:
     def follow_to_result(
         self, deadline: float | None, *, stream: bool = False
     ) -> requests.Response:
-        """:meth:`result`, with a ``time.monotonic()`` deadline."""
+        """:meth:`result`, with a ``time.monotonic()`` deadline; without
+        progress to show, by long-polling the result itself (see
+        :func:`~flask_jobify.client.awaiting.long_poll_result`)."""
         try:
             with self._interrupts():
-                if not self._follow(deadline):
-                    self._give_up()
-                response = self._fetch_result(deadline, stream)
+                response = None
+                if not self.done and long_polls_result(self._adapter, self._wait, self._method):
+                    response = long_poll_result(
+                        self._transport, self.result_url, self.id, wait=self._wait,
+                        deadline=deadline, stream=stream, take=self._take)
+                if response is None:
+                    if not self._follow(deadline):
+                        self._give_up()
+                    response = self._fetch_result(deadline, stream)
         finally:
             self.close()
         if self.accepted is not None:

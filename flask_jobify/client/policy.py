@@ -70,6 +70,16 @@ class PollPolicy:
         (urllib3's ``retry_after_max``).
     :param read_timeout: read timeout of follow-up requests, in seconds, on
         top of the long-poll's ``wait``.
+    :param inline_wait: whole seconds the server may hold a submission for
+        the job's final response (``Prefer: wait=N``): a job that ends
+        within them costs one request, like a synchronous call; a slower
+        one is answered ``202`` after them, and followed. ``0`` asks for
+        the ``202`` at once. (The adapter's ``prefer_wait``, when given,
+        replaces it.)
+    :param long_poll_result: follow a job by long-polling its result
+        (``GET .../result?wait=S``: two requests in all for a slow job)
+        when no progress is to be shown and no ``JobFailed`` raised;
+        ``False`` follows the status, then fetches the result.
     :raises ValueError: a time that is not a finite number of seconds from
         0 to a day (``read_timeout`` above 0; NaN and infinities neither),
         or a count below 0.
@@ -89,6 +99,8 @@ class PollPolicy:
     respect_retry_after_header: bool = True
     retry_after_max: float = 60.0
     read_timeout: float = 10.0
+    inline_wait: int = 1
+    long_poll_result: bool = True
 
     def __post_init__(self) -> None:
         for name in ("wait", "min_wait", "backoff_factor", "backoff_max", "backoff_jitter",
@@ -100,15 +112,16 @@ class PollPolicy:
                 raise TypeError(f"PollPolicy.{name} must be {wanted}, not {value!r}")
             if not 0 <= value <= MAX_SECONDS or (name == "read_timeout" and value == 0):
                 raise ValueError(f"PollPolicy.{name} must be {wanted}, not {value!r}")
-        for name in ("retries", "submit_retries"):
+        for name in ("retries", "submit_retries", "inline_wait"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"PollPolicy.{name} must be an integer >= 0, not {value!r}")
             if value < 0:
                 raise ValueError(f"PollPolicy.{name} must be an integer >= 0, not {value!r}")
-        if not isinstance(self.respect_retry_after_header, bool):
-            raise TypeError("PollPolicy.respect_retry_after_header must be True or False,"
-                            f" not {self.respect_retry_after_header!r}")
+        for name in ("respect_retry_after_header", "long_poll_result"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"PollPolicy.{name} must be True or False,"
+                                f" not {getattr(self, name)!r}")
 
     @classmethod
     def from_value(cls, value: PollPolicyLike) -> PollPolicy:

@@ -31,8 +31,19 @@ def _copy(job: Job) -> Job:
     return dataclasses.replace(job, meta=meta)
 
 
+class _Waiters:
+    """The condition the waiters on one job sleep on, and how many they are."""
+
+    __slots__ = ("changed", "count")
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self.changed = threading.Condition(lock)
+        self.count = 0
+
+
 class MemoryStore(JobStore):
-    """Jobs in a dict guarded by one lock, with a condition for waiters.
+    """Jobs in a dict guarded by one lock, with a condition per waited-on
+    job: a change wakes the waiters of that job only.
 
     Safe to share between threads. Not shared between processes: each
     gunicorn worker would see only its own jobs, so use it for one-process
@@ -49,8 +60,9 @@ class MemoryStore(JobStore):
     shared_across_processes = False
 
     def __init__(self) -> None:
-        self._changed_of: PerProcess[threading.Condition] = PerProcess(
-            lambda: threading.Condition())
+        self._lock_of: PerProcess[threading.RLock] = PerProcess(lambda: threading.RLock())
+        #: The waiters of each job someone waits on (the lock is held).
+        self._waiters_of: dict[str, _Waiters] = {}
         self._jobs: dict[str, Job] = {}
         self._results: dict[str, StoredResponse] = {}
         self._requests: dict[str, bytes] = {}
@@ -58,14 +70,16 @@ class MemoryStore(JobStore):
         self._by_owner: dict[str | None, list[_Key]] = {}
 
     @property
-    def _changed(self) -> threading.Condition:
+    def _lock(self) -> threading.RLock:
         """Guards everything; made in the process that uses it (see
         :mod:`flask_jobify.perprocess`)."""
-        return self._changed_of.get()
+        return self._lock_of.get()
 
-    @property
-    def _lock(self) -> threading.Condition:
-        return self._changed  # a condition is its own lock
+    def _wake(self, job_id: str) -> None:
+        """Wake the waiters of ``job_id``, if any (the lock is held)."""
+        waiters = self._waiters_of.get(job_id)
+        if waiters is not None:
+            waiters.changed.notify_all()
 
     # -- the listing indexes (the lock is held) ----------------------------
     def _index(self, job: Job) -> None:
@@ -122,7 +136,7 @@ class MemoryStore(JobStore):
                 self._results[job_id] = result
             if job.is_final and self.forgets_request(job):
                 self._requests.pop(job_id, None)
-            self._changed.notify_all()
+            self._wake(job_id)
             return _copy(job)
 
     def renew_leases(self, leases: t.Mapping[str, int], until: float) -> set[str]:
@@ -173,7 +187,7 @@ class MemoryStore(JobStore):
             job = self._jobs.pop(job_id, None)
             if job is not None:
                 self._unindex((job.created_at, job.id), job.owner)
-            self._changed.notify_all()
+            self._wake(job_id)
             return job is not None
 
     def list(
@@ -210,15 +224,25 @@ class MemoryStore(JobStore):
 
     def wait(self, job_id: str, version: int, timeout: float) -> Job | None:
         deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                job = self._live(job_id)
-                if job is None or job.version != version:
-                    return None if job is None else _copy(job)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return _copy(job)
-                self._changed.wait(remaining)
+        lock = self._lock
+        with lock:
+            waiters = self._waiters_of.get(job_id)
+            if waiters is None:
+                waiters = self._waiters_of[job_id] = _Waiters(lock)
+            waiters.count += 1
+            try:
+                while True:
+                    job = self._live(job_id)
+                    if job is None or job.version != version:
+                        return None if job is None else _copy(job)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return _copy(job)
+                    waiters.changed.wait(remaining)
+            finally:
+                waiters.count -= 1
+                if not waiters.count:
+                    del self._waiters_of[job_id]
 
     def purge_expired(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
@@ -233,7 +257,8 @@ class MemoryStore(JobStore):
                 self._by_owner = {
                     owner: kept for owner, keys in self._by_owner.items()
                     if (kept := [key for key in keys if key[1] in self._jobs])}
-                self._changed.notify_all()
+                for job_id in expired:
+                    self._wake(job_id)
             return len(expired)
 
 
