@@ -67,6 +67,8 @@ class _Table:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.parked: dict[str, dict[str, _Parked]] = {}
+        #: Queue -> the jobs whose run took a slot here and has not given it back.
+        self.holding: dict[str, set[str]] = {}
         #: Queue -> seconds until its next poll, while one is scheduled.
         self.polls: dict[str, float] = {}
 
@@ -111,9 +113,11 @@ class Queues:
         limit, queue = run.options.concurrency, run.options.queue
         if limit is None or queue is None:
             return True
+        with self._lock:
+            alive = tuple(self._table.get().holding.get(queue, ()))
         try:
             granted = self.store.acquire_slot(queue, run.job_id, run.attempt, limit,
-                                              until=self._lease_until())
+                                              until=self._lease_until(), alive=alive)
         except StoreError as exc:
             logger.warning("Job %s could not ask for a slot of queue %r (%s); it waits",
                            run.job_id, queue, exc)
@@ -121,6 +125,7 @@ class Queues:
         if granted:
             with self._lock:
                 self._table.get().parked.get(queue, {}).pop(run.job_id, None)
+                self._table.get().holding.setdefault(queue, set()).add(run.job_id)
             return True
         if self._local():
             self._park(queue, run)
@@ -135,6 +140,11 @@ class Queues:
         queue = run.options.queue
         if run.options.concurrency is None or queue is None:
             return
+        with self._lock:
+            holding = self._table.get().holding.get(queue, set())
+            holding.discard(run.job_id)
+            if not holding:
+                self._table.get().holding.pop(queue, None)
         try:
             self.store.release_slot(queue, run.job_id, run.attempt)
         except StoreError as exc:

@@ -1,8 +1,8 @@
 """The app of tests/test_queues.py: views in execution queues that say when
 they ran, served in the test's process, by gunicorn, or by a process the
 test kills. Configured from arguments or the environment:
-``JOBIFY_STORE``, ``JOBIFY_LEASE_SECONDS`` (default 1, so that a killed
-process's slot frees within seconds).
+``JOBIFY_STORE``, ``JOBIFY_LEASE_SECONDS`` (default 5: a test whose
+process is killed gives 1, so that its slot frees within seconds).
 
 Every view answers ``{"start": ..., "end": ..., "pid": ...}`` (POSIX
 seconds: one clock for every process of the machine), so that a test can
@@ -30,7 +30,7 @@ def create_app(store: str | None = None, *, lease_seconds: float | None = None,
     app = Flask(NAME)
     app.config.update(
         JOBIFY_STORE=store or os.environ.get("JOBIFY_STORE", "memory://"),
-        JOBIFY_LEASE_SECONDS=lease_seconds or float(os.environ.get("JOBIFY_LEASE_SECONDS", "1")),
+        JOBIFY_LEASE_SECONDS=lease_seconds or float(os.environ.get("JOBIFY_LEASE_SECONDS", "5")),
         JOBIFY_MAX_WORKERS=4,
         JOBIFY_SHUTDOWN_GRACE=0.5,
         **config,
@@ -92,7 +92,7 @@ def main() -> None:
     then hold it until killed (tests/test_queues.py kills this process)."""
     import sys
 
-    app = create_app(sys.argv[1])
+    app = create_app(sys.argv[1], lease_seconds=1.0)
     answer = app.test_client().post("/hold", headers={"X-Job-Flag": "ON"})
     print(answer.get_json()["jobId"], flush=True)
     time.sleep(HOLD_SECONDS)

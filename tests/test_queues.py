@@ -234,7 +234,7 @@ def test_queues_limit_holds_across_gunicorn_workers(backend, tmp_path) -> None:
     """Two gunicorn workers sharing the store, jobs submitted to both at
     once: never two runs of the queue at the same time, in any process."""
     url = store_url(backend, tmp_path)
-    env = {"JOBIFY_STORE": url, "JOBIFY_LEASE_SECONDS": "2"}
+    env = {"JOBIFY_STORE": url, "JOBIFY_LEASE_SECONDS": "10"}  # no stall past a lease
     try:
         with run_gunicorn("queues_app:create_app()", workers=2, threads=8, env=env,
                           extra_args=["--pythonpath", HERE, "--keep-alive", "30"]) as base:

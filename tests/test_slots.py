@@ -167,3 +167,16 @@ def test_slots_count_active_counts_the_owners_active_jobs(store: JobStore) -> No
     assert store.count_active("alice", limit=10) == 3
     assert store.count_active("alice", limit=1) == 1
     assert store.count_active("carol", limit=10) == 0
+
+
+def test_slots_a_holder_known_alive_keeps_its_slot_past_its_lease(store: JobStore) -> None:
+    """A process that stalled past its own lease still holds its slot for
+    the jobs it names alive (its other jobs ask with their ids)."""
+    now = time.time()
+    first = make_job(store, 1.0, lease_until=now + 60)
+    second = make_job(store, 2.0, lease_until=now + 60)
+    assert store.acquire_slot("q", first.id, 1, 1, until=None)
+    store.update(first.id, {"status": JobStatus.RUNNING, "attempts": 1, "lease_until": now - 1})
+    assert not store.acquire_slot("q", second.id, 1, 1, until=None, alive=[first.id])
+    store.update(first.id, {"status": JobStatus.SUCCEEDED})
+    assert store.acquire_slot("q", second.id, 1, 1, until=None, alive=[first.id])

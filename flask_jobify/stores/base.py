@@ -260,7 +260,8 @@ class JobStore(abc.ABC):
     # -- execution queues (``@jobify.job(queue=..., concurrency=...)``) ----------
     @abc.abstractmethod
     def acquire_slot(
-        self, queue: str, job_id: str, attempt: int, limit: int, *, until: float | None
+        self, queue: str, job_id: str, attempt: int, limit: int, *, until: float | None,
+        alive: t.Collection[str] = (),
     ) -> bool:
         """Take one of the ``limit`` slots of ``queue`` for run number
         ``attempt`` of ``job_id``, atomically across everyone who shares
@@ -278,7 +279,9 @@ class JobStore(abc.ABC):
         Celery job about to start; ``None``: a store one process uses).
         A job waits in line while it is ``pending`` and leased, or, without
         a lease, for :data:`~flask_jobify.stores.slots.WAITER_TTL` seconds
-        after its last try.
+        after its last try. ``alive`` names the jobs whose slot the caller's
+        process holds: they keep it while active, whatever their lease says
+        (see :func:`~flask_jobify.stores.slots.grant`).
 
         :raises StoreError: if the store fails.
 

@@ -240,7 +240,8 @@ class MemoryStore(JobStore):
 
     # -- execution queues (see flask_jobify.stores.slots) --------------------------
     def acquire_slot(
-        self, queue: str, job_id: str, attempt: int, limit: int, *, until: float | None
+        self, queue: str, job_id: str, attempt: int, limit: int, *, until: float | None,
+        alive: t.Collection[str] = (),
     ) -> bool:
         """Under the store's lock; sorts the queue's waiters (few) each time."""
         now = time.time()
@@ -257,7 +258,7 @@ class MemoryStore(JobStore):
             waiters = sorted((slots.Slot.of(waiting, self._live(waiting), seen)
                               for waiting, seen in line.waiters.items()),
                              key=lambda slot: (slot.created_at, slot.job_id))
-            granted, stale = slots.grant(job_id, limit, holders, waiters, now)
+            granted, stale = slots.grant(job_id, limit, holders, waiters, now, alive)
             for gone in stale:
                 line.holders.pop(gone, None)
                 line.waiters.pop(gone, None)

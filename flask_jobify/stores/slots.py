@@ -81,19 +81,23 @@ class Slot:
 
 
 def grant(job_id: str, limit: int, holders: t.Iterable[Slot], waiters: t.Iterable[Slot],
-          now: float) -> tuple[bool, list[str]]:
+          now: float, alive: t.Collection[str] = ()) -> tuple[bool, list[str]]:
     """Decide whether ``job_id``, which waits in line (it is among
     ``waiters``, given oldest first), takes one of the ``limit`` slots now:
     only if fewer than ``limit`` rows of ``holders`` hold a slot, and no
     more waiters ahead of it keep their place than there are free slots.
     Return the decision and the ids of the rows that no longer count
-    (to drop). Reads ``waiters`` only as far as it needs."""
+    (to drop). Reads ``waiters`` only as far as it needs. A holder among
+    ``alive`` (held by the asking process, which knows it is alive) holds
+    its slot while its job is active, whatever its lease says: a process
+    that stalled past its own leases never runs two jobs of a queue of one."""
     stale: list[str] = []
     held = 0
     for slot in holders:
         if slot.job_id == job_id:
             continue
-        if holds(slot.status, slot.lease_until, slot.until, now):
+        if holds(slot.status, slot.lease_until, slot.until, now) or (
+                slot.job_id in alive and slot.status in _ACTIVE):
             held += 1
         else:
             stale.append(slot.job_id)

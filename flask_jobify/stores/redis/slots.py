@@ -27,7 +27,8 @@ __all__ = ["ACQUIRE", "RELEASE", "RedisSlots"]
 #: Take a slot, or wait in line: :func:`flask_jobify.stores.slots.grant` in
 #: Lua. KEYS: holders, waiting, seen. ARGV: job id, run number, limit, bound
 #: ('' for none), now, :data:`~flask_jobify.stores.slots.WAITER_TTL`, the
-#: prefix of job keys. Returns 1 (go on) or 0 (wait). Scores and times are
+#: prefix of job keys, then the ids of the holders known alive. Returns 1
+#: (go on) or 0 (wait). Scores and times are
 #: written with 17 digits: Lua's own number format keeps 14.
 ACQUIRE = """
 local now = tonumber(ARGV[5])
@@ -56,6 +57,8 @@ local function drop(id)
   redis.call('ZREM', KEYS[2], id)
   redis.call('HDEL', KEYS[3], id)
 end
+local alive = {}
+for i = 8, #ARGV do alive[ARGV[i]] = true end
 local me = record(ARGV[1])
 if not me or me.status ~= 'pending' or me.attempts ~= tonumber(ARGV[2]) - 1 then return 1 end
 local row = ARGV[2] .. ' ' .. ARGV[4]
@@ -69,7 +72,9 @@ local held = 0
 local rows = redis.call('HGETALL', KEYS[1])
 for i = 1, #rows, 2 do
   local bound = string.match(rows[i + 1], '^%S+ (.*)$')
-  if holds(record(rows[i]), bound) then
+  local job = record(rows[i])
+  if holds(job, bound) or (alive[rows[i]] and job
+      and (job.status == 'pending' or job.status == 'running')) then
     held = held + 1
   else
     redis.call('HDEL', KEYS[1], rows[i])
@@ -126,12 +131,13 @@ class RedisSlots:
 
     @reported
     def acquire_slot(
-        self, queue: str, job_id: str, attempt: int, limit: int, *, until: float | None
+        self, queue: str, job_id: str, attempt: int, limit: int, *, until: float | None,
+        alive: t.Collection[str] = (),
     ) -> bool:
         """One Lua script (:data:`ACQUIRE`)."""
         bound = "" if until is None else repr(float(until))
         args: list[str | int] = [job_id, attempt, limit, bound, repr(time.time()),
-                                 repr(slots.WAITER_TTL), self._keys.key("job", "")]
+                                 repr(slots.WAITER_TTL), self._keys.key("job", ""), *alive]
         return bool(self._slot_scripts()[0](keys=self._queue_keys(queue), args=args))
 
     @reported

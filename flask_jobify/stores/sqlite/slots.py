@@ -34,7 +34,8 @@ class SQLiteSlots(SQLiteFile):
     """Slots and waiting lines in the ``slots`` table (see the module)."""
 
     def acquire_slot(
-        self, queue: str, job_id: str, attempt: int, limit: int, *, until: float | None
+        self, queue: str, job_id: str, attempt: int, limit: int, *, until: float | None,
+        alive: t.Collection[str] = (),
     ) -> bool:
         """One transaction, which reads the holders and the waiters ahead of
         the job (through the index ``slots_line``), and drops the rows that
@@ -50,7 +51,7 @@ class SQLiteSlots(SQLiteFile):
             db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?, 0, ?, ?, ?)",
                        (queue, job_id, attempt, row[1], now + slots.WAITER_TTL))
             holders = [_slot(held) for held in db.execute(_ROWS, (queue, 1)).fetchall()]
-            granted, stale = self._grant(db, queue, job_id, limit, holders, now)
+            granted, stale = self._grant(db, queue, job_id, limit, holders, now, alive)
             db.executemany("DELETE FROM slots WHERE queue = ? AND job_id = ?",
                            [(queue, gone) for gone in stale])
             if granted:
@@ -60,7 +61,8 @@ class SQLiteSlots(SQLiteFile):
 
     @staticmethod
     def _grant(db: sqlite3.Connection, queue: str, job_id: str, limit: int,
-               holders: list[slots.Slot], now: float) -> tuple[bool, list[str]]:
+               holders: list[slots.Slot], now: float,
+               alive: t.Collection[str]) -> tuple[bool, list[str]]:
         """:func:`~flask_jobify.stores.slots.grant`, reading the waiters a
         hundred at a time, oldest first, as far as it needs."""
         cursor = db.execute(_ROWS + " ORDER BY s.created_at, s.job_id", (queue, 0))
@@ -70,7 +72,7 @@ class SQLiteSlots(SQLiteFile):
                 yield from map(_slot, batch)
 
         try:
-            return slots.grant(job_id, limit, holders, waiters(), now)
+            return slots.grant(job_id, limit, holders, waiters(), now, alive)
         finally:
             cursor.close()
 
