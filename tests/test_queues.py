@@ -75,14 +75,24 @@ def result(client: t.Any, job_id: str) -> dict[str, t.Any]:
 
 # -- one process -------------------------------------------------------------------
 def test_queues_concurrency_one_runs_one_at_a_time_in_order(app) -> None:
-    """Five jobs submitted at once, four threads: never two running, and
-    they start in the order they were created."""
+    """Five jobs submitted at once, four threads: never two running; those
+    that waited for the slot start in the order they were created."""
     client = app.test_client()
     ids = [submit(client, f"/serial?sleep=0.1&n={n}") for n in range(5)]
     runs = [result(client, job_id) for job_id in ids]
     assert most_at_once(runs) == 1, runs
-    assert [run["n"] for run in sorted(runs, key=lambda run: run["start"])] == list("01234")
     assert app.extensions["jobify"].store.slot_holders("serial") == ()
+    # Behind a job that holds the slot, every one waits: oldest first.
+    holder = submit(client, "/hold")
+    wait_until("the holder to run",
+               lambda: client.get(f"/jobs/{holder}").get_json()["status"] == "running")
+    ids = [submit(client, f"/serial?sleep=0.05&n={n}") for n in range(5)]
+    wait_until("all to wait", lambda: len(app.extensions["jobify"].queues.parked("serial")) == 5)
+    app.config["QUEUES_TEST_GATE"].set()
+    runs = [result(client, holder)] + [result(client, job_id) for job_id in ids]
+    assert most_at_once(runs) == 1, runs
+    assert [run.get("n") for run in sorted(runs, key=lambda run: run["start"])] == [
+        None, *"01234"]
 
 
 def test_queues_concurrency_two_runs_at_most_two(app) -> None:
