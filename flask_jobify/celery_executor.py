@@ -70,7 +70,8 @@ class CeleryExecutor:
     :param timeout_of: seconds a run with the given options may take, or
         ``None``: sets the task's ``soft_time_limit`` (that plus
         ``soft_margin``) and ``time_limit`` (that plus ``hard_margin``).
-    :param queue: the Celery queue runs go to (default: Celery's).
+    :param queue: the Celery queue runs go to (default: Celery's), unless
+        their operation names its own (``@jobify.job(queue=...)``).
     """
 
     #: Runs leave the process: their request goes through the broker.
@@ -136,7 +137,7 @@ class CeleryExecutor:
                 (run.job_id, run.request.to_dict(), run.options.to_dict(), run.attempt),
                 task_id=task_id(run.job_id, run.attempt),
                 countdown=countdown or None,
-                queue=self.queue,
+                queue=run.options.queue or self.queue,
                 argsrepr=repr((run.job_id, "<request>", "<options>", run.attempt)),
                 kwargsrepr="{}",
                 **limits,

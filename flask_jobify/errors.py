@@ -21,6 +21,7 @@ from werkzeug.exceptions import (
     NotImplemented,
     RequestEntityTooLarge,
     ServiceUnavailable,
+    TooManyRequests,
     UnprocessableEntity,
 )
 from werkzeug.exceptions import (
@@ -210,6 +211,17 @@ class QueueFull(JobifyHTTPError, ServiceUnavailable):
     description = "Too many jobs are waiting to run; retry later."
 
 
+class TooManyJobs(JobifyHTTPError, TooManyRequests):
+    """The caller has ``JOBIFY_MAX_RUNNING_PER_OWNER`` jobs that have not
+    finished; retry after ``Retry-After`` seconds (429).
+
+    .. versionadded:: 0.1
+    """
+
+    error_code = "too_many_jobs"
+    description = "You have too many jobs that have not finished; retry later."
+
+
 class ShuttingDown(JobifyHTTPError, ServiceUnavailable):
     """This process is stopping and accepts no new jobs."""
 
@@ -372,6 +384,7 @@ __all__ = [
     "StoreClosed",
     "StoreError",
     "StoreUnavailable",
+    "TooManyJobs",
     "TooManyStreams",
     "UnreadableBody",
     "WebhookSignatureError",

@@ -60,6 +60,9 @@ class Jobify(AppCallbacks):
         self._store = store
         #: Name of the app that took ``store`` (it serves one app only).
         self._store_taken_by: str | None = None
+        #: Each execution queue's ``concurrency``, as the first operation
+        #: naming it declared it (they must agree).
+        self._queue_limits: dict[str, int | None] = {}
         super().__init__()
         if app is not None:
             self.init_app(app)
@@ -142,6 +145,7 @@ class Jobify(AppCallbacks):
         callback_secret: str | bytes | None = None,
         retries: int = 0, backoff: float = 1.0, retryable: bool | None = None,
         see_other: bool | None = None,
+        queue: str | None = None, concurrency: int | None = None,
     ) -> t.Callable[[F], F]: ...
 
     def job(
@@ -156,6 +160,8 @@ class Jobify(AppCallbacks):
         backoff: float = 1.0,
         retryable: bool | None = None,
         see_other: bool | None = None,
+        queue: str | None = None,
+        concurrency: int | None = None,
     ) -> t.Any:
         """Make a view jobifiable: it runs as a job when the client asks.
 
@@ -188,13 +194,32 @@ class Jobify(AppCallbacks):
             is not run twice unless you say so with ``retryable=True``.
         :param see_other: answer ``GET /jobs/<id>`` of a succeeded job with
             ``303 See Other`` to its result (``JOBIFY_SEE_OTHER``).
+        :param queue: the execution queue the jobs go to (a name of letters,
+            digits and ``_.:-``). With the Celery executor, jobs go to the
+            Celery queue of that name (start workers with ``-Q``).
+        :param concurrency: most jobs of ``queue`` that run at once, across
+            every process sharing the store (Celery's word); the others wait
+            ``pending``, oldest first, and start as slots free. A slot is
+            given back when its job ends, or when its process dies, once its
+            lease runs out (``JOBIFY_LEASE_SECONDS``). Give it wherever the
+            queue is named, with the same value. See :mod:`flask_jobify.queues`.
+        :raises ValueError: for an option out of range: ``concurrency`` below 1
+            or without a ``queue``, a bad queue name, a ``concurrency`` other
+            than one given for the same ``queue`` before.
 
         The client may shorten ``timeout``, pick a ``result_ttl`` within
         bounds and name a callback (see :mod:`flask_jobify.preferences`).
         """
         options = JobOptions(timeout=timeout, result_ttl=result_ttl, callback=callback,
                              callback_secret=callback_secret, retries=retries,
-                             backoff=backoff, retryable=retryable, see_other=see_other)
+                             backoff=backoff, retryable=retryable, see_other=see_other,
+                             queue=queue, concurrency=concurrency)
+        if queue is not None:
+            declared = self._queue_limits.setdefault(queue, concurrency)
+            if declared != concurrency:
+                raise ValueError(f"Queue {queue!r} was given concurrency={declared!r} by"
+                                 f" another operation, and {concurrency!r} here: give every"
+                                 " operation of a queue the same concurrency.")
 
         def decorator(func: F) -> F:
             return t.cast(F, jobified(func, options))
@@ -223,7 +248,8 @@ class Jobify(AppCallbacks):
 
         :param celery_app: the Celery app.
         :param app: the Flask app (default: the current app).
-        :param queue: the Celery queue the jobs go to (default: Celery's).
+        :param queue: the Celery queue the jobs go to (default: Celery's), unless
+            their operation names its own (``@jobify.job(queue=...)``).
 
         .. versionadded:: 0.1
         """

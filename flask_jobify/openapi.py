@@ -178,6 +178,8 @@ def register_components(spec: APISpec, settings: Settings) -> None:
         ("IdempotencyKeyReused", f"This {IDEMPOTENCY_HEADER} was used for another request"),
         ("JobQueueFull", ("Too many jobs are waiting, or the server is stopping;"
                           " retry after Retry-After seconds")),
+        ("TooManyJobs", ("The caller has JOBIFY_MAX_RUNNING_PER_OWNER jobs that have not"
+                         " finished; retry after Retry-After seconds")),
         ("JobifyDefaultError", "An error, in Flask-Jobify's error shape"),
     ):
         components.response(name, _error_response(spec, description), lazy=True)
@@ -224,7 +226,8 @@ def document_job_operation(operation: dict[str, t.Any]) -> None:
             parameters.append(ref)
     responses = operation.setdefault("responses", {})
     for status, ref in ((202, "JobAccepted"), (400, "InvalidJobHeader"),
-                        (422, "IdempotencyKeyReused"), (503, "JobQueueFull")):
+                        (422, "IdempotencyKeyReused"), (429, "TooManyJobs"),
+                        (503, "JobQueueFull")):
         if status not in responses and str(status) not in responses:
             responses[status] = ref
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import types
 import typing as t
 
@@ -15,6 +16,9 @@ OPTIONS_ATTR = "_jobify_options"
 #: Methods RFC 9110 calls idempotent: running them twice has the effect of
 #: running them once, so a failed job of one may be run again unasked.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+#: What a queue's name may be: it names a Celery queue and store keys too.
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +54,14 @@ class JobOptions:
     #: Whether ``GET /jobs/<id>`` of a succeeded job answers ``303 See
     #: Other`` to its result. ``None``: ``JOBIFY_SEE_OTHER``.
     see_other: bool | None = None
+    #: The execution queue its jobs go to: with the Celery executor, the
+    #: Celery queue of that name; with ``concurrency``, a limit on how many
+    #: run at once (see :mod:`flask_jobify.queues`).
+    queue: str | None = None
+    #: Most jobs of ``queue`` running at once, across every process that
+    #: shares the store; the others wait ``pending``, oldest first.
+    #: ``None``: no limit.
+    concurrency: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout", "result_ttl", "retries", "backoff"):
@@ -57,6 +69,17 @@ class JobOptions:
             if value is not None and not 0 <= value <= MAX_SECONDS:  # NaN fails too
                 raise ValueError(f"{name} must be within 0..{MAX_SECONDS:g} (ten years),"
                                  f" not {value!r}")
+        if self.queue is not None and not (
+                isinstance(self.queue, str) and QUEUE_NAME.fullmatch(self.queue)):
+            raise ValueError("queue must be a name of 1 to 100 letters, digits and _.:-"
+                             f" (starting with a letter or digit), not {self.queue!r}")
+        if self.concurrency is not None and (
+                isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int)
+                or self.concurrency < 1):
+            raise ValueError(f"concurrency must be an integer >= 1, not {self.concurrency!r}")
+        if self.concurrency is not None and self.queue is None:
+            raise ValueError("concurrency limits a queue: name it, as in"
+                             " @jobify.job(queue='reports', concurrency=1)")
 
     def max_attempts(self, method: str) -> int:
         """Runs a job of this operation gets in all, for an HTTP ``method``."""
@@ -136,5 +159,6 @@ def _holds_a_function(value: t.Any, view: t.Any, depth: int = 2) -> bool:
 
 
 __all__ = [
-    "IDEMPOTENT_METHODS", "OPTIONS_ATTR", "JobOptions", "looks_decorated", "options_of",
+    "IDEMPOTENT_METHODS", "OPTIONS_ATTR", "QUEUE_NAME", "JobOptions", "looks_decorated",
+    "options_of",
 ]

@@ -31,6 +31,8 @@ from .leases import Held, Leases
 from .lifecycle import Lifecycle
 from .models import Job, JobStatus
 from .options import JobOptions
+from .queues import Queues
+from .quota import check_owner_quota
 from .scheduler import Scheduler
 from .serving import on_stop_signals
 from .stores import store_from_url
@@ -83,9 +85,14 @@ class JobifyState:
             self.store, self.lifecycle, self.scheduler, app=app,
             lease_seconds=settings.lease_seconds, redispatch=self._redispatch,
             closed=lambda: self.closed, local=lambda: self.executor.local)
+        #: The execution queues' slots, taken by runs before they start.
+        self.queues = Queues(
+            self.store, self.scheduler, self.lifecycle, lease_until=self.leases.lease_until,
+            local=lambda: self.executor.local, requeue=self._requeue)
         #: Executes the runs of jobs, wherever the executor has them run.
         self.worker = Worker(app, settings, self.lifecycle, self.leases, self.scheduler,
-                             dispatch=self._dispatch_retry, start=self.start)
+                             dispatch=self._dispatch_retry, start=self.start,
+                             queues=self.queues)
         #: Where runs execute: this process's threads, or Celery workers
         #: once :meth:`Jobify.init_celery` called :meth:`use_executor`.
         self.executor: Executor = (
@@ -217,7 +224,11 @@ class JobifyState:
         the job deleted) when the executor refused it.
 
         :raises ExecutorError: as :meth:`enqueue`, the job deleted.
+        :raises TooManyJobs: (429) if the job's owner has more active jobs
+            than ``JOBIFY_MAX_RUNNING_PER_OWNER``, the job deleted.
         """
+        check_owner_quota(self.store, job, self.settings.max_running_per_owner,
+                          retry_after=self.settings.retry_after)
         saved = self._save_request(job, captured, options)
         try:
             queued = self.dispatch(Run(job.id, captured, options), saved=saved)
@@ -271,6 +282,10 @@ class JobifyState:
     def _redispatch(self, run: Run, saved: bool) -> bool:
         return self.dispatch(run, saved=saved, force=True)
 
+    def _requeue(self, run: Run, countdown: float) -> bool:
+        """A run that waits for a slot, to the executor again (still held here)."""
+        return self.executor.dispatch(run, countdown=countdown, force=True)
+
     def timeout_of(self, options: JobOptions) -> float | None:
         """Seconds each run with ``options`` may take, or ``None``."""
         return self.worker.timeout_of(options)
@@ -292,6 +307,7 @@ class JobifyState:
                 done = self.lifecycle.cancel_pending(job.id)
                 if done is not None:
                     self.executor.revoke(job.id, done.attempts + 1)
+                    self.queues.forget(job.id)  # a run parked for a slot lets it go
                     return done
             elif job.status is JobStatus.RUNNING:
                 asked = self.lifecycle.request_cancel(job.id)

@@ -26,6 +26,7 @@ from .leases import Held, Leases, Unwritten
 from .lifecycle import Ending, Lifecycle, ending_of
 from .models import Job, JobError, JobStatus
 from .options import JobOptions
+from .queues import Queues
 from .runner import Outcome, run_request
 from .scheduler import Scheduler
 from .signals import job_retried, job_started
@@ -45,6 +46,8 @@ class Worker:
         past a full queue: ``dispatch(run, countdown, saved)``, ``saved``
         telling whether the job's request is saved in the store.
     :param start: starts this process's background work, at each run.
+    :param queues: takes a slot of the run's execution queue, if it has
+        one, before the run starts (see :mod:`flask_jobify.queues`).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class Worker:
         *,
         dispatch: t.Callable[[Run, float, bool], bool],
         start: t.Callable[[], None] = lambda: None,
+        queues: Queues | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -65,6 +69,7 @@ class Worker:
         self.scheduler = scheduler
         self._dispatch = dispatch
         self._start = start
+        self.queues = queues
 
     def timeout_of(self, options: JobOptions) -> float | None:
         """Seconds a run with ``options`` may take, or ``None``."""
@@ -73,6 +78,8 @@ class Worker:
     def run(self, run: Run) -> None:
         """Execute ``run`` in the calling thread and store how it ended."""
         self._start()
+        if self.queues is not None and not self.queues.admit(run):
+            return  # it waits for a slot of its queue, its job pending
         entry = self.leases.hold_run(run)
         try:
             job = self._begin(run)
@@ -103,6 +110,8 @@ class Worker:
             self._conclude(job, run, outcome, entry)
         finally:
             self.leases.drop(run.job_id, entry)  # a retry holds a new entry
+            if self.queues is not None:
+                self.queues.release(run)
 
     def _begin(self, run: Run) -> Job | None:
         """Start the job; ``None`` if it was cancelled, deleted or taken

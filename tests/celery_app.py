@@ -247,3 +247,17 @@ def hang_retry_view() -> t.Any:
 def quick_view() -> t.Any:
     _note_run(_token())
     return {"pid": os.getpid()}
+
+
+#: An execution queue of one: also the Celery queue its jobs go to, which
+#: the test's worker consumes (``-Q {prefix},{prefix}.serial``).
+SERIAL_QUEUE = f"{PREFIX}.serial"
+
+
+@flask_app.post("/serial")
+@jobify.job(queue=SERIAL_QUEUE, concurrency=1)
+def serial_view() -> t.Any:
+    """Says when it ran (POSIX seconds, one clock for the machine)."""
+    start = time.time()
+    time.sleep(0.3)
+    return {"start": start, "end": time.time(), "pid": os.getpid()}

@@ -221,6 +221,13 @@ def create_app(
         return {"echo": request.get_json(), "query": request.args.get("q"),
                 "header": request.headers.get("X-Custom"), "is_json": request.is_json}
 
+    @app.post("/queued")
+    @jobify.job(queue="equivalence", concurrency=1)
+    def queued_view() -> t.Any:
+        """In an execution queue of one: waits for its slot, then runs as any view."""
+        return {"echo": request.get_json(), "query": request.args.get("q"),
+                "header": request.headers.get("X-Custom")}, 201, {"X-Queued": "yes"}
+
     @app.get("/json-list")
     @jobify.job
     def json_list_view() -> t.Any:

@@ -165,7 +165,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 6: one app's runtime, putting the pieces together
     ("state",),
     # 5: running jobs, holding them, telling receivers
-    ("worker", "leases", "webhooks"),
+    ("worker", "leases", "webhooks", "queues", "quota"),
     # 4: executors, the state machine, replay, the server's life
     ("thread_executor", "celery_executor", "lifecycle", "replay", "serving"),
     # 3: what those use: the run of a request, the executor protocol, timers

@@ -92,6 +92,7 @@ def stack(tmp_path_factory) -> t.Iterator[Stack]:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "celery_app:celery_app", "worker",
              "--pool=prefork", "--concurrency=2", "--loglevel=INFO", "--hostname", node,
+             "-Q", f"{prefix},{prefix}.serial",  # the default queue, and /serial's
              "--without-gossip", "--without-mingle"],
             cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -459,3 +460,18 @@ def test_the_request_saved_for_a_retry_holds_no_dropped_header(stack):
         stack.markers.set(stack.marker(tok, "go"), 1)
     assert wait_final(stack, job_id)["status"] == "succeeded"
     assert stack.markers.get(saved_key) is None  # forgotten once the job ended
+
+
+def test_an_execution_queue_of_one_runs_one_job_at_a_time_on_celery(stack):
+    """``@jobify.job(queue=..., concurrency=1)`` on a worker with two pool
+    children: its jobs go to the Celery queue of that name, and never two
+    run at once (a run that finds no slot is sent again with a countdown)."""
+    ids = [submit(stack, "POST", "/serial") for _ in range(4)]
+    runs = []
+    for job_id in ids:
+        assert wait_final(stack, job_id, within=60)["status"] == "succeeded"
+        runs.append(requests.get(f"{stack.url}/jobs/{job_id}/result", timeout=30).json())
+    spans = sorted((run["start"], run["end"]) for run in runs)
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
+    print(f"\n4 jobs of a queue of 1 on Celery: ran in {len({r['pid'] for r in runs})}"
+          " pool children")

@@ -64,6 +64,7 @@ BAD_VALUES: dict[str, tuple[list[t.Any], str]] = {
     "REDIS_PREFIX": (["", None, 3], "a non-empty string"),
     "MAX_WORKERS": ([0, -1, True, 2.5, "2.5", "many", None, "1" * 5000], "an integer >= 1"),
     "MAX_QUEUED": ([0, False, "0", "1e3"], "an integer >= 1"),
+    "MAX_RUNNING_PER_OWNER": ([0, -1, True, "many"], "an integer >= 1, or None"),
     "MAX_WAIT": ([-1, "-0.5", True, "soon", float("nan"), float("inf"), None],
                  "a number of seconds >= 0 and <= 3.1536e+08 (ten years)"),
     "BLOCKING_MAX_WAIT": ([-1, "-0.5", True, "soon", None],

@@ -136,6 +136,7 @@ SHAPES: list[Shape] = [
     Shape("json", "POST", "/json?q=1", {"json": {"a": [1, 2, {"b": None}], "é": "ü"},
                                         "headers": JSON_HEADERS}, celery=True),
     Shape("json_list", "GET", "/json-list"),
+    Shape("queued_json", "POST", "/queued?q=2", {"json": {"n": [1, 2]}, "headers": JSON_HEADERS}),
     Shape("text", "GET", "/text", celery=True),
     Shape("unicode_text", "GET", "/unicode-text"),
     Shape("binary", "GET", "/binary", celery=True),

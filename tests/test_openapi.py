@@ -21,6 +21,7 @@ JOB_RESPONSES = {
     "202": {"$ref": "#/components/responses/JobAccepted"},
     "400": {"$ref": "#/components/responses/InvalidJobHeader"},
     "422": {"$ref": "#/components/responses/IdempotencyKeyReused"},
+    "429": {"$ref": "#/components/responses/TooManyJobs"},
     "503": {"$ref": "#/components/responses/JobQueueFull"},
 }
 JOBS_PATHS = {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/result"}

@@ -732,7 +732,7 @@ def test_sqlite_store_migrates_a_version_1_file(tmp_path) -> None:
         for each in opened:
             each.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         indexes = {row[1] for row in db.execute("PRAGMA index_list(jobs)")}
         assert "jobs_leases" in indexes
     db.close()

@@ -43,6 +43,7 @@ class Settings:
     redis_prefix: str
     max_workers: int
     max_queued: int
+    max_running_per_owner: int | None
     max_wait: float
     blocking_max_wait: float
     result_ttl: float

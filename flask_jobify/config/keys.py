@@ -31,6 +31,12 @@ MAX_WORKERS = Key(4, Int(min=1))
 #: Jobs that may wait for a free thread, per process. One more gets a 503.
 MAX_QUEUED = Key(100, Int(min=1))
 
+#: Most jobs one caller (an owner the owner loader names) may have that have
+#: not finished (``pending`` or ``running``), across every process that
+#: shares the store; one more gets a ``429 too_many_jobs`` with
+#: ``Retry-After``. ``None``: no limit. Jobs without an owner are not limited.
+MAX_RUNNING_PER_OWNER = Key(None, Int(min=1, optional=True))
+
 #: Longest long-poll (``GET /jobs/<id>?wait=S``) and ``Prefer: wait=N``, in
 #: seconds. ``0`` turns long-polling off.
 MAX_WAIT = Key(30.0, Seconds(min=0))
@@ -224,6 +230,7 @@ __all__ = [
                      "KEEP_FAILED_REQUESTS",
                      "LEASE_SECONDS",
                      "MAX_QUEUED",
+    "MAX_RUNNING_PER_OWNER",
                      "MAX_SAVED_BODY",
                      "MAX_WAIT",
                      "MAX_WORKERS",

@@ -270,6 +270,59 @@ class JobStore(abc.ABC):
                 self.purge_expired()
         raise StoreError(f"Could not claim the job id {job.id!r}; try again.")
 
+    # -- execution queues (``@jobify.job(queue=..., concurrency=...)``) ----------
+    @abc.abstractmethod
+    def acquire_slot(
+        self, queue: str, job_id: str, attempt: int, limit: int, *, until: float | None,
+        alive: t.Collection[str] = (),
+    ) -> bool:
+        """Take one of the ``limit`` slots of ``queue`` for run number
+        ``attempt`` of ``job_id``, atomically across everyone who shares
+        the store: ``True`` if the run may start now, ``False`` if it must
+        wait (then the job joins the queue's waiting line, in
+        ``(created_at, id)`` order, and a slot freed later goes to the
+        oldest job waiting). Also ``True``, without a slot, when the job is
+        not ``pending`` with ``attempts == attempt - 1`` any more (cancelled,
+        taken over): the run finds out as it starts.
+
+        A slot is held while its job is active and leased (see
+        :func:`~flask_jobify.stores.slots.holds`): it frees itself when
+        the job ends, or when the lease of the process holding it runs out
+        (a crash); ``until`` bounds a slot whose job has no lease yet (a
+        Celery job about to start; ``None``: a store one process uses).
+        A job waits in line while it is ``pending`` and leased, or, without
+        a lease, for :data:`~flask_jobify.stores.slots.WAITER_TTL` seconds
+        after its last try. ``alive`` names the jobs whose slot the caller's
+        process holds: they keep it while active, whatever their lease says
+        (see :func:`~flask_jobify.stores.slots.grant`).
+
+        :raises StoreError: if the store fails.
+
+        .. versionadded:: 0.1
+        """
+
+    @abc.abstractmethod
+    def release_slot(self, queue: str, job_id: str, attempt: int) -> None:
+        """Free the slot of ``queue`` held by run number ``attempt`` of
+        ``job_id``, if it holds one (a later run of the job keeps its own).
+
+        :raises StoreError: if the store fails.
+        """
+
+    @abc.abstractmethod
+    def slot_holders(self, queue: str) -> tuple[str, ...]:
+        """The ids of the jobs holding a slot of ``queue`` now, oldest first."""
+
+    @abc.abstractmethod
+    def count_active(self, owner: str, *, limit: int, app: str | None = None) -> int:
+        """How many ``pending`` or ``running`` jobs ``owner`` has (of the
+        app ``app``; see :func:`of_app`), counting up to ``limit``: reads
+        that owner's active jobs only, never the finished ones
+        (``JOBIFY_MAX_RUNNING_PER_OWNER``).
+
+        :raises StoreError: if the store fails.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The store must not be used afterwards."""
 

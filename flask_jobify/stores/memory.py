@@ -11,6 +11,7 @@ import typing as t
 from ..errors import DuplicateJobId
 from ..models import Job, JobStatus, StoredResponse
 from ..perprocess import PerProcess
+from . import slots
 from .base import (
     NO_OWNER,
     Cursor,
@@ -68,6 +69,7 @@ class MemoryStore(JobStore):
         self._requests: dict[str, bytes] = {}
         self._all: list[_Key] = []
         self._by_owner: dict[str | None, list[_Key]] = {}
+        self._lines: dict[str, slots.Line] = {}  # execution queues
 
     @property
     def _lock(self) -> threading.RLock:
@@ -260,6 +262,64 @@ class MemoryStore(JobStore):
                 for job_id in expired:
                     self._wake(job_id)
             return len(expired)
+
+    # -- execution queues (see flask_jobify.stores.slots) --------------------------
+    def acquire_slot(
+        self, queue: str, job_id: str, attempt: int, limit: int, *, until: float | None,
+        alive: t.Collection[str] = (),
+    ) -> bool:
+        """Under the store's lock; sorts the queue's waiters (few) each time."""
+        now = time.time()
+        with self._lock:
+            if not slots.may_wait(self._live(job_id), attempt):
+                return True
+            line = self._lines.setdefault(queue, slots.Line())
+            if job_id in line.holders:  # a run of the job holds it already: a retry
+                line.holders[job_id] = (attempt, until)
+                return True
+            line.waiters[job_id] = now + slots.WAITER_TTL
+            holders = [slots.Slot.of(held, self._live(held), bound)
+                       for held, (_, bound) in line.holders.items()]
+            waiters = sorted((slots.Slot.of(waiting, self._live(waiting), seen)
+                              for waiting, seen in line.waiters.items()),
+                             key=lambda slot: (slot.created_at, slot.job_id))
+            granted, stale = slots.grant(job_id, limit, holders, waiters, now, alive)
+            for gone in stale:
+                line.holders.pop(gone, None)
+                line.waiters.pop(gone, None)
+            if granted:
+                del line.waiters[job_id]
+                line.holders[job_id] = (attempt, until)
+            return granted
+
+    def release_slot(self, queue: str, job_id: str, attempt: int) -> None:
+        with self._lock:
+            line = self._lines.get(queue)
+            if line is not None and line.holders.get(job_id, (None,))[0] == attempt:
+                del line.holders[job_id]
+                if not line.holders and not line.waiters:
+                    del self._lines[queue]
+
+    def slot_holders(self, queue: str) -> tuple[str, ...]:
+        now = time.time()
+        with self._lock:
+            line = self._lines.get(queue) or slots.Line()
+            held = [slots.Slot.of(job_id, self._live(job_id), bound)
+                    for job_id, (_, bound) in line.holders.items()]
+        return tuple(slot.job_id for slot in sorted(held, key=lambda slot: slot.created_at)
+                     if slots.holds(slot.status, slot.lease_until, slot.until, now))
+
+    def count_active(self, owner: str, *, limit: int, app: str | None = None) -> int:
+        """Walks the owner's index: its finished jobs too (in memory, cheap)."""
+        count = 0
+        with self._lock:
+            for _, job_id in reversed(self._by_owner.get(owner, [])):
+                job = self._jobs[job_id]
+                if not job.is_final and of_app(job, app):
+                    count += 1
+                    if count >= limit:
+                        break
+        return count
 
 
 __all__ = ["MemoryStore"]

@@ -1,10 +1,9 @@
 """The Redis job store: its records, their indexes and their expiry.
 
 :class:`RedisStore` is thread-safe and safe across processes and machines
-(see the class). It runs the Lua scripts of :mod:`.scripts`, queues its
-writes with :mod:`.writes` and leaves the wake-up of waiters to
-:mod:`.listener`.
-"""
+(see the class). It runs the Lua scripts of :mod:`.scripts`, queues its writes
+with :mod:`.writes`, leaves the wake-up of waiters to :mod:`.listener` and the
+execution queues to :mod:`.slots`."""
 from __future__ import annotations
 
 import contextlib
@@ -32,13 +31,14 @@ from .connect import client_from_url, reported
 from .keys import Keys, lease_score, load
 from .listener import Listener, wait_for_change
 from .scripts import Scripts
+from .slots import RedisSlots
 from .writes import Commands, Written
 
 #: Most ids read from an index in one round trip while listing or purging.
 _BATCH = 1000
 
 
-class RedisStore(JobStore):
+class RedisStore(RedisSlots, JobStore):
     """Jobs in Redis, shared by every thread, process and machine that reaches it.
 
     Safe to share between threads: redis-py pools its connections, and a

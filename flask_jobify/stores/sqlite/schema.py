@@ -21,8 +21,9 @@ logger = logging.getLogger("flask_jobify")
 VACUUM_ON_OPEN_LIMIT = 32 * 1024 * 1024
 
 #: Layout of the tables, kept in the file's ``PRAGMA user_version``. Version 2
-#: added ``jobs.lease_until``, its index and the ``requests`` table.
-SCHEMA_VERSION = 2
+#: added ``jobs.lease_until``, its index and the ``requests`` table; version 3
+#: the ``slots`` table (execution queues) and the index ``jobs_owner_active``.
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, status TEXT NOT NULL, operation TEXT NOT NULL, owner TEXT,
@@ -39,7 +40,17 @@ CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_until) WHERE lease_until I
 CREATE TABLE IF NOT EXISTS results (
     job_id TEXT PRIMARY KEY, status INTEGER NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS requests (job_id TEXT PRIMARY KEY, data BLOB NOT NULL)
+CREATE TABLE IF NOT EXISTS requests (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);
+-- Execution queues: a row per job holding a slot (holding = 1) or waiting for
+-- one (holding = 0), in line by (created_at, job_id), as stores/slots.py says.
+CREATE TABLE IF NOT EXISTS slots (
+    queue TEXT NOT NULL, job_id TEXT NOT NULL, holding INTEGER NOT NULL,
+    attempt INTEGER NOT NULL, created_at REAL NOT NULL, until REAL,
+    PRIMARY KEY (queue, job_id)
+);
+CREATE INDEX IF NOT EXISTS slots_line ON slots (queue, holding, created_at, job_id);
+-- JOBIFY_MAX_RUNNING_PER_OWNER: an owner's active jobs, without its finished ones.
+CREATE INDEX IF NOT EXISTS jobs_owner_active ON jobs (owner) WHERE status IN ('pending', 'running')
 """
 
 

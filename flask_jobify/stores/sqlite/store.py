@@ -24,8 +24,8 @@ from ..base import (
     conditions_hold,
     is_expired,
 )
-from .connections import SQLiteFile
 from .schema import migrate, use_incremental_vacuum, use_wal
+from .slots import SQLiteSlots
 
 #: Expired jobs deleted per transaction by a sweep (SQLite's default limit
 #: of bound parameters is 32,766).
@@ -63,7 +63,7 @@ def _forget(db: sqlite3.Connection, job_id: str) -> tuple[bool, bool]:
     return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0, had_request
 
 
-class SQLiteStore(SQLiteFile, JobStore):
+class SQLiteStore(SQLiteSlots, JobStore):
     """Jobs in one SQLite file in WAL mode, shared by the processes of one machine.
 
     Safe to share between threads: each thread uses its own connection,
