@@ -17,6 +17,7 @@ from werkzeug.exceptions import (
     Conflict,
     Forbidden,
     HTTPException,
+    InternalServerError,
     NotFound,
     NotImplemented,
     RequestEntityTooLarge,
@@ -260,6 +261,26 @@ class AccessDenied(JobifyHTTPError, Forbidden):
     error_code = "access_denied"
 
 
+class AccessCheckFailed(JobifyHTTPError, InternalServerError):
+    """The app's admin access check (:meth:`Jobify.dashboard_access
+    <flask_jobify.Jobify.dashboard_access>`) raised: the caller is let in
+    nowhere, and the server log has the exception.
+
+    .. versionadded:: 0.2
+    """
+
+    error_code = "access_check_failed"
+
+
+class MetricsUnavailable(JobifyHTTPError, ServiceUnavailable):
+    """The metrics cannot be read now (``PROMETHEUS_MULTIPROC_DIR`` is gone).
+
+    .. versionadded:: 0.2
+    """
+
+    error_code = "metrics_unavailable"
+
+
 class NotRerunnable(JobifyHTTPError, Conflict):
     """A job cannot run again (:func:`flask_jobify.rerun.rerun`): it did
     not fail, or its request was not kept.
@@ -324,6 +345,7 @@ class WebhookSignatureError(JobifyError):
 
 
 __all__ = [
+    "AccessCheckFailed",
     "AccessDenied",
     "ConfigError",
     "ConfigWarning",
@@ -344,6 +366,7 @@ __all__ = [
     "JobNotFound",
     "JobifyError",
     "JobifyHTTPError",
+    "MetricsUnavailable",
     "NoResult",
     "NotRerunnable",
     "PreconditionFailed",

@@ -1,8 +1,11 @@
 """Issue 18 attacked: ``flask jobs`` with a store that is down and with
 unbounded durations, a re-run asked twice (at once) or that cannot be
-queued, a re-run handed over while a sweep runs, secrets in a re-run."""
+queued, a re-run handed over while a sweep runs, secrets in a re-run,
+the metrics with a missing multiprocess folder, and the admin access rule
+with a check that raises or a request through a proxy."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -209,3 +212,97 @@ def test_a_rerun_drops_the_headers_dropped_now_and_never_restores_others(
     seen = client.get(f"/jobs/{new_id}/result").get_json()
     assert seen["Authorization"] is None and seen["X-Secret"] is None
     assert seen["traceparent"] == trace  # never dropped by default
+
+
+# -- metrics and the admin access rule ------------------------------------------
+
+MISSING_FOLDER = """
+import json, os, shutil, sys
+
+folder, store = sys.argv[1], sys.argv[2]
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # before prometheus_client is imported
+from helpers import finish
+from metrics_app import create_app
+from flask_jobify.errors import ConfigError
+
+seen = {}
+try:
+    create_app(store)
+    seen["init"] = "accepted"
+except ConfigError as exc:
+    seen["init"] = str(exc)
+os.makedirs(folder)
+app = create_app(store)
+shutil.rmtree(folder)  # emptied by hand while the app runs
+client = app.test_client()
+answer = client.post("/work", headers={"X-Job-Flag": "ON"})
+seen["submit"] = answer.status_code
+if answer.status_code == 202:
+    seen["status"] = finish(client, answer.get_json()["jobId"])["status"]
+scrape = client.get("/jobs/metrics", headers={"X-Admin": "yes"})
+seen["scrape"] = [scrape.status_code, scrape.get_data(as_text=True)]
+print(json.dumps(seen))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_metrics_without_their_multiprocess_folder_never_fail_a_job(tmp_path: t.Any) -> None:
+    script = tmp_path / "missing_folder.py"
+    script.write_text(MISSING_FOLDER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "metrics"),
+         f"sqlite:///{tmp_path / 'jobs.db'}"],
+        env=env, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "PROMETHEUS_MULTIPROC_DIR" in seen["init"], seen  # refused at init_app
+    assert seen["submit"] == 202, (seen, done.stderr)
+    assert seen["status"] == "succeeded", seen  # not left running
+    status, body = seen["scrape"]
+    assert status == 503 and json.loads(body)["error"]["code"] == "metrics_unavailable"
+
+
+def metrics_app_checked_by(check: t.Callable[[], t.Any] | None, debug: bool = False) -> Flask:
+    app = Flask("guarded")
+    app.config.update(JOBIFY_STORE="memory://", JOBIFY_METRICS=True)
+    app.debug = debug
+    jobify = Jobify(app)
+    if check is not None:
+        jobify.dashboard_access(check)
+    return app
+
+
+def test_metrics_access_check_that_raises_is_a_json_500(monkeypatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+
+    def broken() -> bool:
+        raise RuntimeError("the session store is down")
+
+    app = metrics_app_checked_by(broken)
+    try:
+        answer = app.test_client().get("/jobs/metrics")
+        assert answer.status_code == 500
+        assert answer.get_json()["error"]["code"] == "access_check_failed"
+    finally:
+        app.extensions["jobify"].shutdown(1)
+
+
+def test_metrics_in_debug_mode_are_not_opened_to_requests_through_a_proxy(
+        monkeypatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    app = metrics_app_checked_by(None, debug=True)
+    client = app.test_client()
+    try:
+        assert client.get("/jobs/metrics").status_code == 200  # from this machine
+        for header in ({"X-Forwarded-For": "203.0.113.9"},
+                       {"Forwarded": "for=203.0.113.9"}):
+            answer = client.get("/jobs/metrics", headers=header)
+            assert answer.status_code == 403, header
+            assert answer.get_json()["error"]["code"] == "access_denied"
+    finally:
+        app.extensions["jobify"].shutdown(1)
+
