@@ -14,13 +14,15 @@ A job id may start with ``-``: put ids after ``--`` in scripts
 (``flask jobs cancel -- ID...``), so that one is not read as an option.
 
 Exit codes: ``0`` done, ``1`` a job was not found or could not be acted
-on (the message says why), ``2`` bad arguments (click's).
+on, or the store failed (the message says why), ``2`` bad arguments
+(click's).
 
 .. versionadded:: 0.2
 """
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 import typing as t
@@ -29,7 +31,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from .errors import JobifyHTTPError, StoreError
+from .errors import JobifyHTTPError, StoreError, redact_url
 from .models import FINAL_STATUSES, Job, JobStatus, is_valid_job_id, isoformat
 from .overview import iter_jobs, parse_duration, stats
 from .rerun import RERUN_OF, rerun
@@ -40,6 +42,7 @@ if t.TYPE_CHECKING:
 
 __all__ = [
     "DURATION",
+    "JobsGroup",
     "cancel_command",
     "jobs_cli",
     "list_command",
@@ -72,13 +75,31 @@ class _Duration(click.ParamType[float]):
 
 DURATION = _Duration()
 
+
+def _interval(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds.", ctx, param)
+    return value
+
+
+class JobsGroup(AppGroup):
+    """The ``jobs`` group: a store that fails (Redis down, a locked SQLite
+    file) ends a command with a message and exit code ``1``, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> t.Any:
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            raise click.ClickException(f"The job store failed: {redact_url(str(exc))}") \
+                from None
+
 owner_option = click.option(
     "--owner", default=None,
     help="Act as this caller: only the jobs the HTTP API shows them ('' for a caller"
          " without an owner).")
 
 
-@click.group("jobs", cls=AppGroup)
+@click.group("jobs", cls=JobsGroup)
 @with_appcontext
 def jobs_cli() -> None:
     """See and steer the app's background jobs."""
@@ -332,8 +353,8 @@ def stats_command(window: float, owner: str | None, as_json: bool) -> None:
 
 
 @jobs_cli.command("watch")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
-              help="Seconds between two refreshes.")
+@click.option("--interval", type=click.FloatRange(min=0.1, max=3600.0), default=1.0,
+              show_default=True, callback=_interval, help="Seconds between two refreshes.")
 @click.option("--status", type=click.Choice(_STATUSES))
 @click.option("--operation")
 @owner_option

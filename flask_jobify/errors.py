@@ -17,6 +17,7 @@ from werkzeug.exceptions import (
     Conflict,
     Forbidden,
     HTTPException,
+    InternalServerError,
     NotFound,
     NotImplemented,
     RequestEntityTooLarge,
@@ -291,6 +292,26 @@ class CsrfFailed(JobifyHTTPError, Forbidden):
         "The form's CSRF token is missing, expired or not this session's; reload the page.")
 
 
+class AccessCheckFailed(JobifyHTTPError, InternalServerError):
+    """The app's admin access check (:meth:`Jobify.dashboard_access
+    <flask_jobify.Jobify.dashboard_access>`) raised: the caller is let in
+    nowhere, and the server log has the exception.
+
+    .. versionadded:: 0.2
+    """
+
+    error_code = "access_check_failed"
+
+
+class MetricsUnavailable(JobifyHTTPError, ServiceUnavailable):
+    """The metrics cannot be read now (``PROMETHEUS_MULTIPROC_DIR`` is gone).
+
+    .. versionadded:: 0.2
+    """
+
+    error_code = "metrics_unavailable"
+
+
 class NotRerunnable(JobifyHTTPError, Conflict):
     """A job cannot run again (:func:`flask_jobify.rerun.rerun`): it did
     not fail, or its request was not kept.
@@ -355,40 +376,12 @@ class WebhookSignatureError(JobifyError):
 
 
 __all__ = [
-    "AccessDenied",
-    "ConfigError",
-    "ConfigWarning",
-    "ContentTooLarge",
-    "CsrfFailed",
-    "DuplicateJobId",
-    "ExecutorError",
-    "ExecutorUnavailable",
-    "IdempotencyMismatch",
-    "IdempotencyUnavailable",
-    "InvalidArgument",
-    "InvalidCallback",
-    "InvalidIdempotencyKey",
-    "InvalidJobFlag",
-    "InvalidJobId",
-    "InvalidJobPreference",
-    "JobCancelled",
-    "JobNotFinished",
-    "JobNotFound",
-    "JobifyError",
-    "JobifyHTTPError",
-    "NoResult",
-    "NotRerunnable",
-    "PreconditionFailed",
-    "QueueFull",
-    "ShuttingDown",
-    "StoreClosed",
-    "StoreError",
-    "StoreUnavailable",
-    "TooManyJobs",
-    "TooManyStreams",
-    "UnreadableBody",
-    "WebhookSignatureError",
-    "error_response",
-    "http_exception_response",
-    "redact_url",
+    "AccessCheckFailed", "AccessDenied", "ConfigError", "ConfigWarning", "ContentTooLarge",
+    "CsrfFailed", "DuplicateJobId", "ExecutorError", "ExecutorUnavailable", "IdempotencyMismatch",
+    "IdempotencyUnavailable", "InvalidArgument", "InvalidCallback", "InvalidIdempotencyKey",
+    "InvalidJobFlag", "InvalidJobId", "InvalidJobPreference", "JobCancelled", "JobNotFinished",
+    "JobNotFound", "JobifyError", "JobifyHTTPError", "MetricsUnavailable", "NoResult",
+    "NotRerunnable", "PreconditionFailed", "QueueFull", "ShuttingDown", "StoreClosed",
+    "StoreError", "StoreUnavailable", "TooManyJobs", "TooManyStreams", "UnreadableBody",
+    "WebhookSignatureError", "error_response", "http_exception_response", "redact_url",
 ]

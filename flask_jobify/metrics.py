@@ -39,13 +39,16 @@ a registry of the app's own with :func:`register_metrics`.
 """
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import tempfile
 import time
 import typing as t
 
 from flask import Blueprint, Flask, Response, current_app
 
-from .errors import StoreError
+from .errors import ConfigError, MetricsUnavailable, StoreError
 from .models import Job, JobStatus, new_job_id
 from .overview import iter_jobs
 from .signals import (
@@ -69,12 +72,15 @@ __all__ = [
     "EXTENSION_KEY",
     "JobifyMetrics",
     "StoreCollector",
+    "check_multiprocess_dir",
     "init_metrics",
     "metrics_blueprint",
     "metrics_registry",
     "multiprocess_dir",
     "register_metrics",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Where each app's :class:`JobifyMetrics` lives.
 EXTENSION_KEY = "jobify_metrics"
@@ -89,6 +95,39 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 def multiprocess_dir() -> str | None:
     """The folder of prometheus_client's multiprocess mode, if it is on."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def check_multiprocess_dir() -> None:
+    """Check that the multiprocess folder, if one is set, is a folder this
+    process can write in: else prometheus_client fails at the first count.
+
+    :raises ConfigError: if it is not.
+    """
+    folder = multiprocess_dir()
+    if folder is None:
+        return
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError("PROMETHEUS_MULTIPROC_DIR", "a folder this process can write in"
+                          f" ({exc.strerror})", folder) from None
+
+
+_Handler = t.TypeVar("_Handler", bound=t.Callable[..., None])
+
+
+def _never_raises(handler: _Handler) -> _Handler:
+    """Have a signal handler log what it raises instead: a count that fails
+    (the multiprocess folder was removed, a full disk) must not fail the
+    request that accepts a job, nor leave a run ``running``."""
+    @functools.wraps(handler)
+    def guarded(*args: t.Any, **kwargs: t.Any) -> None:
+        try:
+            handler(*args, **kwargs)
+        except Exception:
+            logger.exception("Flask-Jobify could not count a job in its metrics")
+    return t.cast(_Handler, guarded)
 
 
 class JobifyMetrics:
@@ -141,28 +180,34 @@ class JobifyMetrics:
     def name(self) -> str:
         return self.state.name
 
+    @_never_raises
     def _accepted(self, sender: Flask, job: Job, **kwargs: t.Any) -> None:
         self.accepted.labels(self.name, job.operation).inc()
 
+    @_never_raises
     def _started(self, sender: Flask, job: Job, **kwargs: t.Any) -> None:
         if job.attempts == 1 and job.started_at is not None:
             self.queue_wait.labels(self.name, job.operation).observe(
                 max(0.0, job.started_at - job.created_at))
 
+    @_never_raises
     def _finished(self, sender: Flask, job: Job, **kwargs: t.Any) -> None:
         self.finished.labels(self.name, job.operation, job.status.value).inc()
         if job.started_at is not None and job.finished_at is not None:
             self.run_time.labels(self.name, job.operation).observe(
                 max(0.0, job.finished_at - job.started_at))
 
+    @_never_raises
     def _retried(self, sender: Flask, job: Job, **kwargs: t.Any) -> None:
         self.retries.labels(self.name, job.operation).inc()
 
+    @_never_raises
     def _lost(self, sender: Flask, job: Job, requeued: bool = False, **kwargs: t.Any) -> None:
         if job.lease_until == 0.0:
             return  # handed over on purpose (a stopping process, a re-run), not lost
         self.lost.labels(self.name, job.operation, "requeued" if requeued else "failed").inc()
 
+    @_never_raises
     def _delivered(self, sender: Flask, job: Job, delivered: bool = False,
                    **kwargs: t.Any) -> None:
         self.webhooks.labels(self.name, "delivered" if delivered else "failed").inc()
@@ -176,7 +221,10 @@ class JobifyMetrics:
         from prometheus_client import CollectorRegistry, multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        try:
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        except ValueError as exc:  # the folder is gone
+            raise MetricsUnavailable(f"The metrics cannot be read: {exc}.") from None
         registry.register(self.store_collector)
         return registry
 
@@ -225,6 +273,8 @@ def register_metrics(app: Flask, registry: CollectorRegistry | None = None) -> J
 
     :raises RuntimeError: if Flask-Jobify is not registered with ``app``.
     :raises ImportError: if ``prometheus_client`` is not installed.
+    :raises ConfigError: if ``PROMETHEUS_MULTIPROC_DIR`` is set but is not a
+        folder this process can write in.
     """
     existing = app.extensions.get(EXTENSION_KEY)
     if existing is not None:
@@ -232,6 +282,7 @@ def register_metrics(app: Flask, registry: CollectorRegistry | None = None) -> J
     state = app.extensions.get("jobify")
     if state is None:
         raise RuntimeError("Flask-Jobify is not registered with this app: call init_app first.")
+    check_multiprocess_dir()
     metrics = JobifyMetrics(state, registry)
     app.extensions[EXTENSION_KEY] = metrics
     return metrics
@@ -245,7 +296,8 @@ def metrics_registry(app: Flask) -> CollectorRegistry:
 
 def metrics_blueprint(url_prefix: str) -> Blueprint:
     """``GET {url_prefix}/metrics``: the exposition format, to the callers
-    the dashboard's access rule lets in (else ``403 access_denied``)."""
+    the dashboard's access rule lets in (else ``403 access_denied``);
+    ``503 metrics_unavailable`` if the multiprocess folder is gone."""
     bp = Blueprint("jobify_metrics", __name__, url_prefix=url_prefix)
 
     @bp.get("/metrics")

@@ -18,6 +18,7 @@ from .models import FINAL_STATUSES, Job, JobStatus
 from .stores.base import JobStore, OwnerFilter
 
 __all__ = [
+    "MAX_DURATION",
     "PAGE",
     "Durations",
     "Stats",
@@ -29,6 +30,9 @@ __all__ = [
 
 #: Jobs read per store call when walking every job.
 PAGE = 500
+#: The longest duration :func:`parse_duration` accepts, in seconds: 100
+#: years, longer than any job is kept.
+MAX_DURATION = 100 * 365 * 86400.0
 
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -37,13 +41,17 @@ _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0
 def parse_duration(text: str) -> float:
     """Seconds in ``"90"``, ``"90s"``, ``"15m"``, ``"2h"``, ``"7d"`` or ``"1w"``.
 
-    :raises ValueError: for anything else (negative, empty, ``"7 days"``).
+    :raises ValueError: for anything else (negative, empty, ``"7 days"``,
+        longer than :data:`MAX_DURATION`).
     """
     match = _DURATION_RE.fullmatch(text)
     if match is None:
         raise ValueError(f"{text!r} is not a duration: use a number with s, m, h, d or w"
                          " (90s, 15m, 2h, 7d).")
-    return float(match.group(1)) * _UNITS[match.group(2).lower()]
+    seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if not seconds <= MAX_DURATION:  # also inf, from a number of 309 digits
+        raise ValueError(f"{text!r} is too long: at most {MAX_DURATION // 86400:.0f}d.")
+    return seconds
 
 
 def iter_jobs(

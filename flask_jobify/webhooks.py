@@ -322,7 +322,9 @@ class WebhookDispatcher:
                 **meta.get(META_KEY, {}), "attempts": attempts, "lastStatus": status,
                 "lastError": error, "delivered": delivered,
             }
-            if self.store.update(job_id, {"meta": meta}, if_status=[job.status]) is not None:
+            # On its version: another writer of meta (a re-run's claim) is not undone.
+            if self.store.update(job_id, {"meta": meta}, if_status=[job.status],
+                                 if_fields={"version": job.version}) is not None:
                 return True
         return False
 
