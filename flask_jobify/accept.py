@@ -49,6 +49,7 @@ from .preferences import AppliedOptions, apply_options, asked_options
 from .replay import replay_response
 from .serving import max_wait, wait_while_serving
 from .signals import job_accepted
+from .signals import send as send_signal
 from .state import JobifyState
 from .trigger import JOB_FLAG_HEADER, JOB_ID_HEADER, MAX_WAIT_HEADER, JobTrigger, parse_trigger
 from .webhooks import CALLBACK_HEADER, callback_meta
@@ -97,7 +98,7 @@ def accept(state: JobifyState, trigger: JobTrigger, options: JobOptions) -> Werk
     except ExecutorError:
         raise ExecutorUnavailable(headers=retry_after) from None
     if created:
-        job_accepted.send(current_app._get_current_object(), job=job)  # type: ignore[attr-defined]
+        send_signal(job_accepted, current_app._get_current_object(), job=job)  # type: ignore[attr-defined]
     longest, capped = max_wait(state, request.environ)
     if trigger.wait and longest > 0:
         finished = _wait_until_final(state, job, min(trigger.wait, longest))

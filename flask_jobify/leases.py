@@ -36,6 +36,7 @@ from .options import JobOptions
 from .perprocess import PerProcess
 from .scheduler import Scheduler
 from .signals import job_lost
+from .signals import send as send_signal
 from .stores.base import JobStore
 
 __all__ = [
@@ -242,7 +243,7 @@ class Leases:
                                            lease_until=self.queued_lease_until())
             if taken is not None:
                 logger.warning("Job %s was lost by its process; queued again here", job.id)
-                job_lost.send(self.app, job=job, requeued=True)
+                send_signal(job_lost, self.app, job=job, requeued=True)
                 self._redispatch(run, True)
             return
         message = ("The process holding the job stopped (it crashed, was killed, or hung)"
@@ -251,7 +252,7 @@ class Leases:
         if self.lifecycle.fail(job.id, JobError("lost", message), if_status=[job.status],
                                if_fields=claim, patient=False):
             logger.warning("Job %s was lost by its process; failed", job.id)
-            job_lost.send(self.app, job=job, requeued=False)
+            send_signal(job_lost, self.app, job=job, requeued=False)
 
     def fail_when_store_is_back(
         self, job_id: str, unwritten: Unwritten, entry: Held | None = None

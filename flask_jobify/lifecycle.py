@@ -43,6 +43,7 @@ from .models import (
     StoredResponse,
 )
 from .signals import job_finished
+from .signals import send as send_signal
 
 if t.TYPE_CHECKING:
     from .runner import Outcome
@@ -172,7 +173,7 @@ class Lifecycle:
             patient=patient,
         )
         if job is not None and to.is_final:
-            job_finished.send(self.app, job=job)
+            send_signal(job_finished, self.app, job=job)
         return job
 
     def _write(self, write: t.Callable[[], Job | None], *, patient: bool) -> Job | None:

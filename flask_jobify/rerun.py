@@ -28,6 +28,7 @@ from .errors import (
 from .models import Job, JobStatus, new_job_id
 from .options import JobOptions
 from .signals import job_accepted
+from .signals import send as send_signal
 from .webhooks import META_KEY, callback_meta
 
 if t.TYPE_CHECKING:
@@ -120,7 +121,7 @@ def rerun(state: JobifyState, job_id: str, *, hand_off: bool = False) -> Job:
     except BaseException:
         _release(state, failed.id, job.id)
         raise
-    job_accepted.send(state.app, job=job)
+    send_signal(job_accepted, state.app, job=job)
     return job
 
 

@@ -1,8 +1,20 @@
 """Blinker signals sent through a job's life. Each sends the app as sender
-and the :class:`~flask_jobify.models.Job` as ``job``."""
+and the :class:`~flask_jobify.models.Job` as ``job``.
+
+Flask-Jobify sends them with :func:`send`: each receiver on its own, and
+one that raises is logged, never let through. A job's life does not
+depend on its watchers: a receiver raising in the run's thread would
+otherwise leave the job ``running`` for good, and one raising at
+acceptance would answer ``500`` for a job already queued.
+"""
 from __future__ import annotations
 
-from blinker import Namespace
+import logging
+import typing as t
+
+from blinker import NamedSignal, Namespace
+
+logger = logging.getLogger("flask_jobify")
 
 _signals = Namespace()
 
@@ -27,7 +39,25 @@ job_lost = _signals.signal("job-lost")
 webhook_delivered = _signals.signal("webhook-delivered")
 
 
+
+def send(signal: NamedSignal, sender: t.Any, **kwargs: t.Any) -> None:
+    """Call every receiver of ``signal`` for ``sender`` with ``kwargs``, each
+    on its own: one that raises is logged (logger ``flask_jobify``, with the
+    traceback) and the next ones still run. Thread-safe as blinker is."""
+    for receiver in signal.receivers_for(sender):
+        try:
+            receiver(sender, **kwargs)
+        except Exception:
+            logger.exception("A receiver of the Flask-Jobify signal %r raised; ignored",
+                             signal.name)
+
+
 __all__ = [
-    "job_accepted", "job_finished", "job_lost", "job_retried", "job_started",
+    "job_accepted", "job_finished", "job_lost", "job_retried", "job_started", "send",
+    "job_finished",
+    "job_lost",
+    "job_retried",
+    "job_started",
+    "send",
     "webhook_delivered",
 ]

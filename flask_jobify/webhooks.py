@@ -48,6 +48,7 @@ from .perprocess import PerProcess
 from .protocol import CALLBACK_HEADER  # re-exported: defined here before
 from .schemas import JobSchema
 from .signals import job_finished, webhook_delivered
+from .signals import send as send_signal
 from .stores.base import JobStore
 from .threadpool import ThreadPool
 
@@ -272,7 +273,7 @@ class WebhookDispatcher:
             status, error, retry = self._attempt(hook["url"], body, job.id, secret)
             delivered = status is not None and 200 <= status < 300
             self._record(job.id, attempts, status, error, delivered)
-            webhook_delivered.send(self.app, job=job, delivered=delivered, status=status)
+            send_signal(webhook_delivered, self.app, job=job, delivered=delivered, status=status)
             if delivered or not retry:
                 return delivered
             if attempts < self.settings.webhook_max_attempts:

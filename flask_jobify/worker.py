@@ -30,6 +30,7 @@ from .queues import Queues
 from .runner import Outcome, run_request
 from .scheduler import Scheduler
 from .signals import job_retried, job_started
+from .signals import send as send_signal
 
 __all__ = ["Worker"]
 
@@ -95,7 +96,7 @@ class Worker:
                 self.scheduler.call_at(("deadline", run.job_id), time.monotonic() + timeout,
                                        functools.partial(self.on_deadline, run.job_id,
                                                          run.attempt))
-            job_started.send(self.app, job=job)
+            send_signal(job_started, self.app, job=job)
             try:
                 outcome = run_request(
                     self.app, run.request, handle, expose_errors=self.settings.expose_errors,
@@ -173,7 +174,7 @@ class Worker:
             return True  # ended cancelled (or otherwise) by the lifecycle
         logger.info("Job %s: run %d of %d failed (%s); next run in %.1f s",
                     job.id, run.attempt, job.max_attempts, error.type, delay)
-        job_retried.send(self.app, job=waiting)
+        send_signal(job_retried, self.app, job=waiting)
         try:
             self._dispatch(run.next(), delay, saved)
         except Exception as exc:  # the broker went away between two runs
