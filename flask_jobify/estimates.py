@@ -17,7 +17,8 @@ Cost on the read path: recent durations are a per-process cache per
 operation (:data:`SAMPLES` durations), fed by the jobs this process ends
 and refreshed from the store with one bounded listing (``limit=SAMPLES``)
 at most every :data:`REFRESH_SECONDS`; a pending job's position is one
-listing bounded by :data:`QUEUE_BOUND`. Nothing scans the store.
+listing bounded by :data:`QUEUE_BOUND` (a page of ``GET /jobs`` shares its
+listings: a few per page, not one per job). Nothing scans the store.
 
 .. versionadded:: 0.2
 """
@@ -29,6 +30,8 @@ import statistics
 import threading
 import time
 import typing as t
+
+from flask import g, has_app_context
 
 from .errors import StoreError
 from .models import Job, JobStatus
@@ -43,8 +46,10 @@ if t.TYPE_CHECKING:
 SAMPLES = 20
 #: Seconds before an operation's durations are read again from the store.
 REFRESH_SECONDS = 60.0
-#: Most pending jobs counted ahead of one: past it, the position says so.
-QUEUE_BOUND = 1000
+#: Most pending jobs counted ahead of one: past it, the position says
+#: ``QUEUE_BOUND + 1``. Each count reads that many records, on every status
+#: read of a pending job: a larger bound makes polls of a long queue dear.
+QUEUE_BOUND = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,22 +151,39 @@ class Estimator:
 
     def queue_position(self, job: Job) -> int:
         """1 + the pending jobs of the app accepted before ``job`` (at
-        most :data:`QUEUE_BOUND` counted)."""
-        ahead = self._store.list(status=JobStatus.PENDING, after=(job.created_at, job.id),
-                                 limit=QUEUE_BOUND, app=self._app_name)
-        return len(ahead) + 1
+        most :data:`QUEUE_BOUND` counted).
+
+        One listing of at most :data:`QUEUE_BOUND` jobs; within one request
+        (a page of ``GET /jobs``), the next pending jobs are counted from
+        the listing already read while it reaches far enough, so a page
+        costs a few listings, not one per job."""
+        key = (job.created_at, job.id)
+        window = _request_window()
+        position = None if window is None else window.position(key)
+        if position is None:
+            limit = QUEUE_BOUND if window is None else 2 * QUEUE_BOUND
+            ahead = self._store.list(status=JobStatus.PENDING, after=key, limit=limit,
+                                     app=self._app_name)
+            window = _QueueWindow(key, [(j.created_at, j.id) for j in ahead],
+                                  complete=len(ahead) < limit)
+            _keep_window(window)
+            position = t.cast(int, window.position(key))
+        return position
 
     def of(self, job: Job) -> Estimate:
         """The estimate of ``job`` now; the last one again for the same
-        job version in this thread (a record dumps two fields from it)."""
+        ``job`` object in this thread (a record dumps two fields from it).
+        Keyed by the object, not by its id and version: a pending job keeps
+        its version while the jobs ahead of it start, so a later read of
+        it is estimated anew."""
         last = getattr(self._last, "value", None)
-        if last is not None and last[0] == (job.id, job.version):
+        if last is not None and last[0] is job:
             return t.cast(Estimate, last[1])
         try:
             estimate = self._estimate(job)
         except StoreError:  # an estimate never fails the record
             estimate = Estimate()
-        self._last.value = ((job.id, job.version), estimate)
+        self._last.value = (job, estimate)  # held: its id() is not reused
         return estimate
 
     def _estimate(self, job: Job) -> Estimate:
@@ -175,6 +197,40 @@ class Estimator:
             typical = self.typical_duration(job.operation)
             return Estimate(pending_completion(position, typical, self._slots, now), position)
         return Estimate()
+
+
+class _QueueWindow:
+    """Pending jobs of an app older than ``anchor``, newest first, as one
+    listing read them: enough to count the jobs ahead of the anchor and
+    of each listed job with at least :data:`QUEUE_BOUND` listed behind
+    it (or all of them, when the listing is ``complete``)."""
+
+    def __init__(self, anchor: tuple[float, str], older: list[tuple[float, str]], *,
+                 complete: bool) -> None:
+        self._index = {anchor: -1, **{key: i for i, key in enumerate(older)}}
+        self._count = len(older)
+        self._complete = complete
+
+    def position(self, key: tuple[float, str]) -> int | None:
+        """The queue position of the job with ``key`` (``(created_at,
+        id)``), or ``None`` when this listing cannot tell it."""
+        index = self._index.get(key)
+        if index is None:
+            return None
+        behind = self._count - index - 1  # listed jobs accepted before it
+        if behind < QUEUE_BOUND and not self._complete:
+            return None
+        return min(behind, QUEUE_BOUND) + 1
+
+
+def _request_window() -> _QueueWindow | None:
+    """The queue listing read in this app context, if any."""
+    return g.get("_jobify_queue_window") if has_app_context() else None
+
+
+def _keep_window(window: _QueueWindow) -> None:
+    if has_app_context():
+        g._jobify_queue_window = window
 
 
 def _duration(job: Job) -> float | None:

@@ -107,3 +107,58 @@ def test_estimates_unknown_without_history(app):
     assert record["estimatedCompletionAt"] is None  # no duration known yet
     listing = client.get("/jobs").get_json()["jobs"]
     assert {job["queuePosition"] for job in listing} == {1, None}
+
+
+def queue_app(store_url: str) -> Flask:
+    """One worker held by a gate: every later job stays pending."""
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE=store_url, JOBIFY_MAX_WORKERS=1, JOBIFY_MAX_QUEUED=100)
+    jobify = Jobify(app)
+    app.extensions["gate"] = gate = threading.Event()
+
+    @app.post("/work")
+    @jobify.job
+    def work() -> dict[str, int]:
+        gate.wait(10)
+        return {"ok": 1}
+
+    return app
+
+
+def test_estimates_position_read_again_in_the_same_thread_moves_up(apps):
+    """A pending job keeps its version while the jobs ahead leave: a read
+    in the same thread (one test client, one gthread thread) counts again."""
+    app = apps(queue_app)
+    apps.add(app, stop=app.extensions["gate"].set)
+    client = app.test_client()
+    urls = [client.post("/work", headers={"X-Job-Flag": "ON"}).headers["Location"]
+            for _ in range(4)]
+    wait_for(client, urls[0], "running")
+    last = client.get(urls[-1]).get_json()
+    assert last["queuePosition"] == 3
+    for url in urls[1:3]:
+        assert client.delete(url).status_code == 200
+    again = client.get(urls[-1]).get_json()
+    assert again["version"] == last["version"]
+    assert again["queuePosition"] == 1
+
+
+def test_estimates_listing_positions_match_the_status_ones(apps, monkeypatch):
+    """A page of pending jobs shares its listings of the queue, and says
+    what each job's own status says, past the bound too."""
+    from flask_jobify import estimates
+
+    monkeypatch.setattr(estimates, "QUEUE_BOUND", 4)
+    app = apps(queue_app)
+    apps.add(app, stop=app.extensions["gate"].set)
+    client = app.test_client()
+    urls = [client.post("/work", headers={"X-Job-Flag": "ON"}).headers["Location"]
+            for _ in range(16)]
+    wait_for(client, urls[0], "running")
+    own = {url.rsplit("/", 1)[-1]: client.get(url).get_json()["queuePosition"]
+           for url in urls[1:]}
+    assert sorted(own.values()) == [1, 2, 3, 4] + [5] * 11  # 5: more than 4 ahead
+    for limit in (3, 15, 20):
+        page = client.get(f"/jobs?status=pending&limit={limit}").get_json()["jobs"]
+        assert {job["id"]: job["queuePosition"] for job in page} == {
+            job["id"]: own[job["id"]] for job in page}
