@@ -46,7 +46,7 @@ from .idempotency import (
 )
 from .models import Job, JobStatus, new_job_id
 from .options import JobOptions
-from .preferences import AppliedOptions, apply_options, asked_options
+from .preferences import AppliedOptions, apply_options, asked_options, preferences_applied
 from .replay import replay_response
 from .schemas import AcceptedJobSchema
 from .serving import max_wait, wait_while_serving
@@ -196,7 +196,10 @@ def _accepted_response(
     response.headers[JOB_FLAG_HEADER] = "ON"
     response.headers[JOB_ID_HEADER] = job.id
     honoured = ["respond-async"] if trigger.via == "prefer" else []
-    honoured += applied.preferences_applied() if applied is not None else []
+    if replayed:  # the first request's job: the options it runs with
+        honoured += preferences_applied(job.meta.get("options"))
+    elif applied is not None:
+        honoured += applied.preferences_applied()
     if honoured:  # RFC 7240 section 3: exactly the preferences honoured
         response.headers["Preference-Applied"] = ", ".join(honoured)
     if replayed:
