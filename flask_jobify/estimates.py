@@ -35,12 +35,16 @@ from flask import g, has_app_context
 
 from .errors import StoreError
 from .models import Job, JobStatus
+from .rules import MAX_SECONDS
 from .signals import job_finished
 
 if t.TYPE_CHECKING:
     from flask import Flask
 
     from .stores.base import JobStore
+
+#: Seconds ahead past which an estimated end is unknown (``null``): ten years.
+HORIZON = MAX_SECONDS
 
 #: Recent durations kept per operation.
 SAMPLES = 20
@@ -74,10 +78,12 @@ def running_completion(started_at: float, percent: float | None, now: float,
     130.0
     >>> running_completion(100.0, None, 140.0, typical=30.0) is None  # overdue
     True
+    >>> running_completion(100.0, 1e-9, 110.0) is None  # past the horizon
+    True
     """
     elapsed = max(now - started_at, 0.0)
     if percent is not None and 0 < percent <= 100:
-        return started_at + elapsed * 100.0 / percent
+        return _within_horizon(started_at + elapsed * 100.0 / percent, now)
     if typical is not None and started_at + typical > now:
         return started_at + typical
     return None
@@ -98,7 +104,13 @@ def pending_completion(position: int, typical: float | None, slots: int,
     if typical is None:
         return None
     waves = (position - 1) // max(slots, 1)
-    return now + (waves + 1) * typical
+    return _within_horizon(now + (waves + 1) * typical, now)
+
+
+def _within_horizon(moment: float, now: float) -> float | None:
+    """``moment``, or ``None`` past :data:`HORIZON` from ``now`` (a percent
+    of ``1e-9`` puts the end past year 9999, which no timestamp can say)."""
+    return moment if moment - now <= HORIZON else None
 
 
 class Estimator:
@@ -242,6 +254,6 @@ def _duration(job: Job) -> float | None:
 
 
 __all__ = [
-    "QUEUE_BOUND", "REFRESH_SECONDS", "SAMPLES", "Estimate", "Estimator", "pending_completion",
-    "running_completion",
+    "HORIZON", "QUEUE_BOUND", "REFRESH_SECONDS", "SAMPLES", "Estimate", "Estimator",
+    "pending_completion", "running_completion",
 ]

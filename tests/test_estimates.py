@@ -20,6 +20,8 @@ from flask_jobify.estimates import pending_completion, running_completion
     (100.0, 0.0, 110.0, 30.0, 130.0),
     (100.0, None, 140.0, 30.0, None),     # overdue: unknown
     (100.0, None, 110.0, None, None),
+    (100.0, 1e-9, 110.0, None, None),     # 10 s for 1e-9 %: past the horizon
+    (100.0, 5e-324, 110.0, None, None),   # infinite
 ])
 def test_estimates_running_completion(started, percent, now, typical, expected):
     assert running_completion(started, percent, now, typical) == expected
@@ -32,6 +34,7 @@ def test_estimates_running_completion(started, percent, now, typical, expected):
     (9, 10.0, 4, 1030.0),
     (3, 10.0, 1, 1030.0),
     (1, None, 4, None),
+    (10**9, 1e6, 1, None),  # past the horizon
 ])
 def test_estimates_pending_completion(position, typical, slots, expected):
     assert pending_completion(position, typical, slots, 1000.0) == expected
@@ -162,3 +165,32 @@ def test_estimates_listing_positions_match_the_status_ones(apps, monkeypatch):
         page = client.get(f"/jobs?status=pending&limit={limit}").get_json()["jobs"]
         assert {job["id"]: job["queuePosition"] for job in page} == {
             job["id"]: own[job["id"]] for job in page}
+
+
+def test_estimates_far_end_is_null_not_an_error(apps):
+    """A job whose progress crawls (1e-300 %) ends past year 9999: its
+    record and the listing say null, never a 500."""
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE=apps.url)
+    jobify = Jobify(app)
+    gate = threading.Event()
+    apps.add(app, stop=gate.set)
+
+    @app.post("/crawl")
+    @jobify.job
+    def crawl() -> dict[str, int]:
+        current_job.progress(1e-300)
+        gate.wait(10)
+        return {"ok": 1}
+
+    client = app.test_client()
+    url = client.post("/crawl", headers={"X-Job-Flag": "ON"}).headers["Location"]
+    for _ in range(200):
+        r = client.get(url + "?wait=0.5")
+        assert r.status_code == 200, r.get_data(as_text=True)
+        if r.get_json()["progress"]["percent"]:
+            break
+    assert r.get_json()["estimatedCompletionAt"] is None
+    listing = client.get("/jobs")
+    assert listing.status_code == 200
+    assert listing.get_json()["jobs"][0]["estimatedCompletionAt"] is None
