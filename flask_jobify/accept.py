@@ -45,7 +45,7 @@ from .idempotency import (
 )
 from .models import Job, JobStatus, new_job_id
 from .options import JobOptions
-from .preferences import AppliedOptions, apply_options, asked_options
+from .preferences import AppliedOptions, apply_options, asked_options, preferences_applied
 from .replay import replay_response
 from .serving import max_wait, wait_while_serving
 from .signals import job_accepted
@@ -201,7 +201,10 @@ def _accepted_response(
     response_headers[JOB_FLAG_HEADER] = "ON"
     response_headers[JOB_ID_HEADER] = job.id
     honoured = ["respond-async"] if trigger.via == "prefer" else []
-    honoured += applied.preferences_applied() if applied is not None else []
+    if replayed:  # the first request's job: the options it runs with
+        honoured += preferences_applied(job.meta.get("options"))
+    elif applied is not None:
+        honoured += applied.preferences_applied()
     if honoured:  # RFC 7240 section 3: exactly the preferences honoured
         response_headers["Preference-Applied"] = ", ".join(honoured)
     if replayed:

@@ -17,7 +17,8 @@ Cost on the read path: recent durations are a per-process cache per
 operation (:data:`SAMPLES` durations), fed by the jobs this process ends
 and refreshed from the store with one bounded listing (``limit=SAMPLES``)
 at most every :data:`REFRESH_SECONDS`; a pending job's position is one
-listing bounded by :data:`QUEUE_BOUND`. Nothing scans the store.
+listing bounded by :data:`QUEUE_BOUND` (a page of ``GET /jobs`` shares its
+listings: a few per page, not one per job). Nothing scans the store.
 
 .. versionadded:: 0.2
 """
@@ -30,8 +31,11 @@ import threading
 import time
 import typing as t
 
+from flask import g, has_app_context
+
 from .errors import StoreError
 from .models import Job, JobStatus
+from .rules import MAX_SECONDS
 from .signals import job_finished
 
 if t.TYPE_CHECKING:
@@ -39,12 +43,21 @@ if t.TYPE_CHECKING:
 
     from .stores.base import JobStore
 
+#: Seconds ahead past which an estimated end is unknown (``null``): ten years.
+HORIZON = MAX_SECONDS
+
+#: Set in ``g`` by the jobs listing: its pending jobs share listings of the
+#: queue (see :meth:`Estimator.queue_position`).
+LISTING_FLAG = "_jobify_listing"
+
 #: Recent durations kept per operation.
 SAMPLES = 20
 #: Seconds before an operation's durations are read again from the store.
 REFRESH_SECONDS = 60.0
-#: Most pending jobs counted ahead of one: past it, the position says so.
-QUEUE_BOUND = 1000
+#: Most pending jobs counted ahead of one: past it, the position says
+#: ``QUEUE_BOUND + 1``. Each count reads that many records, on every status
+#: read of a pending job: a larger bound makes polls of a long queue dear.
+QUEUE_BOUND = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +82,12 @@ def running_completion(started_at: float, percent: float | None, now: float,
     130.0
     >>> running_completion(100.0, None, 140.0, typical=30.0) is None  # overdue
     True
+    >>> running_completion(100.0, 1e-9, 110.0) is None  # past the horizon
+    True
     """
     elapsed = max(now - started_at, 0.0)
     if percent is not None and 0 < percent <= 100:
-        return started_at + elapsed * 100.0 / percent
+        return _within_horizon(started_at + elapsed * 100.0 / percent, now)
     if typical is not None and started_at + typical > now:
         return started_at + typical
     return None
@@ -93,7 +108,13 @@ def pending_completion(position: int, typical: float | None, slots: int,
     if typical is None:
         return None
     waves = (position - 1) // max(slots, 1)
-    return now + (waves + 1) * typical
+    return _within_horizon(now + (waves + 1) * typical, now)
+
+
+def _within_horizon(moment: float, now: float) -> float | None:
+    """``moment``, or ``None`` past :data:`HORIZON` from ``now`` (a percent
+    of ``1e-9`` puts the end past year 9999, which no timestamp can say)."""
+    return moment if moment - now <= HORIZON else None
 
 
 class Estimator:
@@ -146,21 +167,44 @@ class Estimator:
 
     def queue_position(self, job: Job) -> int:
         """1 + the pending jobs of the app accepted before ``job`` (at
-        most :data:`QUEUE_BOUND` counted)."""
-        return 1 + self._store.count(status=JobStatus.PENDING, after=(job.created_at, job.id),
-                                     limit=QUEUE_BOUND, app=self._app_name)
+        most :data:`QUEUE_BOUND` counted).
+
+        One job's status: one bounded :meth:`JobStore.count
+        <flask_jobify.stores.base.JobStore.count>` (no record read on
+        SQLite). A page of ``GET /jobs`` (:data:`LISTING_FLAG` in ``g``):
+        one listing of the queue, reused for the next pending jobs of the
+        page while it reaches far enough, so a page costs a few listings,
+        not one count per job."""
+        key = (job.created_at, job.id)
+        window = _request_window()
+        position = None if window is None else window.position(key)
+        if position is None and not (has_app_context() and g.get(LISTING_FLAG)):
+            return 1 + self._store.count(status=JobStatus.PENDING, after=key,
+                                         limit=QUEUE_BOUND, app=self._app_name)
+        if position is None:
+            limit = QUEUE_BOUND if window is None else 2 * QUEUE_BOUND
+            ahead = self._store.list(status=JobStatus.PENDING, after=key, limit=limit,
+                                     app=self._app_name)
+            window = _QueueWindow(key, [(j.created_at, j.id) for j in ahead],
+                                  complete=len(ahead) < limit)
+            _keep_window(window)
+            position = t.cast(int, window.position(key))
+        return position
 
     def of(self, job: Job) -> Estimate:
         """The estimate of ``job`` now; the last one again for the same
-        job version in this thread (a record dumps two fields from it)."""
+        ``job`` object in this thread (a record dumps two fields from it).
+        Keyed by the object, not by its id and version: a pending job keeps
+        its version while the jobs ahead of it start, so a later read of
+        it is estimated anew."""
         last = getattr(self._last, "value", None)
-        if last is not None and last[0] == (job.id, job.version):
+        if last is not None and last[0] is job:
             return t.cast(Estimate, last[1])
         try:
             estimate = self._estimate(job)
         except StoreError:  # an estimate never fails the record
             estimate = Estimate()
-        self._last.value = ((job.id, job.version), estimate)
+        self._last.value = (job, estimate)  # held: its id() is not reused
         return estimate
 
     def _estimate(self, job: Job) -> Estimate:
@@ -176,6 +220,40 @@ class Estimator:
         return Estimate()
 
 
+class _QueueWindow:
+    """Pending jobs of an app older than ``anchor``, newest first, as one
+    listing read them: enough to count the jobs ahead of the anchor and
+    of each listed job with at least :data:`QUEUE_BOUND` listed behind
+    it (or all of them, when the listing is ``complete``)."""
+
+    def __init__(self, anchor: tuple[float, str], older: list[tuple[float, str]], *,
+                 complete: bool) -> None:
+        self._index = {anchor: -1, **{key: i for i, key in enumerate(older)}}
+        self._count = len(older)
+        self._complete = complete
+
+    def position(self, key: tuple[float, str]) -> int | None:
+        """The queue position of the job with ``key`` (``(created_at,
+        id)``), or ``None`` when this listing cannot tell it."""
+        index = self._index.get(key)
+        if index is None:
+            return None
+        behind = self._count - index - 1  # listed jobs accepted before it
+        if behind < QUEUE_BOUND and not self._complete:
+            return None
+        return min(behind, QUEUE_BOUND) + 1
+
+
+def _request_window() -> _QueueWindow | None:
+    """The queue listing read in this app context, if any."""
+    return g.get("_jobify_queue_window") if has_app_context() else None
+
+
+def _keep_window(window: _QueueWindow) -> None:
+    if has_app_context():
+        g._jobify_queue_window = window
+
+
 def _duration(job: Job) -> float | None:
     """Seconds the last run of a succeeded ``job`` took, or ``None``."""
     if job.status is not JobStatus.SUCCEEDED or job.started_at is None \
@@ -185,6 +263,6 @@ def _duration(job: Job) -> float | None:
 
 
 __all__ = [
-    "QUEUE_BOUND", "REFRESH_SECONDS", "SAMPLES", "Estimate", "Estimator", "pending_completion",
-    "running_completion",
+    "HORIZON", "LISTING_FLAG", "QUEUE_BOUND", "REFRESH_SECONDS", "SAMPLES", "Estimate", "Estimator",
+    "pending_completion", "running_completion",
 ]

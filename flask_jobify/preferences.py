@@ -23,6 +23,7 @@ else ``JOBIFY_RESULT_TTL``]. The values applied are answered in
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import typing as t
 
 from .errors import InvalidJobPreference
@@ -34,6 +35,7 @@ from .protocol import (
     parse_delta_seconds,
     parse_prefer,
 )
+from .rules import MAX_SECONDS
 
 #: Shortest time limit a client may ask for, in seconds (a shorter one is
 #: raised to it), unless the operation's own is shorter.
@@ -78,12 +80,31 @@ class AppliedOptions:
     def preferences_applied(self) -> list[str]:
         """The ``Preference-Applied`` items for the preferences honoured,
         with the values applied: ``["job-timeout=30"]``."""
-        applied = []
-        if "timeout" in self.from_client and self.timeout is not None:
-            applied.append(f"{PREFER_JOB_TIMEOUT}={self.timeout:g}")
-        if "resultTtl" in self.from_client:
-            applied.append(f"{PREFER_JOB_TTL}={self.result_ttl:g}")
-        return applied
+        return preferences_applied(self.record())
+
+
+def preferences_applied(record: t.Mapping[str, t.Any] | None) -> list[str]:
+    """The ``Preference-Applied`` items of a job's recorded ``options``
+    (:meth:`AppliedOptions.record`), with the very values applied, in plain
+    digits (``job-ttl=1234567``, ``job-timeout=2.5``; never ``1.23e+06``):
+    ``[]`` for a job whose client set none, or an older record without them.
+    """
+    if not isinstance(record, t.Mapping):
+        return []
+    from_client = record.get("fromClient") or ()
+    applied = []
+    for field, name in (("timeout", PREFER_JOB_TIMEOUT), ("resultTtl", PREFER_JOB_TTL)):
+        value = record.get(field)
+        if field in from_client and isinstance(value, (int, float)):
+            applied.append(f"{name}={_plain(value)}")
+    return applied
+
+
+def _plain(seconds: float) -> str:
+    """``seconds`` in plain decimal digits, exactly as Python reads it back."""
+    if float(seconds).is_integer():
+        return str(int(seconds))
+    return format(decimal.Decimal(repr(float(seconds))), "f")
 
 
 def asked_options(headers: t.Any) -> AskedOptions:
@@ -119,8 +140,8 @@ def apply_options(asked: AskedOptions, options: JobOptions, *,
     longest = options.timeout if options.timeout is not None else default_timeout
     keep = options.result_ttl if options.result_ttl is not None else default_result_ttl
     timeout, result_ttl, from_client = longest, keep, []
-    if asked.timeout is not None:
-        timeout = max(float(asked.timeout), MIN_TIMEOUT)
+    if asked.timeout is not None:  # ten years at most, as any option
+        timeout = min(max(float(asked.timeout), MIN_TIMEOUT), MAX_SECONDS)
         if longest is not None:
             timeout = min(timeout, longest)
         from_client.append("timeout")
@@ -140,5 +161,5 @@ def apply_options(asked: AskedOptions, options: JobOptions, *,
 
 __all__ = [
     "MIN_RESULT_TTL", "MIN_TIMEOUT", "AppliedOptions", "AskedOptions", "apply_options",
-    "asked_options",
+    "asked_options", "preferences_applied",
 ]

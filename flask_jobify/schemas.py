@@ -5,7 +5,7 @@ import re
 import typing as t
 from datetime import datetime, timezone
 
-from flask import current_app, g, has_app_context, url_for
+from flask import current_app, has_app_context, url_for
 from marshmallow import Schema, fields, validate
 
 from .cursor import MAX_CURSOR_LENGTH
@@ -14,10 +14,6 @@ from .models import Job, JobStatus
 
 STATUS_VALUES = [status.value for status in JobStatus]
 
-#: Set in ``g`` by the jobs listing: its pending jobs get no queue position
-#: (nor a completion estimate, which depends on it): one would cost a store
-#: count per job of the page. A job's own status has them.
-LISTING_FLAG = "_jobify_listing"
 #: Largest ``?version=``: versions are 64-bit signed integers in every store.
 MAX_VERSION = 2**63 - 1
 #: Longest ``?operation=`` (an endpoint name) accepted.
@@ -81,8 +77,6 @@ def _estimate_of(job: t.Any) -> Estimate:
     state = current_app.extensions.get("jobify") if has_app_context() else None
     if not isinstance(job, Job) or job.is_final or state is None:
         return Estimate()
-    if job.status is JobStatus.PENDING and g.get(LISTING_FLAG):
-        return Estimate()  # a position costs a count per job: not in listings
     return t.cast(Estimate, state.estimates.of(job))
 
 
@@ -254,7 +248,6 @@ class ListArgsSchema(Schema):
 
 
 __all__ = [
-    "LISTING_FLAG",
     "MAX_OPERATION_LENGTH",
     "MAX_VERSION",
     "STATUS_VALUES",

@@ -53,7 +53,7 @@ def send(signal: NamedSignal, sender: t.Any, **kwargs: t.Any) -> None:
 
 
 __all__ = [
-    "job_accepted", "job_finished", "job_lost", "job_retried", "job_started", "send",
+    "job_accepted",
     "job_finished",
     "job_lost",
     "job_retried",

@@ -19,10 +19,10 @@ from .errors import (
     StoreUnavailable,
     http_exception_response,
 )
+from .estimates import LISTING_FLAG
 from .models import Job, JobStatus, StoredResponse, is_valid_job_id
 from .replay import replay_response
 from .schemas import (
-    LISTING_FLAG,
     ErrorSchema,
     JobPageSchema,
     JobSchema,
@@ -181,9 +181,7 @@ def create_jobs_blueprint() -> Blueprint:
                   cursor: str | None = None) -> dict[str, t.Any]:
         """List jobs, newest first.
 
-        Only the caller's own jobs when an owner loader is set. A pending
-        job's ``queuePosition`` and ``estimatedCompletionAt`` are ``null``
-        here: its status has them.
+        Only the caller's own jobs when an owner loader is set.
         """
         setattr(g, LISTING_FLAG, True)
         jobs = _visible_jobs(

@@ -152,3 +152,68 @@ def test_client_options_huge_value_is_clamped_not_an_error(app):
         "Prefer": "respond-async, job-timeout=" + "9" * 5000})
     assert r.status_code == 202
     assert r.headers["Preference-Applied"] == "respond-async, job-timeout=100"
+
+
+@pytest.fixture
+def unbounded_app() -> t.Iterator[Flask]:
+    """No time limit anywhere, jobs kept long: a client's value is the bound."""
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE="memory://", JOBIFY_RESULT_TTL=10_000_000,
+                      SECRET_KEY="k")
+    jobify = Jobify(app)
+
+    @app.post("/free")
+    @jobify.job
+    def free() -> dict[str, int]:
+        return {"ok": 1}
+
+    @app.post("/odd")
+    @jobify.job(timeout=2.5, result_ttl=1234567.5)
+    def odd() -> dict[str, int]:
+        return {"ok": 1}
+
+    yield app
+    jobify.shutdown(app, grace=1)
+
+
+def test_client_options_huge_timeout_without_operation_limit_is_clamped(unbounded_app):
+    from flask_jobify.rules import MAX_SECONDS
+
+    r = unbounded_app.test_client().post("/free", headers={
+        "Prefer": "respond-async, job-timeout=" + "9" * 30})
+    assert r.status_code == 202, r.get_data(as_text=True)
+    assert r.headers["Preference-Applied"] == f"respond-async, job-timeout={MAX_SECONDS:.0f}"
+
+
+@pytest.mark.parametrize(("path", "prefer", "applied", "recorded"), [
+    ("/free", "job-timeout=1234567, job-ttl=7654321",
+     "respond-async, job-timeout=1234567, job-ttl=7654321", (1234567.0, 7654321.0)),
+    ("/odd", "job-timeout=60, job-ttl=99999999",
+     "respond-async, job-timeout=2.5, job-ttl=1234567.5", (2.5, 1234567.5)),
+])
+def test_client_options_applied_values_are_the_exact_seconds(unbounded_app, path, prefer,
+                                                             applied, recorded):
+    """Never 1.23457e+06: the very value applied, in plain digits."""
+    client = unbounded_app.test_client()
+    r = client.post(path, headers={"Prefer": "respond-async, " + prefer})
+    assert r.headers["Preference-Applied"] == applied
+    options = client.get(r.headers["Location"]).get_json()["options"]
+    assert (options["timeout"], options["resultTtl"]) == recorded
+
+
+def test_client_options_replayed_job_reports_what_it_runs_with(unbounded_app):
+    """A request replaying an Idempotency-Key gets the first request's job:
+    its Preference-Applied says the options that job runs with, not the
+    ones this request asked for."""
+    client = unbounded_app.test_client()
+    first = client.post("/free", headers={"Prefer": "respond-async, job-timeout=10",
+                                          "Idempotency-Key": "k1"})
+    assert first.headers["Preference-Applied"] == "respond-async, job-timeout=10"
+    again = client.post("/free", headers={"Prefer": "respond-async, job-timeout=50, job-ttl=100",
+                                          "Idempotency-Key": "k1"})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Preference-Applied"] == "respond-async, job-timeout=10"
+    options = client.get(again.headers["Location"]).get_json()["options"]
+    assert options == {"timeout": 10.0, "resultTtl": 10_000_000.0, "fromClient": ["timeout"]}
+    plain = client.post("/free", headers={"X-Job-Flag": "ON", "Idempotency-Key": "k1"})
+    assert plain.headers["Preference-Applied"] == "job-timeout=10"

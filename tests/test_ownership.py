@@ -171,8 +171,12 @@ def test_ownership_anonymous_list_is_one_store_call_on_the_ownerless_index(
     used to read pages of every job until it found them (145 s at 100,000)."""
     store = app.extensions["jobify"].store
     mine = [start(client, "/quick", {}) for _ in range(2)]
-    for _ in range(30):
-        start(client, "/quick", ALICE)
+    alices = [start(client, "/quick", ALICE) for _ in range(30)]
+    # Ended: an active job's record adds its estimate's reads (queue, durations).
+    for job_id in mine:
+        wait_final(client, job_id, {})
+    for job_id in alices:
+        wait_final(client, job_id, ALICE)
     calls: list[dict[str, t.Any]] = []
     real = store.list
 
