@@ -16,7 +16,14 @@ from flask import current_app, request
 
 from .errors import AccessDenied
 
-__all__ = ["LOCAL_ADDRESSES", "AccessCheck", "admin_allowed", "require_admin"]
+__all__ = [
+    "FORWARDING_HEADERS",
+    "LOCAL_ADDRESSES",
+    "AccessCheck",
+    "admin_allowed",
+    "is_local_request",
+    "require_admin",
+]
 
 #: Returns whether the caller of the current request may use the admin
 #: surfaces (it may be a coroutine function: Flask's ``ensure_sync`` runs it).
@@ -25,14 +32,35 @@ AccessCheck = t.Callable[[], t.Any]
 #: The addresses a debug app lets in without an access check.
 LOCAL_ADDRESSES = frozenset({"127.0.0.1", "::1"})
 
+#: Headers a proxy adds: a request that carries one was forwarded.
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+
+def is_local_request() -> bool:
+    """Whether the current request comes from this machine: its socket's
+    peer (before any ``ProxyFix``) is a loopback address and it carries none
+    of :data:`FORWARDING_HEADERS`, so neither a proxy on this machine
+    forwarding someone else nor a caller spoofing ``X-Forwarded-For`` counts
+    as local. Needs a request context.
+
+    .. versionadded:: 0.1
+    """
+    environ = request.environ
+    original = environ.get("werkzeug.proxy_fix.orig") or {}
+    peer = original.get("REMOTE_ADDR", environ.get("REMOTE_ADDR"))
+    if peer not in LOCAL_ADDRESSES:
+        return False
+    return not any(request.headers.get(name) for name in FORWARDING_HEADERS)
+
 
 def admin_allowed(check: AccessCheck | None) -> bool:
     """Whether the caller of the current request may use the admin surfaces:
     what ``check`` returns or, without one, whether the app is in debug mode
-    and the request comes from this machine. Needs a request context."""
+    and the request comes from this machine (:func:`is_local_request`).
+    Needs a request context."""
     if check is not None:
         return bool(current_app.ensure_sync(check)())
-    return bool(current_app.debug) and request.remote_addr in LOCAL_ADDRESSES
+    return bool(current_app.debug) and is_local_request()
 
 
 def require_admin(check: AccessCheck | None) -> None:
