@@ -276,3 +276,52 @@ def test_browser_dashboard_cannot_be_framed_by_another_site(
         assert len(page.frames) == 2
         loaded = page.frames[1].evaluate("() => !!document.getElementById('jobs')")
         assert not loaded, "the dashboard loaded inside another site's frame"
+
+
+_SETTLES = """async ([url, options]) => {
+  const { jobifyFetch, JobFailedError } = await import("/jobs/client.js");
+  const outcome = jobifyFetch(url, { method: "POST" }, options).then(
+    (response) => ({ resolved: response.status }),
+    (error) => ({ rejected: error.name, failed: error instanceof JobFailedError,
+                  status: error.job?.status ?? null, message: String(error.message) }));
+  const hung = new Promise((resolve) => setTimeout(() => resolve({ hung: true }), 10000));
+  return Promise.race([outcome, hung]);
+}"""
+
+
+@pytest.mark.parametrize("mode", ["html", "forbidden"])
+def test_browser_jobify_fetch_rejects_a_status_answer_it_cannot_use(
+        attack_page: t.Any, attack_url: str, mode: str) -> None:
+    # A proxy's HTML page, or a 403, where the job's record should be:
+    # jobifyFetch rejects with an error saying so, instead of never settling.
+    attack_page.goto("/jobs/ui/")
+    requests.post(f"{attack_url}/mode/{mode}", timeout=10)
+    try:
+        got = attack_page.evaluate(_SETTLES, ["/echo/x?e=boom", {"transport": "poll"}])
+    finally:
+        requests.post(f"{attack_url}/mode/normal", timeout=10)
+    assert "rejected" in got, got
+    assert got["failed"] is False and ("JSON" in got["message"] or "403" in got["message"]), got
+
+
+def test_browser_jobify_fetch_rejects_a_failed_job_and_a_throwing_callback(
+        attack_page: t.Any) -> None:
+    attack_page.goto("/jobs/ui/")
+    for transport in ("sse", "poll"):
+        failed = attack_page.evaluate(_SETTLES, ["/echo/x?e=boom", {"transport": transport}])
+        assert failed == {"rejected": "JobFailedError", "failed": True, "status": "failed",
+                          "message": failed.get("message")}, failed
+        assert "boom" in failed["message"], failed
+    thrown = attack_page.evaluate("""async () => {
+      const { jobifyFetch } = await import("/jobs/client.js");
+      const results = [];
+      for (const transport of ["sse", "poll"]) {
+        const outcome = jobifyFetch("/echo/x?e=boom", { method: "POST" }, { transport,
+          onProgress: () => { throw new TypeError("my callback broke"); } }).then(
+          () => "resolved", (error) => error.message);
+        const hung = new Promise((resolve) => setTimeout(() => resolve("hung"), 10000));
+        results.push(await Promise.race([outcome, hung]));
+      }
+      return results;
+    }""")
+    assert thrown == ["my callback broke", "my callback broke"], thrown
