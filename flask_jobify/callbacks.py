@@ -99,7 +99,9 @@ class AppCallbacks:
 
         It takes no arguments, runs in the request, and returns a truth
         value. Without one, they are open only to requests from this
-        machine to an app in debug mode; others get ``403 access_denied``.
+        machine (not forwarded by a proxy:
+        :func:`~flask_jobify.access.is_local_request`) to an app in debug
+        mode; others get ``403 access_denied``.
         They still show only the jobs the owner loader lets the caller see.
 
         .. versionadded:: 0.2
