@@ -22,10 +22,10 @@ import secrets
 import time
 import typing as t
 
-from flask import Flask, request
+from flask import Flask
 from flask_smorest import Api
 
-from flask_jobify.access import LOCAL_ADDRESSES
+from flask_jobify.access import is_local_request
 
 from . import db
 from .extensions import jobify
@@ -86,9 +86,10 @@ def _init_celery(app: Flask) -> None:
 
 @jobify.dashboard_access
 def _local_callers_only() -> bool:
-    """The demo lets callers on this machine use the dashboard. A real app
-    checks its user here (``current_user.is_admin``)."""
-    return request.remote_addr in LOCAL_ADDRESSES
+    """The demo lets callers on this machine use the dashboard (not those a
+    proxy or tunnel on this machine forwards). A real app checks its user
+    here (``current_user.is_admin``)."""
+    return is_local_request()
 
 
 def _instance_secret(app: Flask) -> str:

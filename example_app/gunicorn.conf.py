@@ -26,6 +26,16 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 accesslog = "-"
 
 
+def on_starting(server):
+    """Event streams hold a thread each and anyone may open
+    ``/jobs/events``: cap them (``JOBIFY_SSE_MAX_STREAMS``, per worker) at
+    half the worker's threads, so that idle streams never hold them all;
+    one more stream gets ``503`` and the browser client long-polls. Read in
+    the master before the workers start (``--threads`` included);
+    ``JOBIFY_SSE_MAX_STREAMS`` in the environment wins."""
+    os.environ.setdefault("JOBIFY_SSE_MAX_STREAMS", str(server.cfg.threads // 2))
+
+
 def post_worker_init(worker):
     """Each worker sweeps expired jobs, renews its leases and recovers jobs
     of dead workers from its boot, not from its first request; its stop

@@ -19,8 +19,14 @@ from flask import current_app, request
 
 from .errors import AccessCheckFailed, AccessDenied
 
-__all__ = ["FORWARDING_HEADERS", "LOCAL_ADDRESSES", "AccessCheck", "admin_allowed",
-           "require_admin"]
+__all__ = [
+    "FORWARDING_HEADERS",
+    "LOCAL_ADDRESSES",
+    "AccessCheck",
+    "admin_allowed",
+    "is_local_request",
+    "require_admin",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +36,32 @@ AccessCheck = t.Callable[[], t.Any]
 
 #: The addresses a debug app lets in without an access check.
 LOCAL_ADDRESSES = frozenset({"127.0.0.1", "::1"})
-#: Headers of a request that came through a proxy: no access check lets it in.
-FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For")
+#: Headers a proxy adds: a request that carries one was forwarded.
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+
+def is_local_request() -> bool:
+    """Whether the current request comes from this machine: its socket's
+    peer (before any ``ProxyFix``) is a loopback address and it carries none
+    of :data:`FORWARDING_HEADERS`, so neither a proxy on this machine
+    forwarding someone else nor a caller spoofing ``X-Forwarded-For`` counts
+    as local. Needs a request context.
+
+    .. versionadded:: 0.1
+    """
+    environ = request.environ
+    original = environ.get("werkzeug.proxy_fix.orig") or {}
+    peer = original.get("REMOTE_ADDR", environ.get("REMOTE_ADDR"))
+    if peer not in LOCAL_ADDRESSES:
+        return False
+    return not any(request.headers.get(name) for name in FORWARDING_HEADERS)
 
 
 def admin_allowed(check: AccessCheck | None) -> bool:
     """Whether the caller of the current request may use the admin surfaces:
     what ``check`` returns or, without one, whether the app is in debug mode
-    and the request comes from this machine, not through a proxy. Needs a
-    request context.
+    and the request comes from this machine (:func:`is_local_request`).
+    Needs a request context.
 
     :raises AccessCheckFailed: (``500``, JSON) if ``check`` raises (logged).
     """
@@ -50,8 +73,7 @@ def admin_allowed(check: AccessCheck | None) -> bool:
             raise AccessCheckFailed(
                 "The app's access check failed, so nobody is let in; the server log has"
                 " the details.") from None
-    return (bool(current_app.debug) and request.remote_addr in LOCAL_ADDRESSES
-            and not any(name in request.headers for name in FORWARDING_HEADERS))
+    return bool(current_app.debug) and is_local_request()
 
 
 def require_admin(check: AccessCheck | None) -> None:

@@ -99,9 +99,10 @@ class AppCallbacks:
 
         It takes no arguments, runs in the request, and returns a truth
         value. Without one, they are open only to requests from this
-        machine to an app in debug mode, not through a proxy; others get
-        ``403 access_denied``. If it raises, the request gets ``500
-        access_check_failed`` and the server log the exception.
+        machine (not forwarded by a proxy:
+        :func:`~flask_jobify.access.is_local_request`) to an app in debug
+        mode; others get ``403 access_denied``. If it raises, the request
+        gets ``500 access_check_failed`` and the server log the exception.
         They still show only the jobs the owner loader lets the caller see.
 
         .. versionadded:: 0.2

@@ -178,7 +178,8 @@ def _streaming(events: t.Iterator[str], on_close: t.Callable[[], None]) -> Respo
     the server closes the response, however the stream ended, even if it
     never started."""
     response = Response(stream_with_context(events), mimetype=EVENT_STREAM, headers={
-        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+        "X-Content-Type-Options": "nosniff"})
     response.call_on_close(on_close)
     return response
 
@@ -226,9 +227,13 @@ def all_events(state: JobifyState, status: JobStatus | None, operation: str | No
     """The response of ``GET {prefix}/events``: every job the caller may see
     (and that matches ``status`` and ``operation``), as it changes."""
     hub = hub_of(state)
+    owner = state.current_owner()  # before the slot: a refused caller (401) keeps none
     give_back = hub.take_slot()
-    owner = state.current_owner()
-    subscription = hub.feed.subscribe()  # before the first read: no change slips by
+    try:
+        subscription = hub.feed.subscribe()  # before the first read: no change slips by
+    except BaseException:
+        give_back()
+        raise
     keepalive, lifetime = state.settings.sse_keepalive, _lifetime(state)
 
     def close() -> None:
@@ -236,7 +241,8 @@ def all_events(state: JobifyState, status: JobStatus | None, operation: str | No
         give_back()
 
     def wanted(job: Job) -> bool:
-        return ((status is None or job.status == status)
+        # The owner filter of GET {prefix}: an owner's jobs, or those without one.
+        return (job.owner == owner and (status is None or job.status == status)
                 and (operation is None or job.operation == operation))
 
     def events() -> t.Iterator[str]:
@@ -248,24 +254,21 @@ def all_events(state: JobifyState, status: JobStatus | None, operation: str | No
         sent = {job.id for job in first}  # a job sent once is followed when it stops matching
         for job in reversed(first):
             yield format_event(_dump(job), event="job")
-        yield from _follow(state, subscription, owner, wanted, sent, began, deadline, keepalive)
+        yield from _follow(state, subscription, wanted, sent, began, deadline, keepalive)
 
     return _streaming(events(), close)
 
 
-def _follow(state: JobifyState, subscription: Subscription, owner: str | None,
+def _follow(state: JobifyState, subscription: Subscription,
             wanted: t.Callable[[Job], bool], sent: set[str], began: float,
             deadline: float, keepalive: float) -> t.Iterator[str]:
-    from .state import visible_to
-
     quiet_since = time.monotonic()
     while not _ended(state, began, deadline):
         change = subscription.get(min(STOP_CHECK_INTERVAL, keepalive))
         if subscription.overflowed:
             yield format_event({"reason": "This stream fell behind; reload."}, event="reload")
             return
-        if change is not None and visible_to(change.job, owner) and (
-                change.job.id in sent or wanted(change.job)):
+        if change is not None and (change.job.id in sent or wanted(change.job)):
             if change.deleted:
                 sent.discard(change.job.id)
                 yield format_event({"id": change.job.id}, event="deleted")

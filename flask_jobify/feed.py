@@ -148,6 +148,9 @@ class ChangeFeed:
             except StoreError as exc:  # a Redis outage: try again at the next look
                 logger.warning("Flask-Jobify change feed: the store failed: %s", exc)
                 changes = []
+            except Exception:  # any other store error: the streams must not go quiet
+                logger.exception("Flask-Jobify change feed: the store raised; trying again")
+                changes = []
             with local.lock:  # after the look: a stream that subscribed during it gets it
                 if not local.subscribers:
                     local.reader = None

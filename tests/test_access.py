@@ -52,3 +52,34 @@ def test_the_check_decides_even_after_init_app(make_app):
         with pytest.raises(AccessDenied):
             app.extensions["jobify"].require_admin()
         app.extensions["jobify"].require_admin()
+
+
+
+def create_proxied_app(store: str) -> tuple[Flask, Jobify]:
+    """A debug app with the dashboard, behind ProxyFix (one proxy trusted)."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE=store, DEBUG=True, JOBIFY_DASHBOARD=True,
+                      SECRET_KEY="access-test")
+    jobify = Jobify(app)
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    return app, jobify
+
+
+@pytest.mark.parametrize(("addr", "headers"), [
+    # a proxy on this machine (nginx, ngrok, a tunnel) forwards an outside caller
+    ("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"}),
+    ("::1", {"Forwarded": "for=203.0.113.9"}),
+    ("127.0.0.1", {"X-Real-IP": "203.0.113.9"}),
+    # an outside caller claims to be local to an app behind ProxyFix
+    ("203.0.113.9", {"X-Forwarded-For": "127.0.0.1"}),
+    ("203.0.113.9", {"X-Forwarded-For": "::1"}),
+])
+def test_without_a_check_a_forwarded_request_is_not_local(apps, addr, headers):
+    app, _ = apps(create_proxied_app)
+    client = app.test_client()
+    assert client.get("/jobs/ui/", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
+    refused = client.get("/jobs/ui/", environ_base={"REMOTE_ADDR": addr}, headers=headers)
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["code"] == "access_denied"

@@ -17,7 +17,7 @@ import typing as t
 import pytest
 import requests
 from conftest import IN_CI
-from servers import run_gunicorn
+from servers import run_gunicorn, serve_app
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONF = ROOT / "example_app" / "gunicorn.conf.py"
@@ -190,3 +190,138 @@ def test_browser_dashboard_bulk_cancels_selected_jobs(page: t.Any, demo_url: str
     for job_id in ids:
         job = _job(demo_url, job_id)
         assert job["status"] == "cancelled" or job["cancelRequested"], job
+
+
+# --- As an attacker: markup in job fields, framing, a misbehaving server ---
+
+@pytest.fixture(scope="module")
+def attack_url(tmp_path_factory) -> t.Iterator[str]:
+    from attack_app import create_app
+
+    app = create_app(f"sqlite:///{tmp_path_factory.mktemp('attack') / 'jobs.db'}")
+    try:
+        with serve_app(app) as url:
+            yield url
+    finally:
+        app.extensions["attack"]["release"].set()
+        app.extensions["jobify"].shutdown(grace=1.0)
+        app.extensions["jobify"].store.close()
+
+
+@pytest.fixture
+def attack_page(browser: t.Any, attack_url: str) -> t.Iterator[t.Any]:
+    context = browser.new_context(base_url=attack_url)
+    context.set_default_timeout(PATIENCE)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def _no_markup_ran(page: t.Any) -> None:
+    """Nothing of the payload became HTML: no script ran, no element made."""
+    assert page.evaluate("window.__xss") is None
+    made = page.evaluate("""() => document.querySelectorAll(
+        'main img, main svg:not(.chart), main script, main textarea').length""")
+    assert made == 0
+
+
+def test_browser_dashboard_shows_markup_in_job_fields_as_text(
+        attack_page: t.Any, attack_url: str) -> None:
+    from attack_app import OPERATION, PAYLOAD
+
+    page = attack_page
+    page.goto("/jobs/ui/")
+    page.wait_for_selector("#live:not(.off)")
+    quoted = requests.utils.quote(PAYLOAD, safe="")
+    failed = requests.post(f"{attack_url}/echo/{quoted}?m={quoted}&e={quoted}",
+                           headers={"X-Job-Flag": "ON"}, timeout=10).headers["X-Job-Id"]
+    held = requests.post(f"{attack_url}/echo/x?m={quoted}", headers={"X-Job-Flag": "ON"},
+                         timeout=10).headers["X-Job-Id"]
+    try:
+        for job_id in (failed, held):  # rows the live stream added (dashboard.js)
+            page.wait_for_function(f"""() => document.querySelector(
+                'tr[data-job-id="{job_id}"] [data-field=message]')?.textContent === {PAYLOAD!r}""")
+            assert page.text_content(f'tr[data-job-id="{job_id}"] td:nth-child(3)') == OPERATION
+        _no_markup_ran(page)
+        requests.post(f"{attack_url}/plant/{failed}", timeout=10)  # a webhook record
+        page.goto(f"/jobs/ui/{failed}")  # server-rendered: path, error, webhook
+        text = page.text_content("#job")
+        assert text.count(PAYLOAD) >= 4 and OPERATION in text, text
+        _no_markup_ran(page)
+        page.goto(f"/jobs/ui/{held}")
+        page.wait_for_selector("#live:not(.off)")
+        requests.post(f"{attack_url}/plant/{held}", timeout=10)  # live, on the job's page
+        page.wait_for_function(
+            "() => document.querySelector('#job [data-field=percent]').textContent === '75%'")
+        assert page.text_content("#job [data-field=message]") == PAYLOAD
+        _no_markup_ran(page)
+        page.goto("/jobs/ui/")  # server-rendered rows
+        assert PAYLOAD in page.text_content(f'tr[data-job-id="{held}"]')
+        _no_markup_ran(page)
+    finally:
+        requests.delete(f"{attack_url}/jobs/{held}", timeout=10)
+
+
+def test_browser_dashboard_cannot_be_framed_by_another_site(
+        attack_page: t.Any, attack_url: str) -> None:
+    from flask import Flask
+
+    other = Flask("other_site")
+    other.add_url_rule("/", "frame", lambda: (
+        f'<iframe id="victim" src="{attack_url}/jobs/ui/" width="800" height="600"></iframe>'))
+    with serve_app(other) as other_url:
+        page = attack_page
+        page.goto(other_url.replace("127.0.0.1", "localhost") + "/")
+        page.wait_for_load_state("load")
+        assert len(page.frames) == 2
+        loaded = page.frames[1].evaluate("() => !!document.getElementById('jobs')")
+        assert not loaded, "the dashboard loaded inside another site's frame"
+
+
+_SETTLES = """async ([url, options]) => {
+  const { jobifyFetch, JobFailedError } = await import("/jobs/client.js");
+  const outcome = jobifyFetch(url, { method: "POST" }, options).then(
+    (response) => ({ resolved: response.status }),
+    (error) => ({ rejected: error.name, failed: error instanceof JobFailedError,
+                  status: error.job?.status ?? null, message: String(error.message) }));
+  const hung = new Promise((resolve) => setTimeout(() => resolve({ hung: true }), 10000));
+  return Promise.race([outcome, hung]);
+}"""
+
+
+@pytest.mark.parametrize("mode", ["html", "forbidden"])
+def test_browser_jobify_fetch_rejects_a_status_answer_it_cannot_use(
+        attack_page: t.Any, attack_url: str, mode: str) -> None:
+    # A proxy's HTML page, or a 403, where the job's record should be:
+    # jobifyFetch rejects with an error saying so, instead of never settling.
+    attack_page.goto("/jobs/ui/")
+    requests.post(f"{attack_url}/mode/{mode}", timeout=10)
+    try:
+        got = attack_page.evaluate(_SETTLES, ["/echo/x?e=boom", {"transport": "poll"}])
+    finally:
+        requests.post(f"{attack_url}/mode/normal", timeout=10)
+    assert "rejected" in got, got
+    assert got["failed"] is False and ("JSON" in got["message"] or "403" in got["message"]), got
+
+
+def test_browser_jobify_fetch_rejects_a_failed_job_and_a_throwing_callback(
+        attack_page: t.Any) -> None:
+    attack_page.goto("/jobs/ui/")
+    for transport in ("sse", "poll"):
+        failed = attack_page.evaluate(_SETTLES, ["/echo/x?e=boom", {"transport": transport}])
+        assert failed == {"rejected": "JobFailedError", "failed": True, "status": "failed",
+                          "message": failed.get("message")}, failed
+        assert "boom" in failed["message"], failed
+    thrown = attack_page.evaluate("""async () => {
+      const { jobifyFetch } = await import("/jobs/client.js");
+      const results = [];
+      for (const transport of ["sse", "poll"]) {
+        const outcome = jobifyFetch("/echo/x?e=boom", { method: "POST" }, { transport,
+          onProgress: () => { throw new TypeError("my callback broke"); } }).then(
+          () => "resolved", (error) => error.message);
+        const hung = new Promise((resolve) => setTimeout(() => resolve("hung"), 10000));
+        results.push(await Promise.race([outcome, hung]));
+      }
+      return results;
+    }""")
+    assert thrown == ["my callback broke", "my callback broke"], thrown

@@ -193,3 +193,33 @@ def test_dashboard_reruns_a_failed_job_from_its_saved_request(tmp_path: pathlib.
     assert new is not None and new.meta["rerun_of"] == failed and new.operation == "boom"
     assert _final(client, new_id)["status"] == "failed"
     assert store.get(failed).status is JobStatus.FAILED  # type: ignore[union-attr]
+
+
+def test_dashboard_cannot_be_framed_sniffed_or_cached(tmp_path: pathlib.Path) -> None:
+    # Framed by another site, its Cancel buttons could be clicked for the
+    # admin (clickjacking); a shared cache must not keep an admin's page.
+    app, stop = make_app(tmp_path)
+    client = app.test_client()
+    job_id = _submit(client, "/hold")
+    for path in ("/jobs/ui/", f"/jobs/ui/{job_id}", "/jobs/ui/stats"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["X-Frame-Options"] == "DENY", path
+        policy = response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy, path
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path
+        assert "no-store" in response.headers["Cache-Control"], path
+        assert response.headers["Referrer-Policy"] == "same-origin", path
+    stop.set()
+
+
+def test_dashboard_next_with_control_characters_goes_to_the_table(
+        tmp_path: pathlib.Path) -> None:
+    app, stop = make_app(tmp_path)
+    client = app.test_client()
+    token = _token(client)
+    for target in ("/jobs/ui/\r\nSet-Cookie: a=b", "/jobs/ui/\n", "/jobs/ui/\x00x"):
+        response = client.post("/jobs/ui/cancel", data={"csrf_token": token, "next": target})
+        assert response.status_code == 303, (target, response.get_data(as_text=True))
+        assert response.headers["Location"] == "/jobs/ui/", target
+    stop.set()

@@ -292,3 +292,104 @@ def test_events_a_job_made_by_one_worker_reaches_the_all_stream_of_the_other(
         reader.close()
         for made_id in made:
             requests.delete(f"{url}/jobs/{made_id}", timeout=10)
+
+
+def test_events_a_refused_caller_does_not_keep_a_stream_slot(tmp_path: pathlib.Path) -> None:
+    # An owner loader that refuses anonymous callers (401) must not leak the
+    # all-jobs stream's slot: else anyone could close every stream with 503s.
+    from flask import abort, request
+
+    app = Flask(__name__)
+    app.config.update(JOBIFY_STORE=f"sqlite:///{tmp_path / 'jobs.db'}",
+                      JOBIFY_SSE_MAX_STREAMS=1, JOBIFY_SSE_MAX_SECONDS=0.2)
+    jobify = Jobify(app)
+
+    @jobify.owner_loader
+    def owner() -> str:
+        user = request.headers.get("X-User")
+        if not user:
+            abort(401)
+        return user
+
+    client = app.test_client()
+    for _ in range(3):
+        refused = client.get("/jobs/events")
+        assert refused.status_code == 401
+        assert refused.get_json()["error"]["code"] == "unauthorized"
+    served = client.get("/jobs/events", headers={"X-User": "alice"})
+    assert served.status_code == 200, served.get_data(as_text=True)
+
+
+def test_events_all_stream_of_an_owner_leaves_out_jobs_without_one(
+        tmp_path: pathlib.Path) -> None:
+    # As GET /jobs lists for alice: her jobs only, not the ownerless ones.
+    app, gates = make_app(tmp_path)
+    with serve_app(app) as url:
+        reader = _Reader(f"{url}/jobs/events", headers={"X-User": "alice"})
+        try:
+            nobodys = requests.post(f"{url}/hold", headers={"X-Job-Flag": "ON"},
+                                    timeout=10).headers["X-Job-Id"]
+            mine = requests.post(f"{url}/hold", headers={"X-Job-Flag": "ON", "X-User": "alice"},
+                                 timeout=10).headers["X-Job-Id"]
+            listed = requests.get(f"{url}/jobs", headers={"X-User": "alice"}, timeout=10).json()
+            assert [job["id"] for job in listed["jobs"]] == [mine]
+            gates["stop"].set()
+            seen = []
+            while not seen or seen[-1]["status"] != "succeeded":
+                seen.append(reader.next_event(lambda e: e.event == "job").json())
+            assert {job["id"] for job in seen} == {mine}, seen
+        finally:
+            reader.close()
+            gates["stop"].set()
+        assert nobodys != mine
+
+
+def test_events_the_feed_survives_a_store_that_raises(tmp_path: pathlib.Path) -> None:
+    # A store error that is not a StoreError (sqlite3's own, a custom
+    # store's) must not end the feed: the all-jobs streams would go quiet.
+    import sqlite3
+
+    from flask_jobify.stores.memory import MemoryStore
+
+    failing = threading.Event()
+    failed = threading.Event()
+
+    class FlakyStore(MemoryStore):
+        def list(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+            if failing.is_set() and threading.current_thread().name == "jobify-feed":
+                failed.set()
+                raise sqlite3.OperationalError("disk I/O error")
+            return super().list(*args, **kwargs)
+
+    app = Flask(__name__)
+    app.config.update(JOBIFY_SSE_KEEPALIVE=0.2, JOBIFY_SSE_FEED_INTERVAL=0.05)
+    jobify = Jobify(app, store=FlakyStore())
+
+    @app.post("/quick")
+    @jobify.job
+    def quick() -> dict[str, int]:
+        return {"done": 1}
+
+    with serve_app(app) as url:
+        reader = _Reader(f"{url}/jobs/events")
+        try:
+            failing.set()
+            assert failed.wait(10)
+            failing.clear()
+            job_id = requests.post(f"{url}/quick", headers={"X-Job-Flag": "ON"},
+                                   timeout=10).headers["X-Job-Id"]
+            event = reader.next_event(lambda e: e.event == "job" and e.json()["id"] == job_id)
+            assert event.json()["id"] == job_id
+        finally:
+            reader.close()
+
+
+def test_events_streams_say_nosniff(tmp_path: pathlib.Path) -> None:
+    app, gates = make_app(tmp_path)
+    client = app.test_client()
+    job_id = _submit(client, "/hold")
+    gates["stop"].set()
+    for url in (f"/jobs/{job_id}/events", "/jobs/client.js"):
+        response = client.get(url, buffered=False)
+        assert response.headers["X-Content-Type-Options"] == "nosniff", url
+        response.close()

@@ -148,3 +148,30 @@ def test_example_app_client_help_is_plain_text_from_anywhere(tmp_path):
     assert "python -m example_app.client long --seconds 5" in done.stdout
     assert "``" not in done.stdout and ":mod:" not in done.stdout
     assert "\n::" not in done.stdout
+
+
+def test_example_app_dashboard_refuses_what_a_local_proxy_forwards(demo_url):
+    assert requests.get(f"{demo_url}/jobs/ui/", timeout=10).status_code == 200
+    forwarded = requests.get(f"{demo_url}/jobs/ui/", timeout=10,
+                             headers={"X-Forwarded-For": "203.0.113.9"})
+    assert forwarded.status_code == 403
+    assert forwarded.json()["error"]["code"] == "access_denied"
+
+
+def test_example_app_idle_streams_leave_threads_for_other_requests(tmp_path):
+    # Anyone may open GET /jobs/events: with the cap above the worker's
+    # threads, a few idle streams held every thread and the demo hung.
+    env = {"JOBIFY_STORE": f"sqlite:///{tmp_path / 'jobs.db'}",
+           "PETS_DATABASE": str(tmp_path / "pets.db"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with run_gunicorn("example_app:create_app()", workers=1, threads=4, env=env,
+                      extra_args=["--config", str(CONF), "--chdir", str(ROOT)]) as url:
+        streams = [requests.get(f"{url}/jobs/events", stream=True, timeout=10)
+                   for _ in range(4)]
+        try:
+            codes = sorted(stream.status_code for stream in streams)
+            assert codes == [200, 200, 503, 503], codes
+            assert requests.get(f"{url}/jobs/client.js", timeout=10).status_code == 200
+        finally:
+            for stream in streams:
+                stream.close()

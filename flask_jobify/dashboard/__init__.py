@@ -37,6 +37,11 @@ if t.TYPE_CHECKING:
 PAGE_SIZE = 50
 #: Jobs one bulk cancel may name.
 MOST_CANCELLED = 200
+#: The pages' Content-Security-Policy: the package's own script, stylesheet
+#: and event streams only, and no framing (clickjacking).
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self';"
+                           " img-src 'self' data:; connect-src 'self'; object-src 'none';"
+                           " base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 def _state() -> JobifyState:
@@ -83,9 +88,11 @@ def _back(default: str) -> str:
     """``?next=`` or the form's ``next``, when it is a path of this
     dashboard (never another site: no open redirect); else ``default``."""
     target = request.form.get("next") or ""
+    if "\\" in target or any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
+        return default  # a control character would not even fit a header
     parts = urlsplit(target)
     base = url_for("jobify_ui.jobs")
-    if parts.scheme or parts.netloc or not parts.path.startswith(base) or "\\" in target:
+    if parts.scheme or parts.netloc or not parts.path.startswith(base):
         return default
     return target
 
@@ -106,6 +113,18 @@ def create_dashboard_blueprint() -> Blueprint:
         from ..views import _store_unavailable
 
         return _store_unavailable(exc)
+
+    @bp.after_request
+    def harden(response: WerkzeugResponse) -> WerkzeugResponse:
+        # An admin page: never framed (its buttons clicked for the admin by
+        # another site), only its own scripts, never kept by a shared cache.
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.endpoint != "jobify_ui.static":
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
     bp.register_error_handler(HTTPException, http_exception_response)
     bp.register_error_handler(StoreError, store_unavailable)
@@ -186,6 +205,7 @@ def create_dashboard_blueprint() -> Blueprint:
 
 
 __all__ = [
+    "CONTENT_SECURITY_POLICY",
     "MOST_CANCELLED",
     "PAGE_SIZE",
     "create_dashboard_blueprint",

@@ -18,6 +18,8 @@
 export const JOB_FLAG_HEADER = "X-Job-Flag";
 export const JOB_ID_HEADER = "X-Job-Id";
 const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
+// Client errors a long-poll asks again after (Retry-After): the others fail.
+const RETRIED = new Set([408, 425, 429]);
 
 /** A job that ended without succeeding. `job` is its last record;
  * `response` the response it left (a view's 5xx, replayed), or null. */
@@ -62,8 +64,10 @@ export async function jobifyFetch(url, init = {}, options = {}) {
   const accepted = await fetch(url, { ...init, headers, signal });
   const jobId = accepted.headers.get(JOB_ID_HEADER);
   if (accepted.status !== 202 || !jobId) return accepted; // ran at once
-  const body = await accepted.json();
-  const statusUrl = new URL(body.statusUrl || accepted.headers.get("Location"), accepted.url);
+  const body = await accepted.json().catch(() => ({})); // a proxy may rewrite it
+  const where = body.statusUrl || accepted.headers.get("Location");
+  if (!where) throw new Error(`The 202 for job ${jobId} says neither statusUrl nor Location.`);
+  const statusUrl = new URL(where, accepted.url);
   const follow = { credentials: init.credentials, signal, onProgress, wait };
   const job = await followJob(statusUrl, follow, transport);
   const result = await fetch(new URL(job.resultUrl, statusUrl), {
@@ -85,16 +89,23 @@ export function followJob(statusUrl, follow, transport = "auto") {
     let done = false;
     let stop = () => {};
     let lastVersion = -1;
-    const seen = (job) => {
-      if (done || job.version <= lastVersion) return false;
+    // Each record, in order: report it, and settle when it is final. An
+    // onProgress that throws rejects with its error (the job goes on).
+    const onJob = (job) => {
+      if (done || job.version <= lastVersion) return;
       lastVersion = job.version;
-      if (follow.onProgress) {
-        follow.onProgress({
-          percent: job.progress.percent, message: job.progress.message,
-          status: job.status, job,
-        });
+      try {
+        if (follow.onProgress) {
+          follow.onProgress({
+            percent: job.progress.percent, message: job.progress.message,
+            status: job.status, job,
+          });
+        }
+      } catch (error) {
+        fail(error);
+        return;
       }
-      return true;
+      if (FINAL.has(job.status)) finish(job);
     };
     const finish = (job) => {
       if (done) return;
@@ -117,10 +128,7 @@ export function followJob(statusUrl, follow, transport = "auto") {
     };
     if (signal) signal.addEventListener("abort", onAbort);
     const poll = () => {
-      stop = longPoll(statusUrl, follow, () => lastVersion, (job) => {
-        seen(job);
-        if (FINAL.has(job.status)) finish(job);
-      }, fail);
+      stop = longPoll(statusUrl, follow, () => lastVersion, onJob, fail);
     };
     if (transport === "poll" || typeof EventSource === "undefined") {
       poll();
@@ -131,9 +139,14 @@ export function followJob(statusUrl, follow, transport = "auto") {
     });
     stop = () => events.close();
     const onEvent = (message) => {
-      const job = JSON.parse(message.data);
-      seen(job);
-      if (FINAL.has(job.status)) finish(job);
+      let job;
+      try {
+        job = JSON.parse(message.data);
+      } catch (error) {
+        fail(new Error(`The job's event stream sent something that is not JSON: ${error}`));
+        return;
+      }
+      onJob(job);
     };
     for (const name of ["status", "progress", "final"]) events.addEventListener(name, onEvent);
     events.addEventListener("deleted", () => fail(new Error("The job was deleted.")));
@@ -180,15 +193,29 @@ function longPoll(statusUrl, follow, version, onJob, onError) {
         onError(new Error("The job is gone (expired, deleted, or not yours)."));
         return;
       }
-      if (!response.ok) {
+      if (response.status >= 400 && response.status < 500 && !RETRIED.has(response.status)) {
+        // 400, 401, 403...: asking again gets the same answer.
+        const text = await response.text().catch(() => "");
+        onError(new Error(`The job's status answered ${response.status}: ${text}`));
+        return;
+      }
+      if (!response.ok) { // 5xx, 408, 429: the server asks to come back
         const retry = Number(response.headers.get("Retry-After")) || 1;
         await new Promise((r) => setTimeout(r, retry * 1000));
         continue;
       }
       pause = 250;
-      onJob(await response.json());
+      let job;
+      try {
+        job = await response.json();
+      } catch (error) {
+        if (stopped) return;
+        onError(new Error(`The job's status at ${next} is not JSON (a proxy's page?): ${error}`));
+        return;
+      }
+      onJob(job);
     }
-  })();
+  })().catch((error) => { if (!stopped) onError(error); }); // never left pending
   return () => {
     stopped = true;
     controller.abort();
