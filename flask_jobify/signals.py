@@ -54,10 +54,5 @@ def send(signal: NamedSignal, sender: t.Any, **kwargs: t.Any) -> None:
 
 __all__ = [
     "job_accepted", "job_finished", "job_lost", "job_retried", "job_started", "send",
-    "job_finished",
-    "job_lost",
-    "job_retried",
-    "job_started",
-    "send",
     "webhook_delivered",
 ]
