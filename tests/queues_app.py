@@ -77,6 +77,19 @@ def create_app(store: str | None = None, *, lease_seconds: float | None = None,
                 break
         return {"start": start, "end": time.time(), "pid": os.getpid()}
 
+    #: What the runs of ``/overrun`` did, even past their job's end.
+    app.config["QUEUES_TEST_OVERRUNS"] = overruns = []
+
+    @app.post("/overrun")
+    @jobify.job(queue="serial", concurrency=1, timeout=0.2)
+    def overrun() -> t.Any:
+        """Times out, and goes on as a view that never looks at
+        ``current_job.cancelled`` does: its run says when it really ended."""
+        start = time.time()
+        time.sleep(min(float(request.args.get("sleep", "1.0")), 5.0))
+        overruns.append({"start": start, "end": time.time(), "pid": os.getpid()})
+        return overruns[-1]
+
     @app.post("/free")
     @jobify.job
     def free() -> t.Any:

@@ -129,6 +129,21 @@ def test_queues_a_job_in_another_queue_does_not_wait(app) -> None:
     assert client.get(f"/jobs/{holder}").get_json()["status"] == "running"
 
 
+def test_queues_a_timed_out_run_holds_its_slot_until_it_returns(app) -> None:
+    """A timed-out job ends at once, but its view goes on in its thread:
+    the next job of the queue waits until that run really returns."""
+    client = app.test_client()
+    late = submit(client, "/overrun?sleep=1.0")
+    wait_until("the job to run",
+               lambda: client.get(f"/jobs/{late}").get_json()["status"] == "running")
+    after = submit(client, "/serial?sleep=0.05")
+    assert finish(client, late)["status"] == "timed_out"
+    runs = [result(client, after)]
+    runs += wait_until("the timed-out run to return", lambda: app.config["QUEUES_TEST_OVERRUNS"])
+    assert most_at_once(runs) == 1, runs
+    assert app.extensions["jobify"].store.slot_holders("serial") == ()
+
+
 # -- options ----------------------------------------------------------------------------
 @pytest.mark.parametrize("options", [
     {"queue": "q", "concurrency": 0},

@@ -21,8 +21,10 @@ def test_slots_rules_read_the_job() -> None:
     now = 100.0
     assert holds("running", 101.0, None, now) and not holds("running", 99.0, None, now)
     assert holds("pending", None, None, now) and holds("pending", None, 101.0, now)
-    assert not holds("pending", None, 99.0, now) and not holds("succeeded", 200.0, None, now)
-    assert not holds(None, None, None, now)
+    assert not holds("pending", None, 99.0, now) and not holds("succeeded", 200.0, 99.0, now)
+    assert not holds(None, None, 99.0, now)
+    # A job that ended before its run returned (timed out): the row's bound.
+    assert holds("timed_out", None, 101.0, now) and holds(None, None, None, now)
     assert waits("pending", 101.0, None, now) and not waits("pending", 99.0, 200.0, now)
     assert waits("pending", None, 101.0, now) and not waits("pending", None, 99.0, now)
     assert not waits("running", 101.0, 101.0, now)
@@ -69,14 +71,23 @@ def test_slots_the_first_waiter_takes_a_free_slot(store: JobStore) -> None:
     assert store.slot_holders("q") == (job.id,)
 
 
-def test_slots_free_themselves_when_the_job_ends(store: JobStore) -> None:
-    first, second = make_job(store, 1.0), make_job(store, 2.0)
+def test_slots_of_an_ended_job_free_at_release_or_bound(store: JobStore) -> None:
+    """A job may end (timed out) before its run returns: its slot is held
+    until the run gives it back, or until the row's bound passes (a
+    process that died before giving it back)."""
+    first, second, third = make_job(store, 1.0), make_job(store, 2.0), make_job(store, 3.0)
     assert store.acquire_slot("q", first.id, 1, 1, until=None)
     store.update(first.id, {"status": JobStatus.RUNNING, "attempts": 1})
     assert not store.acquire_slot("q", second.id, 1, 1, until=None)
-    store.update(first.id, {"status": JobStatus.SUCCEEDED})  # no release: it ended
-    assert store.slot_holders("q") == ()
-    assert store.acquire_slot("q", second.id, 1, 1, until=None)
+    store.update(first.id, {"status": JobStatus.TIMED_OUT})  # its run goes on
+    assert store.slot_holders("q") == (first.id,)
+    assert not store.acquire_slot("q", second.id, 1, 1, until=None)
+    store.release_slot("q", first.id, 1)  # the run returned
+    assert store.acquire_slot("q", second.id, 1, 1, until=time.time() - 1)
+    store.update(second.id, {"status": JobStatus.RUNNING, "attempts": 1})
+    store.update(second.id, {"status": JobStatus.SUCCEEDED})  # no release: a crash
+    assert store.slot_holders("q") == ()  # past its bound
+    assert store.acquire_slot("q", third.id, 1, 1, until=None)
 
 
 def test_slots_free_themselves_when_the_lease_runs_out(store: JobStore) -> None:
@@ -107,6 +118,7 @@ def test_slots_a_dead_waiter_loses_its_place(store: JobStore) -> None:
     assert not store.acquire_slot("q", gone.id, 1, 1, until=None)
     assert not store.acquire_slot("q", waiting.id, 1, 1, until=None)
     store.update(holder.id, {"status": JobStatus.FAILED})
+    store.release_slot("q", holder.id, 1)
     assert not store.acquire_slot("q", waiting.id, 1, 1, until=None)
     store.update(gone.id, {"lease_until": now - 1})  # ...until its process dies
     assert store.acquire_slot("q", waiting.id, 1, 1, until=None)
@@ -178,5 +190,7 @@ def test_slots_a_holder_known_alive_keeps_its_slot_past_its_lease(store: JobStor
     assert store.acquire_slot("q", first.id, 1, 1, until=None)
     store.update(first.id, {"status": JobStatus.RUNNING, "attempts": 1, "lease_until": now - 1})
     assert not store.acquire_slot("q", second.id, 1, 1, until=None, alive=[first.id])
-    store.update(first.id, {"status": JobStatus.SUCCEEDED})
-    assert store.acquire_slot("q", second.id, 1, 1, until=None, alive=[first.id])
+    store.update(first.id, {"status": JobStatus.TIMED_OUT})  # its run still executes
+    assert not store.acquire_slot("q", second.id, 1, 1, until=None, alive=[first.id])
+    store.release_slot("q", first.id, 1)
+    assert store.acquire_slot("q", second.id, 1, 1, until=None)

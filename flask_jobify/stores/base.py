@@ -287,13 +287,15 @@ class JobStore(abc.ABC):
 
         A slot is held while its job is active and leased (see
         :func:`~flask_jobify.stores.slots.holds`): it frees itself when
-        the job ends, or when the lease of the process holding it runs out
-        (a crash); ``until`` bounds a slot whose job has no lease yet (a
-        Celery job about to start; ``None``: a store one process uses).
+        the lease of the process holding it runs out (a crash), and is
+        given back (:meth:`release_slot`) when its run returns; ``until``
+        bounds a slot whose job has no lease (a Celery job about to start,
+        a job that ended before its run returned; ``None``: a store one
+        process uses).
         A job waits in line while it is ``pending`` and leased, or, without
         a lease, for :data:`~flask_jobify.stores.slots.WAITER_TTL` seconds
         after its last try. ``alive`` names the jobs whose slot the caller's
-        process holds: they keep it while active, whatever their lease says
+        process holds: they keep it until released, whatever their job says
         (see :func:`~flask_jobify.stores.slots.grant`).
 
         :raises StoreError: if the store fails.

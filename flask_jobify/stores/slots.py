@@ -6,8 +6,10 @@ A queue has ``N`` slots. A row per job says either that the job holds a
 slot (with the run number that took it, and a bound for a job without a
 lease), or that it waits in line (until when it was last seen trying).
 Nothing renews a row: whether it still counts is read from its job's
-record (:func:`holds`, :func:`waits`), so a slot frees itself when its job
-ends, and when the lease of a process that died runs out. Rows that no
+record (:func:`holds`, :func:`waits`), so a slot frees itself when the
+lease of a process that died runs out; the run that took it gives it back
+when it returns (a job that ended before its run did, timed out, keeps its
+slot until then, or until the row's bound). Rows that no
 longer count are dropped by the next :func:`grant` that meets them.
 
 Pure functions and plain values: thread-safe. The Redis store runs the
@@ -35,10 +37,11 @@ def holds(status: str | None, lease_until: float | None, bound: float | None,
     """Whether a slot row still holds its slot: its job (``status``,
     ``lease_until``; ``None`` when the job is gone) is active, and its lease
     has not run out; without a lease, the row's own ``bound`` (``None``:
-    no bound, a store one process uses) has not passed."""
-    if status not in _ACTIVE:
-        return False
-    if lease_until is not None:
+    no bound, a store one process uses) has not passed. A row whose job
+    ended (timed out, or cancelled or deleted by someone else) while its
+    run still executes holds until that run gives it back, or at the
+    latest until its ``bound``: a timed-out view goes on until it returns."""
+    if status in _ACTIVE and lease_until is not None:
         return lease_until > now
     return bound is None or bound > now
 
@@ -89,15 +92,15 @@ def grant(job_id: str, limit: int, holders: t.Iterable[Slot], waiters: t.Iterabl
     Return the decision and the ids of the rows that no longer count
     (to drop). Reads ``waiters`` only as far as it needs. A holder among
     ``alive`` (held by the asking process, which knows it is alive) holds
-    its slot while its job is active, whatever its lease says: a process
-    that stalled past its own leases never runs two jobs of a queue of one."""
+    its slot whatever its lease and its job say (its run still executes):
+    a process that stalled past its own leases, or whose timed-out run
+    goes on, never runs two jobs of a queue of one."""
     stale: list[str] = []
     held = 0
     for slot in holders:
         if slot.job_id == job_id:
             continue
-        if holds(slot.status, slot.lease_until, slot.until, now) or (
-                slot.job_id in alive and slot.status in _ACTIVE):
+        if slot.job_id in alive or holds(slot.status, slot.lease_until, slot.until, now):
             held += 1
         else:
             stale.append(slot.job_id)

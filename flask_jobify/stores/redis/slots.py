@@ -42,9 +42,10 @@ local function lease(job)
   return job.lease_until
 end
 local function holds(job, bound)
-  if not job or (job.status ~= 'pending' and job.status ~= 'running') then return false end
-  local expiry = lease(job)
-  if expiry then return expiry > now end
+  if job and (job.status == 'pending' or job.status == 'running') then
+    local expiry = lease(job)
+    if expiry then return expiry > now end
+  end
   return bound == '' or tonumber(bound) > now
 end
 local function waits(job, seen)
@@ -73,8 +74,7 @@ local rows = redis.call('HGETALL', KEYS[1])
 for i = 1, #rows, 2 do
   local bound = string.match(rows[i + 1], '^%S+ (.*)$')
   local job = record(rows[i])
-  if holds(job, bound) or (alive[rows[i]] and job
-      and (job.status == 'pending' or job.status == 'running')) then
+  if alive[rows[i]] or holds(job, bound) then
     held = held + 1
   else
     redis.call('HDEL', KEYS[1], rows[i])
