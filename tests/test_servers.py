@@ -118,7 +118,9 @@ def test_servers_stop_mid_job_fails_it_within_the_grace(name, tmp_path):
         assert accepted.status_code == 202, accepted.text
         job_id = accepted.json()["jobId"]
         store = SQLiteStore(str(db))
-        _wait_for(lambda: store.get(job_id).status.value == "running", 10, "job running")
+        # Running, and past its first progress write: the long-poll below
+        # must wait for the stop, not return on that change.
+        _wait_for(lambda: store.get(job_id).progress.message == "sleeping", 10, "job running")
 
         long_poll: dict[str, t.Any] = {}
         poller = threading.Thread(target=_long_poll, args=(url, job_id, long_poll))
