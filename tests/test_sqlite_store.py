@@ -620,3 +620,37 @@ def test_a_duplicate_id_is_refused_by_the_single_statement_create(store) -> None
     with pytest.raises(DuplicateJobId):
         store.create(_job(id=job.id))
     store.create(_job())  # the connection is usable: no transaction left open
+
+
+def test_a_fork_while_a_thread_is_inside_sqlite_does_not_hang_the_child(store) -> None:
+    """The child drops the parent's threads' local storage at the fork; it
+    must not close their connections (a mutex held at the fork: for ever)."""
+    store.create(_job())
+    started, connection = threading.Event(), []
+
+    def slow_read() -> None:
+        db = store._connection()
+        connection.append(db)
+        started.set()
+        with pytest.raises(sqlite3.OperationalError):  # interrupted below
+            db.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                       " WHERE i < 1000000000) SELECT count(*) FROM n").fetchall()
+
+    reader = threading.Thread(target=slow_read)
+    reader.start()
+    try:
+        assert started.wait(5)
+        time.sleep(0.1)  # inside sqlite3_step, its mutex held
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        deadline = time.monotonic() + 10
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung closing its parent's connection")
+            time.sleep(0.02)
+    finally:
+        connection[0].interrupt()
+        reader.join(10)

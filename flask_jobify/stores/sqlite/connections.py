@@ -47,6 +47,8 @@ class Process:
         # handler (which sleeps 1, 2, 5 ... 100 ms between tries).
         self.writing = threading.Lock()
         self.checkpointer = checkpointer
+        #: This process's connections left in a forked child (see :class:`Connection`).
+        self.orphans: list[sqlite3.Connection] = []
 
 
 class Connection:
@@ -54,14 +56,24 @@ class Connection:
     when the thread ends and its local storage goes, never by another
     thread while its own thread may still use it. (Asking whether a
     thread is alive is no answer: at interpreter exit the main thread is
-    already marked stopped while it runs ``atexit`` handlers.)"""
+    already marked stopped while it runs ``atexit`` handlers.)
 
-    __slots__ = ("db",)
+    In a forked child, where the local storage of the parent's threads
+    goes at the fork, the connection is kept in ``orphans`` (the parent's
+    :class:`Process`, which the child keeps), never closed: its thread may
+    have held its mutex at the fork, and closing it would wait for ever."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    __slots__ = ("db", "orphans", "pid")
+
+    def __init__(self, db: sqlite3.Connection, orphans: list[sqlite3.Connection]) -> None:
         self.db = db
+        self.orphans = orphans
+        self.pid = os.getpid()
 
     def __del__(self) -> None:
+        if os.getpid() != self.pid:
+            self.orphans.append(self.db)
+            return
         # At interpreter exit: nothing to tell, and contextlib may be gone.
         try:  # noqa: SIM105
             self.db.close()
@@ -131,7 +143,7 @@ class SQLiteFile:
             db.execute("PRAGMA secure_delete = ON")
             db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             db.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
-            held = process.local.db = Connection(db)
+            held = process.local.db = Connection(db, process.orphans)
         return held.db
 
     @contextlib.contextmanager
