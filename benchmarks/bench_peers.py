@@ -12,6 +12,7 @@ on the PATH). Starts its own Redis on a free port.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -65,6 +66,19 @@ class Peer:
                 worker_cmd, env=env, cwd=HERE, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL))
         wait_for(self.url + "/nothing")
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by this peer's processes and their children."""
+        tick, total = os.sysconf("SC_CLK_TCK"), 0
+        pids = [process.pid for process in self.processes]
+        for pid in list(pids):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
+                pids += [int(child) for child in f.read().split()]
+        for pid in pids:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / tick
 
     def stop(self) -> None:
         for process in self.processes:
@@ -153,11 +167,23 @@ def round_trip(peer: Peer, how: str) -> t.Callable[[requests.Session], None]:
     return one
 
 
-def drain(peer: Peer) -> None:
+def drain(peer: Peer, settle: bool = False) -> None:
     """Wait for the jobs a flood of submissions left queued: one more job
-    run to its end (the queues are first in, first out)."""
-    if peer.peer != "plain":
-        round_trip(peer, "poll")(requests.Session())
+    run to its end (the queues are first in, first out). ``settle``: then
+    until the peer's processes have used no CPU for 0.3 s (the other
+    worker's queue, Celery's and RQ's workers)."""
+    if peer.peer == "plain":
+        return
+    round_trip(peer, "poll")(requests.Session())
+    if settle:
+        deadline = time.monotonic() + 120
+        used = peer.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            now = peer.cpu_seconds()
+            if now - used < 0.03:
+                break
+            used = now
 
 
 def measure(peer: Peer, how: str, duration: float) -> dict[str, float]:
@@ -222,10 +248,17 @@ def main() -> None:
             note("plain Flask", "py16", base_py)
             note("plain Flask", "p50", base["p50"])
             for peer in peers[1:]:
-                note(peer.name, "wrk", wrk(peer.url + "/work", d, FLAG) / base_wrk)
+                # wrk ratios are to plain Flask measured just before: the
+                # machine's load drifts within a round.
+                note(peer.name, "wrk", wrk(peer.url + "/work", d, FLAG)
+                     / wrk(plain.url + "/work", d, {}))
+                # A flood leaves jobs queued: they would run during the next figure.
+                drain(peer, settle=True)
                 if peer.peer == "jobify":
-                    note(peer.name, "wrk no header", wrk(peer.url + "/work", d, {}) / base_wrk)
+                    note(peer.name, "wrk no header", wrk(peer.url + "/work", d, {})
+                         / wrk(plain.url + "/work", d, {}))
                 note(peer.name, "py16", threaded(d, 16, submit_only(peer))["rps"] / base_py)
+                drain(peer, settle=True)
                 for how in ways[peer.peer]:
                     got = measure(peer, how, d)
                     label = f" {how}" if peer.peer == "jobify" else ""

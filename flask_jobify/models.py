@@ -11,6 +11,7 @@ import dataclasses
 import json
 import re
 import secrets
+import sys
 import time
 import typing as t
 from datetime import datetime, timezone
@@ -91,7 +92,11 @@ class StoredResponse:
         return cls(int(status), [(name, value) for name, value in head], bytes(body), reason)
 
 
-@dataclasses.dataclass
+#: Issue 20: ``__slots__`` (Python 3.10+), 56 bytes less per record held in memory.
+_SLOTS: dict[str, t.Any] = {"slots": True} if sys.version_info >= (3, 10) else {}
+
+
+@dataclasses.dataclass(**_SLOTS)
 class Job:
     """One job, as a store keeps it.
 

@@ -537,3 +537,120 @@ def test_large_file_without_auto_vacuum_is_left_with_a_warning(path, monkeypatch
         store.purge_expired()  # incremental_vacuum is a no-op on such a file
     finally:
         store.close()
+
+
+# -- issue 20: writes off SQLite's slow paths ------------------------------------------
+def _checkpointers() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate()
+            if thread.name.startswith("jobify-sqlite-checkpoint-")]
+
+
+def test_a_commit_reaches_the_file_through_the_background_checkpoint(store, path) -> None:
+    """No connection checkpoints as it commits (``wal_autocheckpoint = 0``):
+    the process's checkpointer thread copies the WAL into the file soon after."""
+    assert store._connection().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    job = _job()
+    store.create(job)
+    deadline = time.monotonic() + 10
+    while True:
+        with open(path, "rb") as file:
+            if job.id.encode() in file.read():
+                break
+        assert time.monotonic() < deadline, "the job never left the WAL"
+        time.sleep(0.02)
+    assert store.get(job.id) == job
+
+
+def test_the_checkpointer_ends_when_idle_and_when_the_store_closes(path, monkeypatch) -> None:
+    from flask_jobify.stores.sqlite import checkpoints
+
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_IDLE", 0.2)
+    store = SQLiteStore(path)
+    try:
+        store.create(_job())
+        assert _checkpointers()
+        deadline = time.monotonic() + 5
+        while _checkpointers():  # no commit for CHECKPOINT_IDLE: it ends
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        store.create(_job())  # the next commit starts it again
+        assert _checkpointers()
+    finally:
+        store.close()
+    deadline = time.monotonic() + 5
+    while _checkpointers():
+        assert time.monotonic() < deadline, "still checkpointing a closed store"
+        time.sleep(0.02)
+
+
+def test_writers_of_one_process_queue_on_its_lock_and_time_out_with_store_error(path) -> None:
+    """A thread's write waits for another thread's transaction (not in
+    SQLite's busy handler), and past ``busy_timeout`` raises StoreError."""
+    store = SQLiteStore(path, busy_timeout=0.2)
+    in_write, go_on = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._transaction():
+            in_write.set()
+            go_on.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert in_write.wait(5)
+        with pytest.raises(StoreError, match="writers"):
+            store.create(_job())
+        late = _job()
+        writer = threading.Thread(target=store.create, args=(late,))
+        writer.start()
+        go_on.set()
+        writer.join(5)
+        assert store.get(late.id) == late  # it waited its turn
+    finally:
+        go_on.set()
+        holder.join(5)
+        store.close()
+
+
+def test_a_duplicate_id_is_refused_by_the_single_statement_create(store) -> None:
+    from flask_jobify.errors import DuplicateJobId
+
+    job = _job()
+    store.create(job)
+    with pytest.raises(DuplicateJobId):
+        store.create(_job(id=job.id))
+    store.create(_job())  # the connection is usable: no transaction left open
+
+
+def test_a_fork_while_a_thread_is_inside_sqlite_does_not_hang_the_child(store) -> None:
+    """The child drops the parent's threads' local storage at the fork; it
+    must not close their connections (a mutex held at the fork: for ever)."""
+    store.create(_job())
+    started, connection = threading.Event(), []
+
+    def slow_read() -> None:
+        db = store._connection()
+        connection.append(db)
+        started.set()
+        with pytest.raises(sqlite3.OperationalError):  # interrupted below
+            db.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                       " WHERE i < 1000000000) SELECT count(*) FROM n").fetchall()
+
+    reader = threading.Thread(target=slow_read)
+    reader.start()
+    try:
+        assert started.wait(5)
+        time.sleep(0.1)  # inside sqlite3_step, its mutex held
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        deadline = time.monotonic() + 10
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung closing its parent's connection")
+            time.sleep(0.02)
+    finally:
+        connection[0].interrupt()
+        reader.join(10)

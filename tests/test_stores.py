@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 import typing as t
@@ -393,7 +394,7 @@ def test_store_renew_lease_keeps_the_version(store: JobStore) -> None:
     renewed = store.get(job.id)
     assert renewed.lease_until == until
     assert renewed.version == job.version
-    assert renewed == make_job(**{**job.__dict__, "lease_until": until})  # nothing else moved
+    assert renewed == dataclasses.replace(job, lease_until=until)  # nothing else moved
     assert store.renew_lease(job.id, 1, until + 10) is False  # a stale run
     assert store.renew_lease(job.id, 3, until + 10) is False
     assert store.get(job.id).lease_until == until

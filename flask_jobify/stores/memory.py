@@ -22,6 +22,7 @@ from .base import (
     is_expired,
     of_app,
 )
+from .compact import GIVE_BACK_AFTER, Compactor, Packed, give_back_memory
 
 #: A job's place in the listing order: ``(created_at, id)``.
 _Key = tuple[float, str]
@@ -65,7 +66,8 @@ class MemoryStore(JobStore):
         #: The waiters of each job someone waits on (the lock is held).
         self._waiters_of: dict[str, _Waiters] = {}
         self._jobs: dict[str, Job] = {}
-        self._results: dict[str, StoredResponse] = {}
+        self._results: dict[str, Packed] = {}
+        self._compact = Compactor()  # issue 20: what the records share
         self._requests: dict[str, bytes] = {}
         self._all: list[_Key] = []
         self._by_owner: dict[str | None, list[_Key]] = {}
@@ -108,7 +110,7 @@ class MemoryStore(JobStore):
         with self._lock:
             if job.id in self._jobs:
                 raise DuplicateJobId(f"A job with id {job.id!r} exists already.")
-            self._jobs[job.id] = _copy(job)
+            self._jobs[job.id] = self._compact.job(_copy(job))
             self._index(job)
 
     def get(self, job_id: str) -> Job | None:
@@ -131,11 +133,12 @@ class MemoryStore(JobStore):
                 return None
             key, owner = (job.created_at, job.id), job.owner
             apply_changes(job, changes)
+            self._compact.job(job)
             if (job.created_at, job.owner) != (key[0], owner):
                 self._unindex(key, owner)
                 self._index(job)
             if result is not None:
-                self._results[job_id] = result
+                self._results[job_id] = self._compact.pack(result)
             if job.is_final and self.forgets_request(job):
                 self._requests.pop(job_id, None)
             self._wake(job_id)
@@ -178,9 +181,8 @@ class MemoryStore(JobStore):
 
     def get_result(self, job_id: str) -> StoredResponse | None:
         with self._lock:
-            if self._live(job_id) is None:
-                return None
-            return self._results.get(job_id)
+            packed = self._results.get(job_id) if self._live(job_id) is not None else None
+        return None if packed is None else Compactor.unpack(packed)
 
     def delete(self, job_id: str) -> bool:
         with self._lock:
@@ -261,7 +263,12 @@ class MemoryStore(JobStore):
                     if (kept := [key for key in keys if key[1] in self._jobs])}
                 for job_id in expired:
                     self._wake(job_id)
-            return len(expired)
+            if len(expired) >= GIVE_BACK_AFTER:  # dicts never shrink: copy them
+                self._jobs, self._results = dict(self._jobs), dict(self._results)
+                self._requests = dict(self._requests)
+        if len(expired) >= GIVE_BACK_AFTER:
+            give_back_memory()
+        return len(expired)
 
     # -- execution queues (see flask_jobify.stores.slots) --------------------------
     def acquire_slot(

@@ -16,6 +16,7 @@ import threading
 import typing as t
 
 from ...errors import StoreClosed, StoreError
+from .checkpoints import Checkpointer
 
 logger = logging.getLogger("flask_jobify")
 
@@ -37,11 +38,17 @@ CHECKPOINT_PATIENCE = 0.25
 class Process:
     """What one process owns of a store: a forked child gets its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkpointer: Checkpointer) -> None:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.generation = 0  # counts changes made here, so no wake-up is missed
         self.local = threading.local()
+        # Issue 20: this process's writers queue here, not in SQLite's busy
+        # handler (which sleeps 1, 2, 5 ... 100 ms between tries).
+        self.writing = threading.Lock()
+        self.checkpointer = checkpointer
+        #: This process's connections left in a forked child (see :class:`Connection`).
+        self.orphans: list[sqlite3.Connection] = []
 
 
 class Connection:
@@ -49,14 +56,24 @@ class Connection:
     when the thread ends and its local storage goes, never by another
     thread while its own thread may still use it. (Asking whether a
     thread is alive is no answer: at interpreter exit the main thread is
-    already marked stopped while it runs ``atexit`` handlers.)"""
+    already marked stopped while it runs ``atexit`` handlers.)
 
-    __slots__ = ("db",)
+    In a forked child, where the local storage of the parent's threads
+    goes at the fork, the connection is kept in ``orphans`` (the parent's
+    :class:`Process`, which the child keeps), never closed: its thread may
+    have held its mutex at the fork, and closing it would wait for ever."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    __slots__ = ("db", "orphans", "pid")
+
+    def __init__(self, db: sqlite3.Connection, orphans: list[sqlite3.Connection]) -> None:
         self.db = db
+        self.orphans = orphans
+        self.pid = os.getpid()
 
     def __del__(self) -> None:
+        if os.getpid() != self.pid:
+            self.orphans.append(self.db)
+            return
         # At interpreter exit: nothing to tell, and contextlib may be gone.
         try:  # noqa: SIM105
             self.db.close()
@@ -74,9 +91,19 @@ class SQLiteFile:
     thread ends. A process forked after using the file (gunicorn
     ``--preload``) opens connections of its own and never touches its
     parent's. Every connection has ``synchronous = NORMAL``,
-    ``secure_delete = ON`` and ``journal_size_limit =``
-    :data:`WAL_SIZE_LIMIT`; a write that leaves the WAL past
-    :data:`WAL_BURST_LIMIT` checkpoints it.
+    ``secure_delete = ON``, ``journal_size_limit =`` :data:`WAL_SIZE_LIMIT`
+    and ``wal_autocheckpoint = 0``: each process's
+    :class:`~flask_jobify.stores.sqlite.checkpoints.Checkpointer` thread
+    copies the WAL into the file soon after a commit, and checkpoints a WAL
+    past :data:`WAL_BURST_LIMIT` with truncation. The threads of a process
+    take turns to write on a lock of the process (waiting at most
+    ``busy_timeout``), so that only writers of different processes meet
+    in SQLite's busy handler, which sleeps up to 100 ms between two tries.
+
+    ``synchronous = NORMAL`` in WAL mode: a commit does not wait for
+    ``fsync``; the WAL is synced at each checkpoint. A power cut may lose
+    the last commits before it, never corrupts the file; a process that
+    dies loses nothing committed.
 
     :param path: the database file, absolute.
     :param busy_timeout: seconds a write waits for another writer's lock
@@ -97,7 +124,8 @@ class SQLiteFile:
             # setdefault is atomic: threads racing here share one state. The
             # parent's state stays referenced, so its connections are never
             # closed (nor garbage-collected) in the child.
-            process = self._processes.setdefault(pid, Process())
+            process = self._processes.setdefault(pid, Process(Checkpointer(
+                self, SQLiteFile._passive_checkpoint, f"jobify-sqlite-checkpoint-{pid}")))
         return process
 
     def _connection(self) -> sqlite3.Connection:
@@ -114,7 +142,8 @@ class SQLiteFile:
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA secure_delete = ON")
             db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
-            held = process.local.db = Connection(db)
+            db.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
+            held = process.local.db = Connection(db, process.orphans)
         return held.db
 
     @contextlib.contextmanager
@@ -125,11 +154,25 @@ class SQLiteFile:
             raise StoreError(f"SQLite job store {self.path}: {exc}") from exc
 
     @contextlib.contextmanager
+    def _writing(self) -> t.Iterator[sqlite3.Connection]:
+        """This thread's connection, with this process's write lock held
+        (see :class:`Process`); the :class:`Checkpointer` is told after."""
+        process = self._process()
+        if not process.writing.acquire(timeout=self.busy_timeout):
+            raise StoreError(f"SQLite job store {self.path}: this process's other writers"
+                             f" held it for more than {self.busy_timeout} s.")
+        try:
+            with self._errors():
+                yield self._connection()
+        finally:
+            process.writing.release()
+        process.checkpointer.committed()
+
+    @contextlib.contextmanager
     def _transaction(self) -> t.Iterator[sqlite3.Connection]:
         """A write transaction, atomic across processes: ``BEGIN IMMEDIATE``
         takes the write lock before the first read."""
-        with self._errors():
-            db = self._connection()
+        with self._writing() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -137,10 +180,18 @@ class SQLiteFile:
             finally:
                 if db.in_transaction:  # an exception, or COMMIT failed
                     db.execute("ROLLBACK")
-        self._bound_wal()
+
+    def _write_one(self, sql: str, *params: t.Any) -> int:
+        """One statement, a transaction of its own (SQLite's autocommit):
+        three calls into SQLite fewer than :meth:`_transaction`. Return the
+        rows it changed."""
+        with self._writing() as db:
+            return int(db.execute(sql, params).rowcount)
 
     def _bound_wal(self) -> None:
-        """Checkpoint a WAL past :data:`WAL_BURST_LIMIT`; a ``stat`` otherwise."""
+        """Checkpoint a WAL past :data:`WAL_BURST_LIMIT`; a ``stat`` otherwise
+        (after a checkpoint of the :class:`Checkpointer`, between two steps
+        of a vacuum)."""
         with contextlib.suppress(OSError):
             if os.path.getsize(self._wal) > WAL_BURST_LIMIT:
                 self._checkpoint()
@@ -171,6 +222,13 @@ class SQLiteFile:
             return False
         return not busy
 
+    def _passive_checkpoint(self) -> None:
+        """Copy what the WAL holds into the file as far as no reader needs
+        it, without the write lock (the :class:`Checkpointer`'s call)."""
+        with contextlib.suppress(sqlite3.Error, StoreClosed):
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._bound_wal()
+
     def _vacuum(self) -> None:
         """Give the file's free pages back to the file system,
         :data:`VACUUM_STEP` pages per transaction: each freed page goes
@@ -200,6 +258,8 @@ class SQLiteFile:
         the process). A parent's connections stay open in a forked child."""
         self._closed = True
         process = self._processes.get(os.getpid())
+        if process is not None:
+            process.checkpointer.close()
         held: Connection | None = getattr(process.local, "db", None) if process else None
         if process is not None and held is not None:
             del process.local.db

@@ -84,7 +84,8 @@ class SQLiteStore(SQLiteSlots, JobStore):
     What stays on disk: the file uses ``auto_vacuum = INCREMENTAL`` and
     every connection ``secure_delete = ON`` (deleted rows are overwritten
     with zeros) and ``journal_size_limit =`` :data:`WAL_SIZE_LIMIT`; a
-    write that leaves the WAL past :data:`WAL_BURST_LIMIT` checkpoints it.
+    thread of each process checkpoints the WAL soon after its commits (not
+    the committing request), truncating it once past :data:`WAL_BURST_LIMIT`.
     :meth:`purge_expired` (the sweep) returns the pages it freed to the
     file system (``PRAGMA incremental_vacuum``) and checkpoints the WAL
     into the file, truncating it to nothing (``wal_checkpoint(TRUNCATE)``).
@@ -133,11 +134,13 @@ class SQLiteStore(SQLiteSlots, JobStore):
 
     # -- the contract --------------------------------------------------------------
     def create(self, job: Job) -> None:
-        with self._transaction() as db:
-            try:
-                db.execute(_INSERT, _row(job))
-            except sqlite3.IntegrityError:
+        """One ``INSERT``, its own transaction."""
+        try:
+            self._write_one(_INSERT, *_row(job))
+        except StoreError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
                 raise DuplicateJobId(f"A job with id {job.id!r} exists already.") from None
+            raise
 
     def create_once(self, job: Job) -> Job | None:
         """One transaction: return the live job holding the id, or replace an
