@@ -285,3 +285,15 @@ def test_architecture_all_lists_every_public_name() -> None:
         elif not problem and module in INCOMPLETE_ALL:
             wrong[module] = "complete now: remove it from INCOMPLETE_ALL"
     assert not wrong, wrong
+
+
+def test_architecture_the_package_exports_every_exception() -> None:
+    """An app catches what Flask-Jobify raises by its top-level name."""
+    import flask_jobify
+    from flask_jobify import errors
+
+    raised = {name for name in errors.__all__
+              if isinstance(getattr(errors, name), type)
+              and issubclass(getattr(errors, name), BaseException)}
+    assert raised - set(flask_jobify.__all__) == set()
+    assert all(getattr(flask_jobify, name) is getattr(errors, name) for name in raised)
