@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 
 from flask import Response, current_app, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -47,7 +46,7 @@ from .models import Job, JobStatus, new_job_id
 from .options import JobOptions
 from .preferences import AppliedOptions, apply_options, asked_options, preferences_applied
 from .replay import replay_response
-from .serving import max_wait, wait_while_serving
+from .serving import max_wait, wait_until_final
 from .signals import job_accepted
 from .signals import send as send_signal
 from .state import JobifyState
@@ -101,8 +100,9 @@ def accept(state: JobifyState, trigger: JobTrigger, options: JobOptions) -> Werk
         send_signal(job_accepted, current_app._get_current_object(), job=job)  # type: ignore[attr-defined]
     longest, capped = max_wait(state, request.environ)
     if trigger.wait and longest > 0:
-        finished = _wait_until_final(state, job, min(trigger.wait, longest))
-        stored = state.store.get_result(job.id) if finished else None
+        current = wait_until_final(state, functools.partial(state.store.wait, job.id), job,
+                                   min(trigger.wait, longest))
+        stored = state.store.get_result(job.id) if current and current.is_final else None
         if stored is not None:
             return replay_response(stored, request.environ,
                                    response_class=current_app.response_class,
@@ -163,20 +163,6 @@ def _store_and_dispatch(
     if outcome is None:
         raise QueueFull(headers=retry_after)
     return outcome
-
-
-def _wait_until_final(state: JobifyState, job: Job, seconds: float) -> bool:
-    """Wait up to ``seconds`` for ``job`` to end; ``False`` at once when
-    the process stops meanwhile."""
-    deadline = time.monotonic() + seconds
-    current: Job | None = job
-    while current is not None and not current.is_final:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or state.stopping:
-            return False
-        current = wait_while_serving(
-            state, functools.partial(state.store.wait, job.id), current, remaining)
-    return current is not None
 
 
 def _accepted_response(

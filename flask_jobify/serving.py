@@ -203,6 +203,26 @@ def wait_while_serving(
             return current
 
 
+def wait_until_final(
+    state: Serving, wait_for_change: WaitForChange, job: Job, seconds: float
+) -> Job | None:
+    """Wait up to ``seconds`` for ``job`` to end, change after change, as
+    :func:`wait_while_serving` waits for one: at once when the process
+    stops or ends its long-polls. Return the job as it is then (final or
+    not), ``None`` if it is gone."""
+    deadline = time.monotonic() + seconds
+    current: Job | None = job
+    while current is not None and not current.is_final:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or state.stopping:
+            break
+        changed = wait_while_serving(state, wait_for_change, current, remaining)
+        if changed is not None and changed.version == current.version:
+            break  # the wait ran out, or the process ended its long-polls
+        current = changed
+    return current
+
+
 def shutdown_at_exit(state: Serving) -> None:
     """Wind ``state`` down at interpreter exit, and at uWSGI's worker
     exit (``uwsgi.atexit``), without keeping it alive."""
@@ -227,5 +247,6 @@ __all__ = [
     "on_stop_signals",
     "serves_one_at_a_time",
     "shutdown_at_exit",
+    "wait_until_final",
     "wait_while_serving",
 ]

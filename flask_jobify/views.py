@@ -1,7 +1,6 @@
 """The jobs blueprint: status, long-poll, result, cancel and list."""
 from __future__ import annotations
 
-import time
 import typing as t
 
 from flask import Response, current_app, g, request, url_for
@@ -30,7 +29,7 @@ from .schemas import (
     ResultArgsSchema,
     WaitArgsSchema,
 )
-from .serving import max_wait, wait_while_serving
+from .serving import max_wait, wait_until_final, wait_while_serving
 from .stores.base import NO_OWNER
 from .trigger import JOB_ID_HEADER, MAX_WAIT_HEADER
 
@@ -146,18 +145,11 @@ def _await_end(
     """
     longest, capped = max_wait(state, request.environ)
     capped = capped and wait > longest
-    deadline = time.monotonic() + min(wait, longest)
     # Watched before the read: no change between the read and the wait slips by.
     with state.store.watching(job.id) as wait_for_change:
         current = state.store.get(job.id)
-        while current is not None and not current.is_final:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or state.stopping:
-                break
-            changed = wait_while_serving(state, wait_for_change, current, remaining)
-            if changed is not None and changed.version == current.version:
-                break  # the wait ran out, or the process ends its long-polls
-            current = changed
+        if current is not None:
+            current = wait_until_final(state, wait_for_change, current, min(wait, longest))
     if current is None:
         raise JobNotFound()
     stored = state.store.get_result(current.id) if current.is_final else None
